@@ -1,0 +1,166 @@
+"""The tracking pipeline: stack -> x, y, z and radial profiles."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from magtrack_dask._backend import array_module
+from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_stack
+from magtrack_dask.core.profiles import fft_profile_with_center, radial_profile
+from magtrack_dask.core.xy import auto_conv, auto_conv_multiline_sub_pixel, center_of_mass
+from magtrack_dask.core.z import check_zlut, lookup_z
+
+__all__ = ["stack_to_xyzp", "stack_to_xyzp_advanced", "as_float_stack"]
+
+# The seed of the pipeline: |pixel - median| makes the bead's rings, not the
+# bright background, carry the mass. The reference pipeline uses it too.
+_SEED_BACKGROUND = "median"
+
+_STAGE_KEYS = {
+    "center_of_mass": dict,
+    "auto_conv": dict,
+    "n auto_conv_multiline_sub_pixel": int,
+    "auto_conv_multiline_sub_pixel": dict,
+    "use fft_profile": bool,
+    "fft_profile": dict,
+    "radial_profile": dict,
+    "lookup_z": dict,
+}
+
+
+def as_float_stack(stack):
+    """Validate a pipeline input and return it as float32/float64.
+
+    uint8 and uint16 camera data are converted to float64 (exactly); float
+    stacks are returned as they are, without a copy.
+    """
+    dtype = np.dtype(getattr(stack, "dtype", None))
+    if dtype in CAMERA_DTYPES:
+        stack = stack.astype(np.float64)
+    elif dtype not in FLOAT_DTYPES:
+        raise TypeError(f"stack must be float32, float64, uint8 or uint16, got {dtype}")
+    check_stack(stack)
+    if stack.shape[2] == 0:
+        raise ValueError("stack has no images: shape (n_pixels, n_pixels, 0)")
+    return stack
+
+
+def _run(stack, zlut, *, com=None, conv=None, n_refine=5, refine=None, use_fft=False, fft=None, radial=None, lut=None):
+    xp = array_module(stack)
+    stack = as_float_stack(stack)
+    if zlut is not None:
+        zlut = xp.asarray(zlut)
+        check_zlut(zlut)  # fail before the work, not after it
+    x, y = center_of_mass(stack, **({"background": _SEED_BACKGROUND} | (com or {})))
+    x, y = auto_conv(stack, x, y, **(conv or {}))
+    for _ in range(n_refine):
+        x, y = auto_conv_multiline_sub_pixel(stack, x, y, **(refine or {}))
+    if use_fft:
+        # Weighting happens in place: never on the caller's array.
+        profiles = fft_profile_with_center(stack.copy(), x, y, **(fft or {}))
+    else:
+        profiles = radial_profile(stack, x, y, **(radial or {}))
+    if zlut is None:
+        z = xp.full(x.shape, np.nan)
+    else:
+        z = lookup_z(profiles, zlut, **(lut or {}))
+    return x, y, z, profiles
+
+
+def stack_to_xyzp(stack, zlut=None):
+    """x, y, z and radial profiles of every image of a stack.
+
+    Centre of mass (``background='median'``) seeds :func:`auto_conv`, five
+    rounds of :func:`auto_conv_multiline_sub_pixel` refine x and y,
+    :func:`radial_profile` gives the profiles, and :func:`lookup_z` matches them
+    against ``zlut`` when one is given.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) array
+        Square images: float32, float64, or uint8/uint16 camera counts
+        (converted to float64). NumPy or CuPy.
+    zlut : (1 + n_bins, n_ref) array, optional
+        Z look-up table (see :func:`lookup_z`), ``n_bins = n_pixels // 2``.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+        Centres in pixels; NaN where the bead was not found.
+    z : (n_images,) float64 array
+        In the units of ``zlut[0]``; NaN without a LUT or where the match lies
+        at the LUT's ends.
+    profiles : (n_bins, n_images) array
+        Radial profiles, float32 for float32 stacks, else float64.
+
+    Raises
+    ------
+    ValueError
+        When ``zlut`` does not have ``1 + n_pixels // 2`` rows (the reference
+        warns and returns NaN instead), or on malformed input.
+    """
+    return _run(stack, zlut)
+
+
+def stack_to_xyzp_advanced(stack, zlut=None, **kwargs):
+    """:func:`stack_to_xyzp` with options for every stage.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) array
+        As :func:`stack_to_xyzp`; never modified.
+    zlut : (1 + n_bins, n_ref) array, optional
+        As :func:`stack_to_xyzp`; ``n_bins`` follows the profile options.
+    **kwargs
+        Stage options, under these exact keys:
+
+        ``"center_of_mass"`` : dict
+            For :func:`center_of_mass`; ``background`` defaults to ``'median'``.
+        ``"auto_conv"`` : dict
+            For :func:`auto_conv`.
+        ``"n auto_conv_multiline_sub_pixel"`` : int
+            Refinement rounds, default 5.
+        ``"auto_conv_multiline_sub_pixel"`` : dict
+            For :func:`auto_conv_multiline_sub_pixel`.
+        ``"use fft_profile"`` : bool
+            Profiles from :func:`fft_profile_with_center` instead of
+            :func:`radial_profile`. Default False.
+        ``"fft_profile"`` : dict
+            For :func:`fft_profile_with_center`.
+        ``"radial_profile"`` : dict
+            For :func:`radial_profile`.
+        ``"lookup_z"`` : dict
+            For :func:`lookup_z`.
+
+    Returns
+    -------
+    x, y, z, profiles
+        As :func:`stack_to_xyzp`, on the input's device.
+
+    Raises
+    ------
+    ValueError
+        For an unknown key (so that a typo does not silently fall back to a
+        default) or a value of the wrong type.
+    """
+    for key, value in kwargs.items():
+        expected = _STAGE_KEYS.get(key)
+        if expected is None:
+            raise ValueError(f"unknown stage option {key!r}; expected one of {sorted(_STAGE_KEYS)}")
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"stage option {key!r} must be a {expected.__name__}, got {value!r}")
+    n_refine = kwargs.get("n auto_conv_multiline_sub_pixel", 5)
+    if n_refine < 0:
+        raise ValueError(f"stage option 'n auto_conv_multiline_sub_pixel' must be >= 0, got {n_refine}")
+    return _run(
+        stack,
+        zlut,
+        com=kwargs.get("center_of_mass"),
+        conv=kwargs.get("auto_conv"),
+        n_refine=n_refine,
+        refine=kwargs.get("auto_conv_multiline_sub_pixel"),
+        use_fft=kwargs.get("use fft_profile", False),
+        fft=kwargs.get("fft_profile"),
+        radial=kwargs.get("radial_profile"),
+        lut=kwargs.get("lookup_z"),
+    )

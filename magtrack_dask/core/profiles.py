@@ -1,0 +1,179 @@
+"""Radial profiles: real-space about a centre, and of the Fourier magnitude.
+
+Profiles keep the stack's float type (float32 in, float32 out); binning
+accumulates in float64.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from magtrack_dask._backend import array_module
+from magtrack_dask.core._checks import (
+    check_centres,
+    check_positive_int,
+    check_stack,
+    pixel_index,
+    quiet,
+)
+from magtrack_dask.core.helpers import gaussian_2d
+from magtrack_dask.core.xy import frame_batches
+
+__all__ = ["radial_profile", "fft_profile", "fft_profile_with_center"]
+
+
+def radial_profile(stack, x, y, oversample=1):
+    """Mean intensity in rings about each image's centre.
+
+    Each pixel goes to bin ``round(oversample * distance)`` (half to even);
+    pixels beyond the last bin are ignored.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x, y : (n_images,) float arrays
+        Centres in pixels.
+    oversample : int, optional
+        Bins per pixel of radius, >= 1. Default 1.
+
+    Returns
+    -------
+    profiles : (n_bins, n_images) array, ``n_bins = (n_pixels // 2) * oversample``
+        Same float type as ``stack``; NaN for empty bins and for images whose
+        centre is NaN or outside the frame.
+    """
+    xp = array_module(stack)
+    check_stack(stack)
+    oversample = check_positive_int(oversample, "oversample")
+    width, n_images = stack.shape[0], stack.shape[2]
+    x, y = check_centres(xp, n_images, x=x, y=y)
+    valid = pixel_index(xp, x, width)[1] & pixel_index(xp, y, width)[1]
+    x = xp.where(valid, x, 0.0)
+    y = xp.where(valid, y, 0.0)
+    n_bins = (width // 2) * oversample
+    stride = n_bins + 1  # the extra bin collects everything too far out
+    grid = xp.arange(width, dtype=np.float64)
+    profiles = xp.empty((n_bins, n_images), dtype=stack.dtype)
+    for part in frame_batches(xp, n_images, stack[:, :, 0].nbytes * 2):
+        n_part = part.stop - part.start
+        dx2 = (grid[:, None] - x[None, part]) ** 2
+        dy2 = (grid[:, None] - y[None, part]) ** 2
+        # Bin index computed in place on one (n, n, batch) float64 temporary.
+        index = dy2[:, None, :] + dx2[None, :, :]
+        xp.sqrt(index, out=index)
+        if oversample != 1:
+            index *= oversample
+        xp.rint(index, out=index)
+        xp.minimum(index, n_bins, out=index)
+        index += xp.arange(n_part, dtype=np.float64) * stride
+        index = index.astype(np.intp).ravel()
+        weights = stack[:, :, part].astype(np.float64).ravel()
+        sums = xp.bincount(index, weights=weights, minlength=n_part * stride)
+        counts = xp.bincount(index, minlength=n_part * stride)
+        with quiet(xp):
+            means = sums.reshape(n_part, stride) / counts.reshape(n_part, stride)
+        profiles[:, part] = means[:, :n_bins].T
+    profiles[:, ~valid] = np.nan
+    return profiles
+
+
+def _fourier_ring_matrix(xp, width: int, oversample: int, rmin: float, rmax: float):
+    """Averaging matrix from the un-shifted ``rfft2`` grid to radial bins.
+
+    Row ``k`` averages the magnitudes whose frequency radius, in units of
+    ``1 / (oversample * width)``, rounds to ``k``, for the bins selected by
+    ``rmin`` and ``rmax`` (fractions of ``width / 2``). Empty bins give NaN.
+    """
+    centre = width // 2
+    n_bins = int(round(centre * rmax * oversample))
+    n_start = int(round(centre * rmin * oversample))
+    fy = np.fft.fftfreq(width, 1.0 / width)  # signed integer frequencies of the rows
+    fx = np.arange(width // 2 + 1)
+    radius = np.rint(np.hypot(fx[None, :], fy[:, None]) * oversample).ravel()
+    keep = radius < n_bins
+    bins = radius[keep].astype(np.intp)
+    matrix = np.zeros((max(n_bins, 0), radius.size))
+    matrix[bins, np.flatnonzero(keep)] = 1.0
+    counts = matrix.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        matrix = matrix / counts
+    empty = counts[:, 0] == 0
+    return xp.asarray(matrix[n_start:]), xp.asarray(empty[n_start:])
+
+
+def _fourier_profile(xp, stack, oversample, rmin, rmax):
+    oversample = check_positive_int(oversample, "oversample")
+    if not (0.0 <= rmin <= rmax):
+        raise ValueError(f"rmin and rmax must satisfy 0 <= rmin <= rmax, got rmin={rmin!r}, rmax={rmax!r}")
+    width, n_images = stack.shape[0], stack.shape[2]
+    matrix, empty = _fourier_ring_matrix(xp, width, oversample, rmin, rmax)
+    magnitude = xp.abs(xp.fft.rfft2(stack, axes=(0, 1))).reshape(-1, n_images)
+    profile = (matrix @ magnitude).astype(stack.dtype, copy=False)
+    profile[empty] = np.nan
+    return profile
+
+
+def fft_profile(stack, oversample=4, rmin=0.0, rmax=0.5):
+    """Radial profile of each image's Fourier magnitude.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+        Square images of even width.
+    oversample : int, optional
+        Bins per frequency step ``1 / n_pixels``, >= 1. Default 4.
+    rmin, rmax : float, optional
+        Radial range kept, as fractions of the Nyquist radius ``n_pixels / 2``
+        (in frequency steps of ``1 / n_pixels`` cycles per pixel). Defaults
+        0.0 and 0.5, i.e. up to a quarter of the sampling frequency.
+
+    Returns
+    -------
+    profile : (n_selected_bins, n_images) array
+        ``n_selected_bins = round(n/2 * rmax * oversample) - round(n/2 * rmin * oversample)``;
+        NaN for bins that no frequency falls into. Bin ``k`` holds the
+        frequencies of radius ``k / oversample`` steps.
+    """
+    xp = array_module(stack)
+    check_stack(stack, even=True)
+    return _fourier_profile(xp, stack, oversample, rmin, rmax)
+
+
+def fft_profile_with_center(stack, x, y, oversample=4, rmin=0.0, rmax=0.5, gaus_factor=6.0):
+    """Fourier radial profile of each image after a Gaussian window at its centre.
+
+    The window, of sigma ``n_pixels / gaus_factor``, is centred at row ``y``
+    and column ``x`` (the reference swaps them) and is applied **in place**:
+    ``stack`` is modified.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+        Square images of even width; weighted in place.
+    x, y : (n_images,) float arrays
+        Window centres in pixels.
+    oversample, rmin, rmax
+        As :func:`fft_profile`.
+    gaus_factor : float, optional
+        Window sigma is ``n_pixels / gaus_factor``. Default 6.
+
+    Returns
+    -------
+    profile : (n_selected_bins, n_images) array
+        As :func:`fft_profile`; NaN for images whose centre is NaN or outside
+        the frame (those images are left unweighted).
+    """
+    xp = array_module(stack)
+    check_stack(stack, even=True)
+    width, n_images = stack.shape[0], stack.shape[2]
+    x, y = check_centres(xp, n_images, x=x, y=y)
+    if not gaus_factor > 0:
+        raise ValueError(f"gaus_factor must be > 0, got {gaus_factor!r}")
+    valid = pixel_index(xp, x, width)[1] & pixel_index(xp, y, width)[1]
+    grid = xp.arange(width, dtype=np.float64)
+    window = gaussian_2d(grid, grid, xp.where(valid, y, 0.0), xp.where(valid, x, 0.0), width / gaus_factor)
+    window[:, :, ~valid] = 1.0
+    stack *= window
+    profile = _fourier_profile(xp, stack, oversample, rmin, rmax)
+    profile[:, ~valid] = np.nan
+    return profile

@@ -1,0 +1,427 @@
+"""Lateral (x, y) localisation: centre of mass, auto-convolution and QI.
+
+Stacks are ``(n_pixels, n_pixels, n_images)``: axis 0 is y (rows), axis 1 is x
+(columns), pixel centres sit at integer coordinates. Positions are returned as
+float64 whatever the stack's float type. A centre estimate that is NaN or
+rounds outside the frame gives NaN for that image.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from magtrack_dask._backend import array_module
+from magtrack_dask.core._checks import (
+    check_centres,
+    check_odd_int,
+    check_stack,
+    pixel_index,
+    quiet,
+)
+from magtrack_dask.core.helpers import gaussian, parabolic_vertex
+
+__all__ = [
+    "center_of_mass",
+    "auto_conv",
+    "auto_conv_sub_pixel",
+    "auto_conv_multiline",
+    "auto_conv_multiline_sub_pixel",
+    "qi",
+    "_qi_sample_axis_profiles",
+    "_qi_quadratic_offsets",
+]
+
+# Frames per batch on the CPU: keeps the (n, n, batch) temporaries in cache.
+_CPU_BATCH_BYTES = 2**21
+
+
+def frame_batches(xp, n_images: int, frame_bytes: int):
+    """Slices of frames small enough to keep temporaries cache-resident.
+
+    On CuPy one batch holds everything: the GPU wants large launches.
+    """
+    size = n_images if xp is not np else max(1, _CPU_BATCH_BYTES // max(frame_bytes, 1))
+    return [slice(i, min(i + size, n_images)) for i in range(0, n_images, size)]
+
+
+def frame_median(xp, stack):
+    """Exact per-image median of a ``(n, n, n_images)`` stack, in its dtype.
+
+    A single-``kth`` partition of a frame-major copy is many times faster than
+    ``median`` (which partitions for two order statistics); the lower middle
+    element is then the maximum of the left part.
+    """
+    n_px = stack.shape[0] * stack.shape[1]
+    rows = xp.ascontiguousarray(stack.reshape(n_px, -1).T)
+    k = n_px // 2
+    rows.partition(k, axis=1)
+    upper = rows[:, k]
+    if n_px % 2:
+        return upper
+    return (rows[:, :k].max(axis=1) + upper) / 2
+
+
+def center_of_mass(stack, background="none"):
+    """Centre of mass of each image.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+        Square images, float32 or float64.
+    background : {'none', 'mean', 'median'}, optional
+        ``'none'`` (default) uses the raw pixels; ``'mean'`` and ``'median'``
+        use ``|pixel - per-image mean/median|``, which makes the dark and bright
+        rings of a bead count alike and removes the background's pull towards
+        the frame centre.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+        Centre in pixels (column, row); NaN where the total mass is zero.
+    """
+    xp = array_module(stack)
+    check_stack(stack)
+    if background not in ("none", "mean", "median"):
+        raise ValueError(f"background must be 'none', 'mean' or 'median', got {background!r}")
+    n_y, n_x, n_images = stack.shape
+    if background == "none":
+        col_sum = stack.sum(axis=0, dtype=np.float64)
+        row_sum = stack.sum(axis=1, dtype=np.float64)
+    else:
+        if background == "mean":
+            level = stack.mean(axis=(0, 1))
+        else:
+            level = frame_median(xp, stack)
+        col_sum = xp.empty((n_x, n_images))
+        row_sum = xp.empty((n_y, n_images))
+        for part in frame_batches(xp, n_images, stack[:, :, 0].nbytes):
+            dev = xp.abs(stack[:, :, part] - level[part])
+            col_sum[:, part] = dev.sum(axis=0, dtype=np.float64)
+            row_sum[:, part] = dev.sum(axis=1, dtype=np.float64)
+    total = col_sum.sum(axis=0)
+    total = xp.where(total == 0, np.nan, total)
+    x = (xp.arange(n_x, dtype=np.float64) @ col_sum) / total
+    y = (xp.arange(n_y, dtype=np.float64) @ row_sum) / total
+    return x, y
+
+
+# ---------------------------------------------------------------- auto-convolution
+
+
+def _line_means(xp, stack, x_idx, y_idx, half_lines: int):
+    """Mean of ``2*half_lines + 1`` columns around ``x_idx`` and rows around
+    ``y_idx`` of each image, both returned as ``(n_images, n_pixels)``.
+
+    Lines that fall outside the frame are left out of the mean (the reference
+    wraps them around to the other edge or raises IndexError).
+    """
+    width, n_images = stack.shape[0], stack.shape[2]
+    frames = xp.arange(n_images)[:, None]
+    offsets = xp.arange(-half_lines, half_lines + 1)
+    xs = x_idx[:, None] + offsets
+    ys = y_idx[:, None] + offsets
+    x_in = (xs >= 0) & (xs < width)
+    y_in = (ys >= 0) & (ys < width)
+    frame_major = xp.moveaxis(stack, 2, 0)  # view: (n_images, y, x)
+    cols = frame_major[frames, :, xp.clip(xs, 0, width - 1)]  # (n_images, lines, y)
+    rows = frame_major[frames, xp.clip(ys, 0, width - 1), :]  # (n_images, lines, x)
+    if half_lines == 0:
+        return cols[:, 0].astype(np.float64), rows[:, 0].astype(np.float64)
+    if bool(x_in.all()) and bool(y_in.all()):
+        return cols.mean(axis=1, dtype=np.float64), rows.mean(axis=1, dtype=np.float64)
+    with quiet(xp):
+        cols = (cols * x_in[:, :, None]).sum(axis=1, dtype=np.float64) / x_in.sum(axis=1)[:, None]
+        rows = (rows * y_in[:, :, None]).sum(axis=1, dtype=np.float64) / y_in.sum(axis=1)[:, None]
+    return cols, rows
+
+
+def _same_autoconvolution(xp, signals):
+    """``fftconvolve(s, s, 'same')`` along the last axis, batched over the rest."""
+    n = signals.shape[-1]
+    n_fft = 2 * n
+    spectrum = xp.fft.rfft(signals, n_fft, axis=-1)
+    full = xp.fft.irfft(spectrum * spectrum, n_fft, axis=-1)
+    start = (n - 1) // 2
+    return full[..., start : start + n]
+
+
+def _autoconv_stage(stack, x_old, y_old, half_lines: int):
+    """Shared body of the auto-convolution functions.
+
+    Returns ``(col_con, row_con, valid)``, both convolutions shaped
+    ``(n_images, n_pixels)``, NaN for images whose centre estimate is invalid.
+    """
+    xp = array_module(stack)
+    check_stack(stack)
+    x_old, y_old = check_centres(xp, stack.shape[2], x_old=x_old, y_old=y_old)
+    width = stack.shape[0]
+    x_idx, x_ok = pixel_index(xp, x_old, width)
+    y_idx, y_ok = pixel_index(xp, y_old, width)
+    valid = x_ok & y_ok
+    cols, rows = _line_means(xp, stack, x_idx, y_idx, half_lines)
+    cols -= cols.mean(axis=1, keepdims=True)
+    rows -= rows.mean(axis=1, keepdims=True)
+    px = xp.arange(width)
+    sigma = width / 6.0
+    cols *= gaussian(px[None, :], xp.where(valid, y_old, 0.0)[:, None], sigma)
+    rows *= gaussian(px[None, :], xp.where(valid, x_old, 0.0)[:, None], sigma)
+    conv = _same_autoconvolution(xp, xp.stack((cols, rows)))
+    conv[:, ~valid] = np.nan
+    return conv[0], conv[1], valid
+
+
+def _peak_to_centre(width: int, index):
+    """Map the auto-convolution peak index to the object's centre (pixels)."""
+    radius = (width - 1) // 2
+    return radius - (radius - index) / 2
+
+
+def _conv_result(stack, x_old, y_old, half_lines, return_conv):
+    col_con, row_con, valid = _autoconv_stage(stack, x_old, y_old, half_lines)
+    xp = array_module(col_con)
+    col_max = xp.argmax(col_con, axis=1)
+    row_max = xp.argmax(row_con, axis=1)
+    if return_conv:
+        return col_max, row_max, col_con.T, row_con
+    width = col_con.shape[1]
+    x = xp.where(valid, _peak_to_centre(width, row_max), np.nan)
+    y = xp.where(valid, _peak_to_centre(width, col_max), np.nan)
+    return x, y
+
+
+def _conv_sub_pixel(stack, x_old, y_old, half_lines, n_local):
+    n_local = check_odd_int(n_local, "n_local")
+    col_con, row_con, _ = _autoconv_stage(stack, x_old, y_old, half_lines)
+    xp = array_module(col_con)
+    x = parabolic_vertex(row_con, xp.argmax(row_con, axis=1), n_local)
+    y = parabolic_vertex(col_con, xp.argmax(col_con, axis=1), n_local)
+    width = col_con.shape[1]
+    return _peak_to_centre(width, x), _peak_to_centre(width, y)
+
+
+def _half_lines(width: int, line_ratio) -> int:
+    if not (0 <= line_ratio <= 1):
+        raise ValueError(f"line_ratio must be between 0 and 1, got {line_ratio!r}")
+    return int(width * line_ratio // 2)
+
+
+def auto_conv(stack, x_old, y_old, return_conv=False):
+    """Whole-pixel centre from the auto-convolution of the central row and column.
+
+    The row and column through the rounded estimate are mean-subtracted,
+    weighted by a Gaussian (sigma = width / 6) about the estimate and convolved
+    with themselves; a symmetric object at ``c`` gives a peak at ``2 c``.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x_old, y_old : (n_images,) float arrays
+        Estimates near the true centres, in pixels.
+    return_conv : bool, optional
+        Return the convolutions instead of the centres. Default False.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+        Centres on a half-pixel grid; NaN where the estimate is invalid.
+    col_max, row_max, col_con, row_con
+        When ``return_conv``: peak indices ``(n_images,)``, column convolutions
+        ``(n_pixels, n_images)`` and row convolutions ``(n_images, n_pixels)``.
+    """
+    return _conv_result(stack, x_old, y_old, 0, return_conv)
+
+
+def auto_conv_sub_pixel(stack, x_old, y_old, n_local=5):
+    """Sub-pixel centre: parabola fit around the auto-convolution peak.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x_old, y_old : (n_images,) float arrays
+        Estimates near the true centres, in pixels.
+    n_local : int, optional
+        Points fitted around the peak; odd, >= 3. Default 5.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+        NaN where the estimate is invalid or the peak touches the profile's end.
+    """
+    return _conv_sub_pixel(stack, x_old, y_old, 0, n_local)
+
+
+def auto_conv_multiline(stack, x_old, y_old, line_ratio=0.05, return_conv=False):
+    """Like :func:`auto_conv`, averaging several rows and columns first.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x_old, y_old : (n_images,) float arrays
+    line_ratio : float, optional
+        ``2 * int(n_pixels * line_ratio // 2) + 1`` lines are averaged. Lines
+        outside the frame are left out of the average. Default 0.05.
+    return_conv : bool, optional
+        Return the convolutions instead of the centres. Default False.
+
+    Returns
+    -------
+    As :func:`auto_conv`.
+    """
+    return _conv_result(stack, x_old, y_old, _half_lines(stack.shape[0], line_ratio), return_conv)
+
+
+def auto_conv_multiline_sub_pixel(stack, x_old, y_old, line_ratio=0.1, n_local=5):
+    """Multi-line auto-convolution with a parabola fit around the peak.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x_old, y_old : (n_images,) float arrays
+    line_ratio : float, optional
+        Fraction of the width averaged as lines. Default 0.1.
+    n_local : int, optional
+        Points fitted around the peak; odd, >= 3. Default 5.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+    """
+    return _conv_sub_pixel(stack, x_old, y_old, _half_lines(stack.shape[0], line_ratio), n_local)
+
+
+# ---------------------------------------------------------------- QI
+
+_SPLINE_TAPS = 12  # |z|**13 < 1e-10 for the quadratic B-spline pole z = 2*sqrt(2) - 3
+
+
+@functools.lru_cache(maxsize=1)
+def _spline_prefilter_taps() -> np.ndarray:
+    """Taps of the (infinite, symmetric) quadratic B-spline prefilter, truncated.
+
+    The prefilter inverts sampling of the quadratic B-spline, [1, 6, 1] / 8;
+    its impulse response decays as ``z**|k|`` with ``z ~ -0.17``.
+    """
+    n = 128
+    kernel = np.zeros(n)
+    kernel[[0, 1, -1]] = [6 / 8, 1 / 8, 1 / 8]
+    inverse = np.fft.irfft(1 / np.fft.rfft(kernel), n)
+    return np.concatenate([inverse[-_SPLINE_TAPS:], inverse[: _SPLINE_TAPS + 1]])
+
+
+def _quadratic_bspline_weights(xp, t):
+    """Weights of nodes -1, 0, +1 for a quadratic B-spline at offset ``t`` in [-0.5, 0.5)."""
+    return xp.stack((0.5 * (0.5 - t) ** 2, 0.75 - t * t, 0.5 * (0.5 + t) ** 2), axis=-1)
+
+
+def _qi_sample_axis_profiles(stack, x, y, axis):
+    """Three samples through each centre along one axis, by quadratic spline.
+
+    Equivalent to ``scipy.ndimage.map_coordinates(order=2, mode='nearest')`` at
+    ``(y + o, x)`` (axis 0) or ``(y, x + o)`` (axis 1), ``o`` in ``(-1, 0, 1)``,
+    but only the spline coefficients near each centre are computed: the
+    prefilter is applied as a truncated FIR on a small edge-padded patch.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x, y : (n_images,) float arrays
+        Centres in pixels.
+    axis : {0, 1}
+        0 samples along y (the column through the centre), 1 along x.
+
+    Returns
+    -------
+    (n_images, 3) float64 array
+        Samples at offsets -1, 0, +1; NaN rows where the centre is invalid.
+    """
+    xp = array_module(stack)
+    check_stack(stack)
+    if axis not in (0, 1):
+        raise ValueError(f"axis must be 0 (column, varying y) or 1 (row, varying x), got {axis!r}")
+    x, y = check_centres(xp, stack.shape[2], x=x, y=y)
+    width, n_images = stack.shape[0], stack.shape[2]
+    _, x_ok = pixel_index(xp, x, width)
+    _, y_ok = pixel_index(xp, y, width)
+    valid = x_ok & y_ok
+    x = xp.where(valid, x, 0.0)
+    y = xp.where(valid, y, 0.0)
+    # Nearest spline node of the centre and the fractional offset from it.
+    node_x, node_y = xp.floor(x + 0.5), xp.floor(y + 0.5)
+    tx, ty = x - node_x, y - node_y
+    # Coefficients are needed at nodes -2..+2 around the centre; each one
+    # draws on data within _SPLINE_TAPS pixels, replicated past the edges.
+    reach = 2 + _SPLINE_TAPS
+    span = xp.arange(-reach, reach + 1)
+    rows = xp.clip(node_y.astype(np.int64)[:, None] + span, 0, width - 1)
+    cols = xp.clip(node_x.astype(np.int64)[:, None] + span, 0, width - 1)
+    frame_major = xp.moveaxis(stack, 2, 0)
+    frames = xp.arange(n_images)[:, None, None]
+    patch = frame_major[frames, rows[:, :, None], cols[:, None, :]].astype(np.float64)
+    taps = _spline_prefilter_taps()
+    n_out, n_in = 5, 2 * reach + 1
+    fir = np.zeros((n_out, n_in))
+    for i in range(n_out):
+        fir[i, i : i + taps.size] = taps
+    fir = xp.asarray(fir)
+    coeffs = fir @ patch @ fir.T  # (n_images, 5, 5): nodes -2..+2 in y and x
+    w_along = _quadratic_bspline_weights(xp, ty if axis == 0 else tx)  # (n_images, 3)
+    w_across = _quadratic_bspline_weights(xp, tx if axis == 0 else ty)
+    if axis == 1:
+        coeffs = coeffs.transpose(0, 2, 1)  # make axis 1 of coeffs the sampled axis
+    # Collapse the cross axis (centre nodes -1..+1), then evaluate the three
+    # sample points, whose node windows shift by the offset o.
+    line = xp.einsum("nab,nb->na", coeffs[:, :, 1:4], w_across)  # (n_images, 5)
+    samples = xp.stack(
+        [(line[:, o : o + 3] * w_along).sum(axis=1) for o in range(3)], axis=1
+    )
+    return xp.where(valid[:, None], samples, np.nan)
+
+
+def _qi_quadratic_offsets(samples):
+    """Vertex offset of the parabola through three equally spaced samples.
+
+    Parameters
+    ----------
+    samples : (n, 3) array
+        Values at offsets -1, 0, +1.
+
+    Returns
+    -------
+    (n,) float64 array
+        ``0.5 (left - right) / (left - 2 centre + right)``; NaN where the
+        curvature is zero to machine precision.
+    """
+    xp = array_module(samples)
+    values = xp.asarray(samples, dtype=np.float64)
+    if values.ndim != 2 or values.shape[1] != 3:
+        raise ValueError(f"samples must have shape (n, 3), got {values.shape}")
+    left, centre, right = values[:, 0], values[:, 1], values[:, 2]
+    curvature = left - 2.0 * centre + right
+    valid = xp.abs(curvature) > np.finfo(np.float64).eps
+    with quiet(xp):
+        return xp.where(valid, 0.5 * (left - right) / curvature, np.nan)
+
+
+def qi(stack, x_old, y_old):
+    """Refine centres by quadratic interpolation along x and y.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) float array
+    x_old, y_old : (n_images,) float arrays
+        Estimates of the centres, in pixels.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+        ``x_old`` and ``y_old`` plus the vertex offsets of the parabolas
+        through the spline-interpolated samples at -1, 0, +1 pixels.
+    """
+    xp = array_module(stack)
+    check_stack(stack)
+    x_old, y_old = check_centres(xp, stack.shape[2], x_old=x_old, y_old=y_old)
+    dx = _qi_quadratic_offsets(_qi_sample_axis_profiles(stack, x_old, y_old, axis=1))
+    dy = _qi_quadratic_offsets(_qi_sample_axis_profiles(stack, x_old, y_old, axis=0))
+    return x_old + dx, y_old + dy
