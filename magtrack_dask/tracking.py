@@ -1,0 +1,496 @@
+"""The Dask layer: one task per frame chunk -> a lazy ``xarray.Dataset``.
+
+:func:`track` maps one function over the frame chunks of an archive (or any
+NumPy/Dask array). Each task gets one chunk of frames, read once, crops every
+ROI, converts camera integers to float, stacks all beads of those frames along
+the image axis and runs the core once, shape ``(roi, roi, n_beads * n_frames)``.
+It returns one float64 array ``(bead, frame, 4 + n_bins)`` holding x, y, z,
+flags and the profiles; the Dataset's variables are lazy slices of it, so
+computing or writing them together runs each task once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from typing import Any
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+import zarr
+
+from magtrack_dask.storage import LAYOUTS, Archive, check_layout, check_rois, frame_axis, open_archive
+
+__all__ = ["track", "write_results", "start_cluster", "FLAG_BITS"]
+
+#: Flag bits of the ``flags`` variable.
+FLAG_BITS = {
+    "xy_not_found": 1,  # x or y is NaN
+    "z_at_lut_edge_or_nan": 2,  # only when a Z-LUT was given
+    "saturated": 4,  # a pixel in the ROI equals the integer dtype's maximum
+    "near_roi_edge": 8,  # centre closer than edge_margin_px to the ROI border
+}
+_N_FIELDS = 4  # x, y, z, flags; the profiles follow
+_DEFAULT_TASK_FRAMES_NUMPY = 2048
+
+
+def _core():
+    # Imported late: magtrack_dask/__init__ imports this module.
+    from magtrack_dask import core
+
+    return core
+
+
+# -- the per-chunk kernel --------------------------------------------------------
+
+
+def _crop(block: np.ndarray, layout: str, rois: np.ndarray | None, dtype) -> np.ndarray:
+    """Crop one chunk to a float stack ``(roi, roi, n_beads * n_frames)``, bead-major."""
+    if layout == "yxt":
+        return block.astype(dtype, copy=True)
+    if layout == "tbyx":
+        nt, nb, r, _ = block.shape
+        out = np.empty((r, r, nb, nt), dtype=dtype)
+        out[...] = block.transpose(2, 3, 1, 0)
+        return out.reshape(r, r, nb * nt)
+    nt = block.shape[0]
+    r = int(rois[0, 1] - rois[0, 0])
+    out = np.empty((r, r, len(rois), nt), dtype=dtype)
+    for b, (top, bottom, left, right) in enumerate(rois):
+        out[:, :, b, :] = block[:, top:bottom, left:right].transpose(1, 2, 0)
+    return out.reshape(r, r, len(rois) * nt)
+
+
+def _saturated(block: np.ndarray, layout: str, rois: np.ndarray | None) -> np.ndarray:
+    """(bead, frame) bool: a pixel of the ROI at the integer dtype's maximum."""
+    if not np.issubdtype(block.dtype, np.integer):
+        nb = 1 if layout == "yxt" else (block.shape[1] if layout == "tbyx" else len(rois))
+        nt = block.shape[-1] if layout == "yxt" else block.shape[0]
+        return np.zeros((nb, nt), dtype=bool)
+    top = np.iinfo(block.dtype).max
+    if layout == "yxt":
+        return (block.max(axis=(0, 1)) == top)[None, :]
+    if layout == "tbyx":
+        return (block.max(axis=(2, 3)) == top).T
+    return np.stack([block[:, t:b, l:r].max(axis=(1, 2)) == top for t, b, l, r in rois])
+
+
+def _track_block(
+    block: np.ndarray,
+    zlut,
+    *,
+    layout: str,
+    rois: np.ndarray | None,
+    offsets: np.ndarray,
+    n_bins: int,
+    stage_options: dict,
+    device: str,
+    edge_margin_px: float,
+) -> np.ndarray:
+    """Track every bead of one frame chunk.
+
+    Returns
+    -------
+    out : (n_beads, n_frames, 4 + n_bins) float64 ndarray
+        ``[..., 0]`` x and ``[..., 1]`` y (full-frame px), ``[..., 2]`` z,
+        ``[..., 3]`` flags, ``[..., 4:]`` the profiles.
+    """
+    core = _core()
+    float_dtype = block.dtype if block.dtype in (np.float32, np.float64) else np.float64
+    stack = _crop(block, layout, rois, float_dtype)
+    roi = stack.shape[0]
+    nb = len(offsets)
+    nt = stack.shape[2] // nb
+    per_bead = zlut is not None and zlut.ndim == 3
+    shared_lut = None if (zlut is None or per_bead) else zlut
+
+    if device == "gpu":
+        import cupy
+
+        stack = cupy.asarray(stack)
+        shared_lut = None if shared_lut is None else cupy.asarray(shared_lut)
+    if stage_options:
+        x, y, z, prof = core.stack_to_xyzp_advanced(stack, shared_lut, **stage_options)
+    else:
+        x, y, z, prof = core.stack_to_xyzp(stack, shared_lut)
+    if per_bead:  # one lookup per bead, on the device that holds the profiles
+        xp = np if device == "cpu" else __import__("cupy")
+        z = xp.concatenate([
+            core.lookup_z(prof[:, b * nt : (b + 1) * nt], xp.asarray(zlut[b]), **stage_options.get("lookup_z", {}))
+            for b in range(nb)
+        ])
+    if device == "gpu":
+        import cupy
+
+        x, y, z, prof = (cupy.asnumpy(a) for a in (x, y, z, prof))
+    if prof.shape[0] != n_bins:
+        raise RuntimeError(f"the core returned {prof.shape[0]} profile bins; expected {n_bins}")
+
+    out = np.empty((nb, nt, _N_FIELDS + n_bins), dtype=np.float64)
+    x, y, z = (np.asarray(a, dtype=np.float64).reshape(nb, nt) for a in (x, y, z))
+    flags = np.zeros((nb, nt), dtype=np.uint8)
+    flags[np.isnan(x) | np.isnan(y)] |= FLAG_BITS["xy_not_found"]
+    if zlut is not None:
+        zref = zlut[:, 0, :] if per_bead else zlut[None, 0, :]
+        zs = np.sort(zref, axis=1)
+        lo, hi = zs[:, 1:2], zs[:, -2:-1]  # within one LUT step of either end
+        with np.errstate(invalid="ignore"):
+            flags[np.isnan(z) | (z <= lo) | (z >= hi)] |= FLAG_BITS["z_at_lut_edge_or_nan"]
+    flags[_saturated(block, layout, rois)] |= FLAG_BITS["saturated"]
+    with np.errstate(invalid="ignore"):
+        near = (
+            (x < edge_margin_px) | (y < edge_margin_px)
+            | (x > roi - 1 - edge_margin_px) | (y > roi - 1 - edge_margin_px)
+        )
+    flags[near] |= FLAG_BITS["near_roi_edge"]
+    out[..., 0] = x + offsets[:, 2:3]
+    out[..., 1] = y + offsets[:, 0:1]
+    out[..., 2] = z
+    out[..., 3] = flags
+    out[..., _N_FIELDS:] = np.asarray(prof, dtype=np.float64).reshape(n_bins, nb, nt).transpose(1, 2, 0)
+    return out
+
+
+# -- inputs ----------------------------------------------------------------------
+
+
+def _infer_layout(ndim: int, rois) -> str:
+    if ndim == 4:
+        return "tbyx"
+    if ndim == 3:
+        return "tyx" if rois is not None else "yxt"
+    raise ValueError(f"source must be 3-D or 4-D to infer layout; got {ndim}-D. Pass layout=")
+
+
+def _load_zlut(zlut):
+    """(array or None, description of where it came from)."""
+    if zlut is None:
+        return None, "none"
+    if isinstance(zlut, (str, os.PathLike)):
+        path = os.fspath(zlut)
+        arr = np.load(path) if path.endswith(".npy") else zarr.open_array(path, mode="r")[...]
+        return np.asarray(arr, dtype=np.float64), path
+    if hasattr(zlut, "get") and type(zlut).__module__.startswith("cupy"):
+        zlut = zlut.get()
+    return np.asarray(zlut, dtype=np.float64), "array"
+
+
+def _open_source(source, layout, rois, frames_per_task):
+    """Return (dask array, layout, rois, Archive or None)."""
+    if isinstance(source, (str, os.PathLike, zarr.Group)) or (
+        not hasattr(source, "ndim") and not isinstance(source, (list, tuple))
+    ):
+        arch = open_archive(source, frames_per_task=frames_per_task)
+        if layout is not None and check_layout(layout) != arch.layout:
+            raise ValueError(f"layout={layout!r} does not match the archive's layout {arch.layout!r}")
+        return arch.data, arch.layout, arch.rois if rois is None else rois, arch
+    layout = check_layout(layout) if layout is not None else _infer_layout(np.ndim(source), rois)
+    if len(LAYOUTS[layout]) != np.ndim(source):
+        raise ValueError(f"layout {layout!r} needs a {len(LAYOUTS[layout])}-D source; got {np.ndim(source)}-D")
+    ax = frame_axis(layout)
+    if isinstance(source, zarr.Array):
+        unit = (source.shards or source.chunks)[ax]
+        step = unit * max(1, -(-(frames_per_task or unit) // unit))
+        data = da.from_zarr(source, chunks=tuple(step if i == ax else -1 for i in range(source.ndim)))
+    elif isinstance(source, da.Array):
+        data = source
+        if frames_per_task:
+            data = data.rechunk({ax: frames_per_task})
+    else:
+        data = da.from_array(np.asarray(source), chunks=frames_per_task or _DEFAULT_TASK_FRAMES_NUMPY)
+    # Chunked along frames only: a task must see whole frames (and all beads).
+    data = data.rechunk({i: -1 for i in range(data.ndim) if i != ax})
+    return data, layout, rois, None
+
+
+# -- the public entry point --------------------------------------------------------
+
+
+def track(
+    source,
+    zlut=None,
+    *,
+    rois=None,
+    layout: str | None = None,
+    device: str = "cpu",
+    frames_per_task: int | None = None,
+    pixel_size_nm: float | None = None,
+    frame_rate_hz: float | None = None,
+    edge_margin_px: float | None = None,
+    **stage_options: Any,
+) -> xr.Dataset:
+    """Track every bead of every frame, lazily.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, zarr Store, zarr.Group, zarr.Array, dask or numpy array
+        An archive (see :mod:`magtrack_dask.storage`) or an image array. For
+        arrays without ``layout``: 4-D is ``'tbyx'``; 3-D is ``'tyx'`` when
+        ``rois`` is given, else ``'yxt'``.
+    zlut : array_like or str, optional
+        One Z-LUT ``(1 + n_bins, n_ref)`` for all beads, or one per bead
+        ``(n_beads, 1 + n_bins, n_ref)``, or a ``.npy``/Zarr path to one.
+        Row 0 holds the reference z (nm, normally). Without it z is NaN.
+    rois : array_like of int, shape (n_beads, 4), optional
+        ``[top, bottom, left, right]``; overrides the archive's table. Required
+        for ``'tyx'``; for ``'tbyx'`` it only supplies full-frame offsets.
+    layout : {'tyx', 'tbyx', 'yxt'}, optional
+        Axis order of an array source; checked against an archive's.
+    device : {'cpu', 'gpu'}
+        ``'gpu'`` runs the core on CuPy inside each task; Dask arrays stay
+        NumPy-typed.
+    frames_per_task : int, optional
+        Frames per task. For archives it is rounded up to whole Zarr chunks
+        (default: one chunk per task); for arrays the default is 2048.
+    pixel_size_nm, frame_rate_hz : float, optional
+        Override the archive's attributes; enable ``x_nm``, ``y_nm`` and ``time``.
+    edge_margin_px : float, optional
+        Flag 8 is set when the centre lies closer than this to the ROI border;
+        default ``roi / 8`` (8 px for 64 px ROIs: the first rings are cut).
+    **stage_options
+        Keyword dictionaries of :func:`magtrack_dask.stack_to_xyzp_advanced`
+        (``center_of_mass={...}``, ``radial_profile={...}``,
+        ``**{'n auto_conv_multiline_sub_pixel': 3}``, ...). When any is given
+        the advanced pipeline runs, else :func:`magtrack_dask.stack_to_xyzp`.
+
+    Returns
+    -------
+    ds : xarray.Dataset
+        Lazy, dims ``bead``, ``frame``, ``radius``; variables ``x``, ``y``
+        (full-frame px), ``x_nm``, ``y_nm`` (with a pixel size), ``z``,
+        ``profiles`` ``(bead, frame, radius)``, ``flags`` (uint8 bit mask, see
+        :data:`FLAG_BITS` and ``ds.flags.attrs``). Chunked along frames like the
+        tasks. Compute or write all variables together (``ds.compute()``,
+        :func:`write_results`): computing them one by one reruns the tasks.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``layout`` or ``device``, bad ``rois``, a ``zlut`` whose shape or
+        per-bead count does not fit.
+    RuntimeError
+        ``device='gpu'`` without a usable CuPy/CUDA.
+    """
+    if device not in ("cpu", "gpu"):
+        raise ValueError(f"device must be 'cpu' or 'gpu'; got {device!r}")
+    if device == "gpu":
+        from magtrack_dask._backend import check_cupy
+
+        if not check_cupy():
+            raise RuntimeError("device='gpu' needs CuPy and a working CUDA GPU; none found (use device='cpu')")
+    if layout is not None:
+        check_layout(layout)
+    data, layout, rois, arch = _open_source(source, layout, rois, frames_per_task)
+    if data.dtype.kind not in "uif":
+        raise ValueError(f"source must hold integer or float pixels; got dtype {data.dtype}")
+
+    # ROI table and per-bead offsets.
+    if layout == "tyx":
+        if rois is None:
+            raise ValueError("rois is required for layout 'tyx' (an (n_beads, 4) [top, bottom, left, right] table)")
+        rois = check_rois(rois, data.shape[1:3])
+        roi = int(rois[0, 1] - rois[0, 0])
+        offsets = rois
+    else:
+        roi = int(data.shape[-1] if layout == "tbyx" else data.shape[0])
+        ny = data.shape[2] if layout == "tbyx" else data.shape[1]
+        if ny != roi:
+            raise ValueError(f"layout {layout!r} needs square images; got {ny} x {roi} px")
+        nb = data.shape[1] if layout == "tbyx" else 1
+        if rois is not None:
+            rois = check_rois(rois)
+            if rois.shape[0] != nb or rois[0, 1] - rois[0, 0] != roi:
+                raise ValueError(f"rois has {rois.shape[0]} ROIs of {rois[0, 1] - rois[0, 0]} px; "
+                                 f"the source has {nb} beads of {roi} px")
+        else:
+            rois = np.tile(np.array([[0, roi, 0, roi]], dtype=np.int64), (nb, 1))
+        offsets = rois
+    n_beads = len(rois)
+
+    zlut_arr, zlut_source = _load_zlut(zlut)
+    n_bins, radius, radius_units = _profile_bins(roi, stage_options)
+    if zlut_arr is not None:
+        if zlut_arr.ndim not in (2, 3):
+            raise ValueError(f"zlut must be 2-D (1 + n_bins, n_ref) or 3-D per bead; got shape {zlut_arr.shape}")
+        if zlut_arr.ndim == 3 and zlut_arr.shape[0] != n_beads:
+            raise ValueError(f"zlut holds {zlut_arr.shape[0]} per-bead tables but the source has {n_beads} beads")
+        if zlut_arr.shape[-2] - 1 != n_bins:
+            raise ValueError(f"zlut has {zlut_arr.shape[-2] - 1} profile bins but the profiles of "
+                             f"{roi} px ROIs have {n_bins}")
+    margin = roi / 8 if edge_margin_px is None else float(edge_margin_px)
+
+    # One task per frame chunk: all non-frame axes are contracted into the task.
+    ax = frame_axis(layout)
+    in_ind = "".join("t" if i == ax else "pqr"[i - (i > ax)] for i in range(data.ndim))
+    lut_key = None if zlut_arr is None else dask.delayed(zlut_arr, pure=True)  # one graph key, not one copy per task
+    stacked = da.blockwise(
+        _track_block, "btk", data, in_ind, lut_key, None,
+        new_axes={"b": n_beads, "k": _N_FIELDS + n_bins},
+        concatenate=True, dtype=np.float64, meta=np.empty((0, 0, 0), dtype=np.float64),
+        layout=layout, rois=rois if layout == "tyx" else None, offsets=offsets, n_bins=n_bins,
+        stage_options=stage_options, device=device, edge_margin_px=margin,
+        name="track-" + dask.base.tokenize(data, zlut_arr, layout, rois, stage_options, device, margin),
+    )
+
+    px_nm = pixel_size_nm if pixel_size_nm is not None else (arch.pixel_size_nm if arch else None)
+    rate = frame_rate_hz if frame_rate_hz is not None else (arch.frame_rate_hz if arch else None)
+    time = None
+    if frame_rate_hz is None and arch is not None:
+        time = arch.time()
+    elif rate:
+        time = da.arange(data.shape[ax], chunks=(data.chunks[ax],)) / float(rate)
+    is_int = data.dtype.kind in "ui"
+    z_units = "nm"  # Z-LUTs from magtrack_dask.zlut and make_zlut are in nm
+    params = {
+        "layout": layout, "device": device, "frames_per_task": int(data.chunks[ax][0]),
+        "roi_size_px": roi, "n_beads": n_beads, "n_bins": n_bins, "edge_margin_px": margin,
+        "pipeline": "stack_to_xyzp_advanced" if stage_options else "stack_to_xyzp",
+        "stage_options": stage_options, "zlut_kind": "none" if zlut_arr is None else
+        ("per-bead" if zlut_arr.ndim == 3 else "shared"), "pixel_size_nm": px_nm, "frame_rate_hz": rate,
+    }
+    if arch is not None:
+        source_desc = arch.path or f"zarr group in {arch.group.store}"
+    else:
+        source_desc = f"in-memory {type(source).__module__.split('.')[0]}.{type(source).__name__}"
+    return _build_dataset(stacked, n_bins, rois, radius, radius_units, time, px_nm, is_int, z_units,
+                          params, source_desc, zlut_source)
+
+
+def _profile_bins(roi: int, stage_options: dict) -> tuple[int, np.ndarray, str]:
+    """Profile length, the radius of each bin and its units, from a one-image run."""
+    core = _core()
+    yy, xx = np.indices((roi, roi), dtype=np.float64)
+    c = (roi - 1) / 2
+    img = (1000.0 + 100 * np.cos(np.hypot(yy - c, xx - c)))[:, :, None]
+    # Cheap (one image) and exact whatever the profile options; runs on the client.
+    prof = (core.stack_to_xyzp_advanced(img, None, **stage_options) if stage_options
+            else core.stack_to_xyzp(img, None))[3]
+    n_bins = int(np.shape(prof)[0])
+    if stage_options.get("use fft_profile", False):
+        return n_bins, np.arange(n_bins, dtype=np.float64), "1"
+    oversample = stage_options.get("radial_profile", {}).get("oversample", 1)
+    return n_bins, np.arange(n_bins, dtype=np.float64) / oversample, "px"
+
+
+def _build_dataset(stacked, n_bins, rois, radius, radius_units, time, px_nm, is_int, z_units,
+                   params, source_desc, zlut_source) -> xr.Dataset:
+    from magtrack_dask import __version__
+
+    n_beads, n_frames = stacked.shape[:2]
+    bf = ("bead", "frame")
+    inten = "counts" if is_int else "1"
+    data_vars = {
+        "x": (bf, stacked[:, :, 0], {"units": "px", "long_name": "bead x position (column), full-frame pixels"}),
+        "y": (bf, stacked[:, :, 1], {"units": "px", "long_name": "bead y position (row), full-frame pixels"}),
+        "z": (bf, stacked[:, :, 2], {"units": z_units, "long_name": "bead z position from the Z-LUT"}),
+        "profiles": (("bead", "frame", "radius"), stacked[:, :, _N_FIELDS:],
+                     {"units": inten, "long_name": "radial intensity profile about the bead centre"}),
+        "flags": (bf, stacked[:, :, 3].astype(np.uint8), {
+            "units": "1", "long_name": "quality flags (bit mask)",
+            "flag_masks": list(FLAG_BITS.values()), "flag_meanings": " ".join(FLAG_BITS),
+            "flag_descriptions": (
+                "1: x or y is NaN; 2: z is NaN or within one reference step of either end of the Z-LUT "
+                "(only with a Z-LUT); 4: a pixel of the ROI equals the integer dtype's maximum; "
+                f"8: centre within {params['edge_margin_px']:g} px of the ROI border"),
+        }),
+    }
+    if px_nm:
+        data_vars["x_nm"] = (bf, stacked[:, :, 0] * px_nm, {"units": "nm", "long_name": "bead x position, full frame"})
+        data_vars["y_nm"] = (bf, stacked[:, :, 1] * px_nm, {"units": "nm", "long_name": "bead y position, full frame"})
+    coords = {
+        "bead": ("bead", np.arange(n_beads), {"units": "1", "long_name": "bead index (row of the ROI table)"}),
+        "frame": ("frame", np.arange(n_frames), {"units": "1", "long_name": "frame number"}),
+        "radius": ("radius", radius, {"units": radius_units, "long_name": "radial profile bin"}),
+    }
+    for i, edge in enumerate(("top", "bottom", "left", "right")):
+        coords[f"roi_{edge}"] = ("bead", rois[:, i], {"units": "px", "long_name": f"ROI {edge} edge (exclusive"
+                                                      f" end)" if edge in ("bottom", "right") else f"ROI {edge} edge"})
+    if time is not None:
+        coords["time"] = ("frame", time, {"units": "s", "long_name": "frame time"})
+    clean = {k: v for k, v in params.items() if v is not None}
+    attrs = {
+        "title": "magtrack-dask bead tracking results",
+        "Conventions": "CF-1.10",
+        "magtrack_dask_version": __version__,
+        "source": source_desc,
+        "zlut_source": zlut_source,
+        "parameters": json.dumps(params, sort_keys=True),
+        "flag_bits": json.dumps(FLAG_BITS),
+        **{k: v for k, v in clean.items() if isinstance(v, (str, int, float))},
+    }
+    return xr.Dataset(data_vars, coords=coords, attrs=attrs)
+
+
+# -- outputs and clusters -----------------------------------------------------------
+
+
+def write_results(ds: xr.Dataset, path, *, overwrite: bool = False) -> str:
+    """Compute a :func:`track` Dataset and write it to a Zarr v3 store.
+
+    Every variable is written in one pass (each task runs once), chunked
+    along frames like the Dataset; metadata is consolidated at the end.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        From :func:`track`.
+    path : str or os.PathLike
+        Output store.
+    overwrite : bool, optional
+        Replace an existing store; default False raises FileExistsError.
+
+    Returns
+    -------
+    path : str
+    """
+    path = os.fspath(path)
+    if not overwrite and os.path.exists(path):
+        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
+    with warnings.catch_warnings():  # "not part of the v3 spec": xarray reads it, others ignore it
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(path)
+    return path
+
+
+def start_cluster(workers: int | None = None, *, gpu: bool = False, scheduler_address: str | None = None,
+                  threads_per_worker: int = 1, **cluster_kwargs):
+    """Start (or connect to) a Dask cluster and return a ``distributed.Client``.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (GPUs with ``gpu=True``); default one per core (GPU).
+    gpu : bool, optional
+        Start a ``dask_cuda.LocalCUDACluster`` (imported only then).
+    scheduler_address : str, optional
+        Connect to this running scheduler instead of starting a cluster.
+    threads_per_worker : int, optional
+        Default 1: the core is vectorised NumPy, processes scale better.
+    **cluster_kwargs
+        Passed to the cluster class (``memory_limit=``, ``dashboard_address=``...).
+
+    Returns
+    -------
+    distributed.Client
+        ``client.dashboard_link`` shows the dashboard.
+    """
+    from distributed import Client, LocalCluster
+
+    if scheduler_address:
+        return Client(scheduler_address)
+    if gpu:
+        from magtrack_dask._backend import check_cupy
+
+        if not check_cupy():
+            raise RuntimeError("gpu=True needs CuPy and a working CUDA GPU; none found")
+        from dask_cuda import LocalCUDACluster
+
+        cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=threads_per_worker, **cluster_kwargs)
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
+                               **cluster_kwargs)
+    return Client(cluster)
