@@ -69,6 +69,13 @@ def binmean(x, weights, n_bins: int):
     return means[:n_bins].astype(weights.dtype, copy=False)
 
 
+def _centred(xp, a):
+    """Columns minus their NaN-ignoring mean, NaN entries set to zero."""
+    if not bool(xp.isnan(a).any()):  # the common case skips the NaN machinery
+        return a - a.mean(axis=0, keepdims=True)
+    return xp.nan_to_num(a - xp.nanmean(a, axis=0, keepdims=True))
+
+
 def pearson(x, y):
     """Pearson correlation of every column of ``y`` with every column of ``x``.
 
@@ -89,8 +96,7 @@ def pearson(x, y):
             f"x and y must be 2-D with the same number of rows, got shapes {x.shape} and {y.shape}"
         )
     with quiet(xp):
-        xc = xp.nan_to_num(x - xp.nanmean(x, axis=0, keepdims=True))
-        yc = xp.nan_to_num(y - xp.nanmean(y, axis=0, keepdims=True))
+        xc, yc = _centred(xp, x), _centred(xp, y)
         sx = xp.sqrt((xc * xc).sum(axis=0))
         sy = xp.sqrt((yc * yc).sum(axis=0))
         return (yc.T @ xc) / (sy[:, None] * sx[None, :])

@@ -22,6 +22,23 @@ from magtrack_dask.core.xy import frame_batches
 __all__ = ["radial_profile", "fft_profile", "fft_profile_with_center"]
 
 
+def _ring_sums(xp, weights, dist2, offset, size: int, oversample: int):
+    """Sum and count of ``weights`` per (frame, ring) slot for one block.
+
+    ``dist2`` (squared distances, shaped like ``weights``) is overwritten.
+    ``offset`` (broadcast against it) moves each frame to its own slot range.
+    """
+    xp.sqrt(dist2, out=dist2)
+    if oversample != 1:
+        dist2 *= oversample
+    xp.rint(dist2, out=dist2)
+    index = xp.empty(dist2.shape, dtype=np.intp)
+    xp.add(dist2, offset, out=index, casting="unsafe")  # add and cast in one pass
+    index = index.ravel()
+    sums = xp.bincount(index, weights=weights.ravel(), minlength=size)
+    return sums, xp.bincount(index, minlength=size)
+
+
 def radial_profile(stack, x, y, oversample=1):
     """Mean intensity in rings about each image's centre.
 
@@ -41,6 +58,13 @@ def radial_profile(stack, x, y, oversample=1):
     profiles : (n_bins, n_images) array, ``n_bins = (n_pixels // 2) * oversample``
         Same float type as ``stack``; NaN for empty bins and for images whose
         centre is NaN or outside the frame.
+
+    Notes
+    -----
+    One ``bincount`` over a combined (frame, ring) index bins every pixel.
+    The stack is walked in blocks along its outermost memory axis (rows of a
+    C-ordered stack, frames of a frame-major one), so pixels are read in place
+    and the float64 distance temporaries stay in cache.
     """
     xp = array_module(stack)
     check_stack(stack)
@@ -48,31 +72,40 @@ def radial_profile(stack, x, y, oversample=1):
     width, n_images = stack.shape[0], stack.shape[2]
     x, y = check_centres(xp, n_images, x=x, y=y)
     valid = pixel_index(xp, x, width)[1] & pixel_index(xp, y, width)[1]
-    x = xp.where(valid, x, 0.0)
-    y = xp.where(valid, y, 0.0)
-    n_bins = (width // 2) * oversample
-    stride = n_bins + 1  # the extra bin collects everything too far out
     grid = xp.arange(width, dtype=np.float64)
-    profiles = xp.empty((n_bins, n_images), dtype=stack.dtype)
-    for part in frame_batches(xp, n_images, stack[:, :, 0].nbytes * 2):
-        n_part = part.stop - part.start
-        dx2 = (grid[:, None] - x[None, part]) ** 2
-        dy2 = (grid[:, None] - y[None, part]) ** 2
-        # Bin index computed in place on one (n, n, batch) float64 temporary.
-        index = dy2[:, None, :] + dx2[None, :, :]
-        xp.sqrt(index, out=index)
-        if oversample != 1:
-            index *= oversample
-        xp.rint(index, out=index)
-        xp.minimum(index, n_bins, out=index)
-        index += xp.arange(n_part, dtype=np.float64) * stride
-        index = index.astype(np.intp).ravel()
-        weights = stack[:, :, part].astype(np.float64).ravel()
-        sums = xp.bincount(index, weights=weights, minlength=n_part * stride)
-        counts = xp.bincount(index, minlength=n_part * stride)
-        with quiet(xp):
-            means = sums.reshape(n_part, stride) / counts.reshape(n_part, stride)
-        profiles[:, part] = means[:, :n_bins].T
+    dx2 = (grid[:, None] - xp.where(valid, x, 0.0)) ** 2  # (x, frame)
+    dy2 = (grid[:, None] - xp.where(valid, y, 0.0)) ** 2  # (y, frame)
+    n_bins = (width // 2) * oversample
+    # Slots per frame: enough for the farthest pixel from any valid centre,
+    # so no clipping pass is needed; the slots past n_bins are dropped.
+    slots = int(np.ceil(np.sqrt(2.0) * width * oversample)) + 2
+    size = n_images * slots
+    frame_major = xp.moveaxis(stack, 2, 0)
+    if frame_major.flags.c_contiguous and n_images > 1:
+        sums = xp.empty(size)
+        counts = xp.empty(size, dtype=np.int64)
+        for part in frame_batches(xp, n_images, 2 * stack[:, :, 0].nbytes):
+            n_part = part.stop - part.start
+            dist2 = dy2.T[part, :, None] + dx2.T[part, None, :]
+            offset = (xp.arange(n_part, dtype=np.float64) * slots)[:, None, None]
+            s_part, c_part = _ring_sums(xp, frame_major[part], dist2, offset, n_part * slots, oversample)
+            sums[part.start * slots : part.stop * slots] = s_part
+            counts[part.start * slots : part.stop * slots] = c_part
+    else:
+        stack = xp.ascontiguousarray(stack)
+        offset = xp.arange(n_images, dtype=np.float64) * slots
+        sums = xp.zeros(size)
+        counts = xp.zeros(size, dtype=np.int64)
+        rows_per_block = max(1, frame_batches(xp, width, 2 * stack[0].nbytes)[0].stop)
+        for start in range(0, width, rows_per_block):
+            rows = slice(start, min(start + rows_per_block, width))
+            dist2 = dy2[rows, None, :] + dx2[None, :, :]
+            s_part, c_part = _ring_sums(xp, stack[rows], dist2, offset, size, oversample)
+            sums += s_part
+            counts += c_part
+    with quiet(xp):
+        profiles = (sums.reshape(n_images, slots) / counts.reshape(n_images, slots))[:, :n_bins].T
+    profiles = profiles.astype(stack.dtype)
     profiles[:, ~valid] = np.nan
     return profiles
 

@@ -110,6 +110,21 @@ def center_of_mass(stack, background="none"):
 # ---------------------------------------------------------------- auto-convolution
 
 
+def _gather_lines(xp, stack, frames, rows, cols):
+    """``stack[rows, cols, frames]`` as ``(n_images, lines, pixels)``.
+
+    Index arrays broadcast to ``(n_images, lines, pixels)``. When the stack is
+    one block of memory, elements are taken by offset from its memory-order
+    view: NumPy's general three-axis advanced indexing is much slower.
+    """
+    flat = stack.ravel(order="K")
+    if xp is not np or not np.shares_memory(flat, stack) or min(stack.strides) <= 0:
+        return stack[rows, cols, frames]
+    sy, sx, sf = (st // stack.itemsize for st in stack.strides)
+    offsets = frames * sf + rows * sy + cols * sx
+    return flat.take(offsets)
+
+
 def _line_means(xp, stack, x_idx, y_idx, half_lines: int):
     """Mean of ``2*half_lines + 1`` columns around ``x_idx`` and rows around
     ``y_idx`` of each image, both returned as ``(n_images, n_pixels)``.
@@ -118,15 +133,16 @@ def _line_means(xp, stack, x_idx, y_idx, half_lines: int):
     wraps them around to the other edge or raises IndexError).
     """
     width, n_images = stack.shape[0], stack.shape[2]
-    frames = xp.arange(n_images)[:, None]
+    frames = xp.arange(n_images)[:, None, None]
     offsets = xp.arange(-half_lines, half_lines + 1)
     xs = x_idx[:, None] + offsets
     ys = y_idx[:, None] + offsets
     x_in = (xs >= 0) & (xs < width)
     y_in = (ys >= 0) & (ys < width)
-    frame_major = xp.moveaxis(stack, 2, 0)  # view: (n_images, y, x)
-    cols = frame_major[frames, :, xp.clip(xs, 0, width - 1)]  # (n_images, lines, y)
-    rows = frame_major[frames, xp.clip(ys, 0, width - 1), :]  # (n_images, lines, x)
+    px = xp.arange(width)[None, None, :]
+    # (n_images, lines, pixels along the line)
+    cols = _gather_lines(xp, stack, frames, px, xp.clip(xs, 0, width - 1)[:, :, None])
+    rows = _gather_lines(xp, stack, frames, xp.clip(ys, 0, width - 1)[:, :, None], px)
     if half_lines == 0:
         return cols[:, 0].astype(np.float64), rows[:, 0].astype(np.float64)
     if bool(x_in.all()) and bool(y_in.all()):
@@ -137,13 +153,31 @@ def _line_means(xp, stack, x_idx, y_idx, half_lines: int):
     return cols, rows
 
 
+def _fast_length(n: int) -> int:
+    """Smallest even 2-3-5-smooth integer >= n (cheap FFT sizes)."""
+    m = n + (n % 2)
+    while True:
+        k = m
+        for p in (2, 3, 5):
+            while k % p == 0:
+                k //= p
+        if k == 1:
+            return m
+        m += 2
+
+
 def _same_autoconvolution(xp, signals):
-    """``fftconvolve(s, s, 'same')`` along the last axis, batched over the rest."""
+    """``fftconvolve(s, s, 'same')`` along the last axis, batched over the rest.
+
+    The 'same' window of the full (2n - 1) convolution starts at (n - 1) // 2;
+    a circular convolution of length >= start + n (and >= 2n - 1 - start)
+    leaves that window free of wrap-around, so a shorter FFT suffices.
+    """
     n = signals.shape[-1]
-    n_fft = 2 * n
+    start = (n - 1) // 2
+    n_fft = _fast_length(max(start + n, 2 * n - 1 - start))
     spectrum = xp.fft.rfft(signals, n_fft, axis=-1)
     full = xp.fft.irfft(spectrum * spectrum, n_fft, axis=-1)
-    start = (n - 1) // 2
     return full[..., start : start + n]
 
 
