@@ -54,7 +54,7 @@ def frame_median(xp, stack):
     element is then the maximum of the left part.
     """
     n_px = stack.shape[0] * stack.shape[1]
-    rows = xp.ascontiguousarray(stack.reshape(n_px, -1).T)
+    rows = stack.reshape(n_px, -1).T.copy()  # always a copy: partition works in place
     k = n_px // 2
     rows.partition(k, axis=1)
     upper = rows[:, k]
@@ -90,14 +90,15 @@ def center_of_mass(stack, background="none"):
         col_sum = stack.sum(axis=0, dtype=np.float64)
         row_sum = stack.sum(axis=1, dtype=np.float64)
     else:
-        if background == "mean":
-            level = stack.mean(axis=(0, 1))
-        else:
-            level = frame_median(xp, stack)
+        level_of = (lambda block: block.mean(axis=(0, 1))) if background == "mean" else (
+            lambda block: frame_median(xp, block)
+        )
         col_sum = xp.empty((n_x, n_images))
         row_sum = xp.empty((n_y, n_images))
+        # Level and deviations batch by batch, while the batch is in cache.
         for part in frame_batches(xp, n_images, stack[:, :, 0].nbytes):
-            dev = xp.abs(stack[:, :, part] - level[part])
+            block = stack[:, :, part]
+            dev = xp.abs(block - level_of(block))
             col_sum[:, part] = dev.sum(axis=0, dtype=np.float64)
             row_sum[:, part] = dev.sum(axis=1, dtype=np.float64)
     total = col_sum.sum(axis=0)
