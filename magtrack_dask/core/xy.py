@@ -47,7 +47,7 @@ def frame_batches(xp, n_images: int, frame_bytes: int):
 
 
 def frame_median(xp, stack):
-    """Exact per-image median of a ``(n, n, n_images)`` stack, in its dtype.
+    """Exact per-image median of a ``(n, n, n_images)`` stack, as float64.
 
     A single-``kth`` partition of a frame-major copy is many times faster than
     ``median`` (which partitions for two order statistics); the lower middle
@@ -57,7 +57,7 @@ def frame_median(xp, stack):
     rows = stack.reshape(n_px, -1).T.copy()  # always a copy: partition works in place
     k = n_px // 2
     rows.partition(k, axis=1)
-    upper = rows[:, k]
+    upper = rows[:, k].astype(np.float64)
     if n_px % 2:
         return upper
     return (rows[:, :k].max(axis=1) + upper) / 2
@@ -90,7 +90,9 @@ def center_of_mass(stack, background="none"):
         col_sum = stack.sum(axis=0, dtype=np.float64)
         row_sum = stack.sum(axis=1, dtype=np.float64)
     else:
-        level_of = (lambda block: block.mean(axis=(0, 1))) if background == "mean" else (
+        # The level is float64 whatever the stack's type, so float32 stacks
+        # give the same centres as their exact float64 conversion.
+        level_of = (lambda block: block.mean(axis=(0, 1), dtype=np.float64)) if background == "mean" else (
             lambda block: frame_median(xp, block)
         )
         col_sum = xp.empty((n_x, n_images))
