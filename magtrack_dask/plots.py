@@ -1,0 +1,285 @@
+"""PNG plots of tracking results and Z-LUTs (matplotlib, optional).
+
+matplotlib is imported inside each function (``pip install
+'magtrack-dask[plot]'``); the figures are built with ``matplotlib.figure.Figure``
+rather than pyplot, so plotting touches no global backend state and works in
+worker threads, scripts and notebooks alike. Long recordings are thinned to at
+most ``max_points`` frames per bead before anything is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_traces", "plot_xy", "plot_zlut", "plot_truth", "save_plots"]
+
+_DPI = 120
+
+
+def _figure(**kwargs):
+    try:
+        from matplotlib.figure import Figure
+    except ImportError as err:
+        raise ImportError("plots need matplotlib: pip install 'magtrack-dask[plot]'") from err
+    return Figure(layout="constrained", **kwargs)
+
+
+def _colours(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "turbo"]
+    return [cmap(i if n <= 10 else i / max(1, n - 1)) for i in range(n)]
+
+
+def _open(results):
+    import xarray as xr
+
+    if isinstance(results, xr.Dataset):
+        return results
+    return xr.open_zarr(os.fspath(results), consolidated=None)
+
+
+def _thin(ds, max_points: int, beads=None):
+    if beads is not None:
+        ds = ds.isel(bead=list(beads))
+    stride = max(1, -(-ds.sizes["frame"] // max_points))
+    return ds.isel(frame=slice(None, None, stride)), stride
+
+
+def _time_axis(ds):
+    if "time" in ds.coords:
+        return np.asarray(ds["time"].values, dtype=float), "time (s)"
+    return np.asarray(ds["frame"].values, dtype=float), "frame"
+
+
+def _xy_nm(ds):
+    """x, y of each bead minus its median, in nm when the pixel size is known."""
+    if "x_nm" in ds:
+        x, y, unit = ds["x_nm"].values, ds["y_nm"].values, "nm"
+    else:
+        x, y, unit = ds["x"].values, ds["y"].values, "px"
+    with np.errstate(invalid="ignore"):
+        return x - np.nanmedian(x, axis=1, keepdims=True), y - np.nanmedian(y, axis=1, keepdims=True), unit
+
+
+def _title(ds, what: str) -> str:
+    src = ds.attrs.get("source")
+    return f"{what} — {os.path.basename(str(src).rstrip('/'))}" if src else what
+
+
+def _save(fig, path):
+    if path is not None:
+        path = os.fspath(path)
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        fig.savefig(path, dpi=_DPI)
+    return fig
+
+
+def plot_traces(results, path=None, *, beads=None, max_points: int = 20000):
+    """x, y and z of each bead against time.
+
+    Parameters
+    ----------
+    results : xarray.Dataset or str
+        Tracking results or a results store.
+    path : str or os.PathLike, optional
+        Save a PNG here.
+    beads : sequence of int, optional
+        Bead positions to show; default all.
+    max_points : int, optional
+        At most this many frames per bead (evenly thinned).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _figure(figsize=(9, 7))
+    ds, stride = _thin(_open(results), max_points, beads)
+    t, t_label = _time_axis(ds)
+    x, y, unit = _xy_nm(ds)
+    z = ds["z"].values
+    axes = fig.subplots(3, 1, sharex=True)
+    colours = _colours(ds.sizes["bead"])
+    rows = ((x, f"x − median ({unit})"), (y, f"y − median ({unit})"), (z, f"z ({ds['z'].attrs.get('units', 'nm')})"))
+    for ax, (values, label) in zip(axes, rows):
+        for b, c in enumerate(colours):
+            ax.plot(t, values[b], color=c, lw=0.7, label=f"bead {int(ds['bead'][b])}")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel(t_label)
+    if np.all(np.isnan(z)):
+        axes[2].text(0.5, 0.5, "no Z-LUT: z not measured", transform=axes[2].transAxes, ha="center", va="center")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=min(8, len(colours)), fontsize="small",
+               frameon=False)
+    fig.suptitle(_title(ds, "Bead traces") + (f" (every {stride}th frame)" if stride > 1 else ""))
+    return _save(fig, path)
+
+
+def plot_xy(results, path=None, *, beads=None, max_points: int = 20000):
+    """x-y scatter of each bead about its median position.
+
+    Parameters
+    ----------
+    results : xarray.Dataset or str
+    path : str or os.PathLike, optional
+        Save a PNG here.
+    beads : sequence of int, optional
+    max_points : int, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    fig = _figure(figsize=(6.6, 5.4))
+    ds, _ = _thin(_open(results), max_points, beads)
+    x, y, unit = _xy_nm(ds)
+    ax = fig.subplots()
+    for b, c in enumerate(_colours(ds.sizes["bead"])):
+        ax.scatter(x[b], y[b], s=4, color=c, alpha=0.5, lw=0, label=f"bead {int(ds['bead'][b])}")
+    ax.set_aspect("equal", adjustable="datalim")
+    ax.set_xlabel(f"x − median ({unit})")
+    ax.set_ylabel(f"y − median ({unit})")
+    ax.invert_yaxis()  # image convention: rows grow downwards
+    ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize="small", markerscale=3, frameon=False)
+    ax.set_title(_title(ds, "Bead x-y positions"))
+    return _save(fig, path)
+
+
+def plot_zlut(zlut, path=None, *, beads=None, max_beads: int = 6):
+    """A Z-LUT as an image: radial profile against reference z, per bead.
+
+    Parameters
+    ----------
+    zlut : array_like or str
+        ``(1 + n_bins, n_ref)`` or ``(n_beads, 1 + n_bins, n_ref)``, or a Z-LUT
+        file (:func:`magtrack_dask.zlut.load_zlut`).
+    path : str or os.PathLike, optional
+        Save a PNG here.
+    beads : sequence of int, optional
+        Beads to show; default the first ``max_beads``.
+    max_beads : int, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    attrs: dict[str, Any] = {}
+    if isinstance(zlut, (str, os.PathLike)):
+        from magtrack_dask.zlut import load_zlut
+
+        zlut, attrs = load_zlut(zlut)
+    lut = np.asarray(zlut, dtype=float)
+    if lut.ndim == 2:
+        lut = lut[None]
+    beads = list(beads) if beads is not None else list(range(min(max_beads, lut.shape[0])))
+    cols = min(3, len(beads))
+    rows = -(-len(beads) // cols)
+    fig = _figure(figsize=(3.6 * cols + 0.8, 3.0 * rows + 0.6))
+    axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
+    profiles = lut[beads, 1:, :]
+    vmin, vmax = np.nanpercentile(profiles, [1, 99])
+    z_units = attrs.get("z_units", "nm")
+    for ax, b in zip(axes, beads):
+        z = lut[b, 0]
+        n_bins = lut.shape[1] - 1
+        im = ax.imshow(lut[b, 1:], aspect="auto", origin="lower", cmap="magma", vmin=vmin, vmax=vmax,
+                       extent=(z[0], z[-1], -0.5, n_bins - 0.5), interpolation="nearest")
+        ax.set_title(f"bead {b}", fontsize="medium")
+    for ax in axes[len(beads):]:
+        ax.set_visible(False)
+    for ax in axes[(rows - 1) * cols:]:
+        ax.set_xlabel(f"reference z ({z_units})")
+    for ax in axes[::cols]:
+        ax.set_ylabel("radius (px)")
+    fig.colorbar(im, ax=axes[: len(beads)].tolist(), label="mean intensity (counts)", shrink=0.9)
+    src = attrs.get("source")
+    fig.suptitle("Z-LUT" + (f" — {os.path.basename(str(src).rstrip('/'))}" if src else ""))
+    return _save(fig, path)
+
+
+def plot_truth(results, truth: dict, path=None, *, max_points: int = 20000):
+    """Tracking errors against a known truth (simulated archives).
+
+    Parameters
+    ----------
+    results : xarray.Dataset or str
+    truth : dict
+        ``{'x': (bead, frame) px, 'y': ..., 'z': ... nm}`` in the results'
+        full-frame coordinates, e.g. the ``truth_*`` arrays of a simulated archive.
+    path : str or os.PathLike, optional
+    max_points : int, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    ds, stride = _thin(_open(results), max_points)
+    px = float(ds.attrs.get("pixel_size_nm", 0) or 0)
+    scale, unit = (px, "nm") if px else (1.0, "px")
+    fig = _figure(figsize=(11, 3.6))
+    axes = fig.subplots(1, 3)
+    colours = _colours(ds.sizes["bead"])
+    for ax, k in zip(axes[:2], "xy"):
+        err = (ds[k].values - np.asarray(truth[k])[:, ::stride]) * scale
+        finite = err[np.isfinite(err)]
+        lim = np.percentile(np.abs(finite), 99.5) if finite.size else 1.0
+        bins = np.linspace(-lim, lim, 41)
+        for b, c in enumerate(colours):
+            ax.hist(err[b][np.isfinite(err[b])], bins=bins, color=c, histtype="step", lw=1.2, label=f"bead {b}")
+        rms = np.sqrt(np.mean(finite**2)) if finite.size else np.nan
+        ax.set_xlabel(f"{k} − true {k} ({unit})")
+        ax.set_ylabel("frames")
+        ax.set_title(f"{k} error, RMS {rms:.2f} {unit}", fontsize="medium")
+    ax = axes[2]
+    zt = np.asarray(truth["z"])[:, ::stride]
+    for b, c in enumerate(colours):
+        ax.scatter(zt[b], ds["z"].values[b], s=3, color=c, alpha=0.5, lw=0, label=f"bead {b}")
+    lo, hi = np.nanmin(zt), np.nanmax(zt)
+    ax.plot([lo, hi], [lo, hi], color="0.3", lw=0.8, ls="--", label="ideal")
+    err = ds["z"].values - zt
+    rms = np.sqrt(np.nanmean(err**2)) if np.isfinite(err).any() else np.nan
+    ax.set_xlabel("true z (nm)")
+    ax.set_ylabel("tracked z (nm)")
+    ax.set_title(f"z, RMS error {rms:.1f} nm", fontsize="medium")
+    ax.legend(fontsize="small", markerscale=3)
+    for a in axes:
+        a.grid(alpha=0.3)
+    fig.suptitle(_title(ds, "Tracking errors vs ground truth"))
+    return _save(fig, path)
+
+
+def save_plots(results, folder, *, zlut=None, truth: dict | None = None) -> list[str]:
+    """Write the standard PNGs of a results store to a folder.
+
+    Parameters
+    ----------
+    results : xarray.Dataset or str
+    folder : str or os.PathLike
+    zlut : array_like or str, optional
+        Adds ``zlut.png``.
+    truth : dict, optional
+        Adds ``errors.png`` (see :func:`plot_truth`).
+
+    Returns
+    -------
+    list of str
+        The files written.
+    """
+    folder = os.fspath(folder)
+    ds = _open(results)
+    written = []
+    for name, fn in (("traces.png", plot_traces), ("xy.png", plot_xy)):
+        fn(ds, os.path.join(folder, name))
+        written.append(os.path.join(folder, name))
+    if zlut is not None:
+        plot_zlut(zlut, os.path.join(folder, "zlut.png"))
+        written.append(os.path.join(folder, "zlut.png"))
+    if truth is not None:
+        plot_truth(ds, truth, os.path.join(folder, "errors.png"))
+        written.append(os.path.join(folder, "errors.png"))
+    return written
