@@ -1,0 +1,312 @@
+"""The ``magtrack-dask`` command: demo, track, zlut, import, info.
+
+Exit codes: 0 success, 1 the job failed while running, 2 bad usage or bad
+input (one message on stderr, no traceback; ``--verbose`` shows it), 130
+interrupted (a ``track`` job can then be finished with ``--resume``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import warnings
+from typing import Sequence
+
+__all__ = ["main", "build_parser"]
+
+PROG = "magtrack-dask"
+
+
+class UsageError(Exception):
+    """Bad usage or input: exit 2 with this message."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + message
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
+    return value
+
+
+def _add_cluster_options(p: argparse.ArgumentParser, default_workers: int | None) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", metavar="ADDRESS",
+                   help="connect to a running Dask scheduler (tcp://host:8786, a dask-jobqueue cluster...)")
+    g.add_argument("--workers", type=_positive_int, default=default_workers, metavar="N",
+                   help="start a LocalCluster with N worker processes"
+                        + (f" (default {default_workers})" if default_workers else " (default: one per core)"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``magtrack-dask`` (every subcommand has ``--help``)."""
+    from magtrack_dask import __version__
+
+    parser = _Parser(prog=PROG, description="Track magnetic-tweezers beads in Zarr archives with Dask: "
+                     "x, y sub-pixel, z from radial profiles against a Z-LUT.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("demo", help="simulate, calibrate, track and plot: the whole job on made-up data",
+                       description="Simulate an archive of beads moving in x, y, z (photon noise) and a calibration "
+                       "archive, build the per-bead Z-LUT, track on a local cluster, save results.zarr and PNG plots, "
+                       "print the RMS error against the ground truth.")
+    p.add_argument("--out", metavar="DIR", help="output folder (default: a new temporary folder, kept)")
+    p.add_argument("--frames", type=_positive_int, default=2000, help="frames to simulate (default 2000)")
+    p.add_argument("--beads", type=_positive_int, default=4, help="beads per camera frame (default 4)")
+    p.add_argument("--roi", type=_positive_int, default=64, help="ROI side in px, >= 16 (default 64)")
+    p.add_argument("--workers", type=_positive_int, default=2, help="worker processes (default 2)")
+    p.add_argument("--gpu", action="store_true", help="track on GPUs (needs the 'gpu' extra)")
+    p.add_argument("--seed", type=int, default=0, help="random seed of the simulation (default 0)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+
+    p = sub.add_parser("track", help="track an archive into a results store (resumable)",
+                       description="Track every bead of every frame of ARCHIVE and write a Zarr results store, "
+                       "chunk by chunk. Finished chunks are recorded: after a crash, rerun with --resume to compute "
+                       "only the rest. An existing store made with other parameters is never touched without "
+                       "--overwrite.")
+    p.add_argument("archive", metavar="ARCHIVE", help="archive (Zarr v3 group: tyx, tbyx or yxt layout)")
+    p.add_argument("--out", required=True, metavar="RESULTS", help="results store to write (Zarr v3 folder)")
+    p.add_argument("--zlut", metavar="ZLUT", help="Z-LUT (from 'zlut build', or a .npy); without it z is NaN")
+    _add_cluster_options(p, None)
+    p.add_argument("--gpu", action="store_true", help="run the core on GPUs (CuPy; LocalCUDACluster)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true", help="finish an interrupted job (same inputs and parameters)")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing results store")
+    p.add_argument("--frames-per-task", type=_positive_int, metavar="N",
+                   help="frames per task, rounded up to whole archive chunks (default: one chunk)")
+    p.add_argument("--max-chunks", type=_positive_int, metavar="N",
+                   help="stop after N chunks; finish later with --resume (fits batch time limits)")
+    p.add_argument("--plots", metavar="DIR", help="also save PNG plots of the results to DIR")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("zlut", help="Z-LUT tools", description="Z-LUT tools.")
+    zsub = p.add_subparsers(dest="zlut_command", metavar="ACTION", parser_class=_Parser)
+    b = zsub.add_parser("build", help="per-bead Z-LUTs from a calibration archive",
+                        description="Build per-bead Z-LUTs (n_beads, 1 + n_bins, n_ref) from a calibration archive "
+                        "(an archive with a 'calibration_z' array: each frame's z in nm). Every frame is tracked; the "
+                        "radial profiles about the tracked centres are averaged per focus step.")
+    b.add_argument("calibration", metavar="CALIBRATION", help="calibration archive")
+    b.add_argument("--out", required=True, metavar="ZLUT", help="Z-LUT to write (Zarr v3 array folder)")
+    b.add_argument("--z-resolution-nm", type=_positive_float, default=1.0, metavar="NM",
+                   help="frames whose z agree to NM form one step (default 1)")
+    b.add_argument("--frames-per-task", type=_positive_int, metavar="N", help="frames per task")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing Z-LUT")
+    b.add_argument("--png", metavar="FILE", help="also save an image of the Z-LUT")
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask scheduler")
+    g.add_argument("--workers", type=_positive_int, metavar="N",
+                   help="run on a LocalCluster of N processes (default: threads in this process)")
+
+    p = sub.add_parser("import", help="camera TIFF stacks -> archive (streaming)",
+                       description="Import TIFF stacks (concatenated in the order given) into a Zarr archive, "
+                       "a chunk of frames at a time. Full camera frames need --rois (layout tyx); square frames "
+                       "without ROIs are one bead (yxt); 4-D stacks (frame, bead, y, x) are tbyx.")
+    p.add_argument("tiffs", nargs="+", metavar="TIFF", help="TIFF files")
+    p.add_argument("--out", required=True, metavar="ARCHIVE", help="archive to create")
+    p.add_argument("--rois", metavar="FILE", help="ROI table: .csv/.txt (top,bottom,left,right), .json or .npy")
+    p.add_argument("--layout", choices=("tyx", "tbyx", "yxt"), help="override the inferred layout")
+    p.add_argument("--chunk-frames", type=_positive_int, metavar="N", help="frames per chunk (default ~64 MiB)")
+    p.add_argument("--pixel-size-nm", type=_positive_float, metavar="NM", help="camera pixel size in the sample")
+    p.add_argument("--frame-rate-hz", type=_positive_float, metavar="HZ", help="frame rate")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing archive")
+
+    p = sub.add_parser("info", help="describe an archive, a results store or a Z-LUT",
+                       description="What PATH holds: layout, shape, chunks, beads, attributes; for results also "
+                       "the finished chunks of the job.")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    return parser
+
+
+# -- subcommands --------------------------------------------------------------------
+
+
+def _client(args, *, gpu: bool = False):
+    from magtrack_dask.tracking import start_cluster
+
+    if args.scheduler:
+        from distributed import Client
+
+        try:
+            return Client(args.scheduler, timeout=10)
+        except (OSError, TimeoutError, ValueError) as err:
+            raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {err}") from err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "port 8787 is in use": the printed link says which
+        return start_cluster(args.workers, gpu=gpu)
+
+
+def _close(client) -> None:
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _check_gpu(gpu: bool) -> None:
+    if gpu:
+        from magtrack_dask._backend import check_cupy
+
+        if not check_cupy():
+            raise UsageError("--gpu needs CuPy and a working CUDA GPU (pip install 'magtrack-dask[gpu]'); none found")
+
+
+def _cmd_demo(args) -> int:
+    from magtrack_dask.demo import run_demo
+
+    _check_gpu(args.gpu)
+    if args.roi < 16:
+        raise UsageError(f"--roi must be at least 16 px; got {args.roi}")
+    run_demo(args.out, frames=args.frames, beads=args.beads, roi=args.roi, workers=args.workers, gpu=args.gpu,
+             seed=args.seed, plots=not args.no_plots)
+    return 0
+
+
+def _cmd_track(args) -> int:
+    from magtrack_dask.jobs import prepare_job
+
+    _check_gpu(args.gpu)
+    job = prepare_job(args.archive, args.out, args.zlut, resume=args.resume, overwrite=args.overwrite,
+                      device="gpu" if args.gpu else "cpu", frames_per_task=args.frames_per_task)
+    n_todo = int((~job.done).sum())
+    print(f"{args.archive}: {job.ds.sizes['bead']} beads x {job.ds.sizes['frame']} frames in {job.n_chunks} chunks"
+          + (f", {job.n_chunks - n_todo} already done" if n_todo < job.n_chunks else ""))
+    client = _client(args, gpu=args.gpu) if n_todo else None  # no cluster when all is done
+    try:
+        if client is not None:
+            print(f"dashboard: {client.dashboard_link}")
+        report = job.run(client, progress=not args.no_progress, max_chunks=args.max_chunks)
+    finally:
+        if client is not None:
+            _close(client)
+    print(report.summary())
+    if not report.complete:
+        print(f"not finished: rerun with --resume to compute the remaining "
+              f"{report.n_chunks - report.n_skipped - report.n_computed} chunks")
+    if args.plots and report.complete:
+        from magtrack_dask.plots import save_plots
+
+        for path in save_plots(args.out, args.plots, zlut=args.zlut):
+            print(f"plot: {path}")
+    return 0
+
+
+def _cmd_zlut(args) -> int:
+    if args.zlut_command != "build":
+        raise UsageError("zlut needs an action: build (see 'magtrack-dask zlut --help')")
+    from magtrack_dask.storage import describe_archive
+    from magtrack_dask.zlut import build_zlut, save_zlut
+
+    if not os.path.exists(args.calibration):
+        raise UsageError(f"calibration archive not found: {args.calibration}")
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
+    info = describe_archive(args.calibration)
+    client = _client(args) if (args.scheduler or args.workers) else None
+    try:
+        zlut = build_zlut(args.calibration, z_resolution_nm=args.z_resolution_nm,
+                          frames_per_task=args.frames_per_task)
+    finally:
+        if client is not None:
+            _close(client)
+    save_zlut(args.out, zlut, source=os.path.abspath(args.calibration), roi_size_px=info["roi_size"],
+              overwrite=args.overwrite)
+    print(f"{args.out}: Z-LUT of {zlut.shape[0]} beads, {zlut.shape[1] - 1} radial bins, {zlut.shape[2]} steps "
+          f"from z = {zlut[0, 0, 0]:.1f} to {zlut[0, 0, -1]:.1f} nm")
+    if args.png:
+        from magtrack_dask.plots import plot_zlut
+
+        plot_zlut(args.out, args.png)
+        print(f"plot: {args.png}")
+    return 0
+
+
+def _cmd_import(args) -> int:
+    from magtrack_dask.progress import TextProgress
+    from magtrack_dask.tiff_import import import_tiff
+
+    arch = import_tiff(args.tiffs, args.out, rois=args.rois, layout=args.layout, chunk_frames=args.chunk_frames,
+                       pixel_size_nm=args.pixel_size_nm, frame_rate_hz=args.frame_rate_hz,
+                       overwrite=args.overwrite, progress=TextProgress("importing"))
+    print(f"{args.out}: {arch.layout} archive, {arch.n_beads} beads x {arch.n_frames} frames, "
+          f"shape {tuple(arch.data.shape)} {arch.data.dtype}")
+    return 0
+
+
+def _cmd_info(args) -> int:
+    from magtrack_dask.info import describe, format_info
+
+    info = describe(args.path)
+    print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
+    return 0
+
+
+def _setup_logging(verbose: bool) -> None:
+    # Our logger only: a root handler would also print distributed's INFO chatter.
+    logger = logging.getLogger("magtrack_dask")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+
+
+_COMMANDS = {"demo": _cmd_demo, "track": _cmd_track, "zlut": _cmd_zlut, "import": _cmd_import, "info": _cmd_info}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``magtrack-dask`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
+    from magtrack_dask.jobs import JobError, JobFailed
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "-v" in argv or "--verbose" in argv
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            raise UsageError(f"a command is needed: {', '.join(_COMMANDS)} (see '{PROG} --help')")
+        _setup_logging(args.verbose)
+        return _COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted (a track job can be finished with --resume)", file=sys.stderr)
+        return 130
+    except (UsageError, JobError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
+        if verbose:
+            raise
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
+    except JobFailed as err:
+        if verbose:
+            raise
+        print(f"{PROG}: job failed: {err}", file=sys.stderr)
+        return 1
+    except Exception as err:  # a failure while running: say what, keep the traceback for --verbose
+        if verbose:
+            raise
+        print(f"{PROG}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
