@@ -6,6 +6,8 @@ array argument lives.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from magtrack_dask._backend import array_module
@@ -73,7 +75,9 @@ def _centred(xp, a):
     """Columns minus their NaN-ignoring mean, NaN entries set to zero."""
     if not bool(xp.isnan(a).any()):  # the common case skips the NaN machinery
         return a - a.mean(axis=0, keepdims=True)
-    return xp.nan_to_num(a - xp.nanmean(a, axis=0, keepdims=True))
+    with warnings.catch_warnings():  # an all-NaN column is a lost bead, not news
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return xp.nan_to_num(a - xp.nanmean(a, axis=0, keepdims=True))
 
 
 def pearson(x, y):

@@ -140,7 +140,7 @@ def _fourier_profile(xp, stack, oversample, rmin, rmax):
         raise ValueError(f"rmin and rmax must satisfy 0 <= rmin <= rmax, got rmin={rmin!r}, rmax={rmax!r}")
     width, n_images = stack.shape[0], stack.shape[2]
     matrix, empty = _fourier_ring_matrix(xp, width, oversample, rmin, rmax)
-    magnitude = xp.abs(xp.fft.rfft2(stack, axes=(0, 1))).reshape(-1, n_images)
+    magnitude = xp.abs(xp.fft.rfft2(stack, axes=(0, 1))).reshape(matrix.shape[1], n_images)
     profile = (matrix @ magnitude).astype(stack.dtype, copy=False)
     profile[empty] = np.nan
     return profile

@@ -187,8 +187,9 @@ def _same_autoconvolution(xp, signals):
 def _autoconv_stage(stack, x_old, y_old, half_lines: int):
     """Shared body of the auto-convolution functions.
 
-    Returns ``(col_con, row_con, valid)``, both convolutions shaped
-    ``(n_images, n_pixels)``, NaN for images whose centre estimate is invalid.
+    Returns ``(col_con, row_con, valid)``: both convolutions shaped
+    ``(n_images, n_pixels)``, NaN where the centre estimate is invalid or the
+    line holds NaN, and ``valid`` ``(2, n_images)`` for the y and x results.
     """
     xp = array_module(stack)
     check_stack(stack)
@@ -205,7 +206,10 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int):
     cols *= gaussian(px[None, :], xp.where(valid, y_old, 0.0)[:, None], sigma)
     rows *= gaussian(px[None, :], xp.where(valid, x_old, 0.0)[:, None], sigma)
     conv = _same_autoconvolution(xp, xp.stack((cols, rows)))
-    conv[:, ~valid] = np.nan
+    # A NaN pixel on a sampled line poisons that line's convolution (argmax
+    # would report index 0 as if it were a peak); the other axis is unaffected.
+    valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x
+    conv[~valid] = np.nan
     return conv[0], conv[1], valid
 
 
@@ -223,8 +227,8 @@ def _conv_result(stack, x_old, y_old, half_lines, return_conv):
     if return_conv:
         return col_max, row_max, col_con.T, row_con
     width = col_con.shape[1]
-    x = xp.where(valid, _peak_to_centre(width, row_max), np.nan)
-    y = xp.where(valid, _peak_to_centre(width, col_max), np.nan)
+    x = xp.where(valid[1], _peak_to_centre(width, row_max), np.nan)
+    y = xp.where(valid[0], _peak_to_centre(width, col_max), np.nan)
     return x, y
 
 
