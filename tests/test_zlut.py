@@ -1,0 +1,111 @@
+"""Z-LUTs from calibration archives (magtrack_dask.zlut), local threaded scheduler."""
+
+import os
+
+import numpy as np
+import pytest
+import zarr
+
+from magtrack_dask.simulate import make_zlut
+from magtrack_dask.storage import create_archive, open_archive
+from magtrack_dask.tracking import track
+from magtrack_dask.zlut import (
+    CALIBRATION_Z,
+    build_zlut,
+    calibration_steps,
+    load_zlut,
+    save_zlut,
+    write_simulated_calibration,
+)
+
+from conftest import ROI, Z_RANGE_NM
+
+STEPS = np.arange(Z_RANGE_NM[0] - 300, Z_RANGE_NM[1] + 301, 50.0)
+
+
+@pytest.fixture(scope="module")
+def calibration(tmp_path_factory):
+    """Calibration of the 3 beads of the conftest 'tyx' archive (same ROI grid)."""
+    path = str(tmp_path_factory.mktemp("cal") / "calibration.zarr")
+    write_simulated_calibration(path, STEPS, 3, roi=ROI, frames_per_step=6, photons=1e4, seed=5)
+    return path
+
+
+def test_calibration_steps_group_round_and_skip_nan():
+    z = np.array([100.2, 99.8, np.nan, 150.0, 150.4, 149.9, 100.1])
+    z_ref, step = calibration_steps(z)
+    np.testing.assert_allclose(z_ref, [(100.2 + 99.8 + 100.1) / 3, (150.0 + 150.4 + 149.9) / 3])
+    assert step.tolist() == [0, 0, -1, 1, 1, 1, 0]
+    with pytest.raises(ValueError, match="z_resolution_nm"):
+        calibration_steps(z, 0)
+
+
+def test_simulated_calibration_archive(calibration, archives):
+    a = open_archive(calibration)
+    assert a.layout == "tyx" and a.n_frames == len(STEPS) * 6
+    np.testing.assert_array_equal(a.rois, open_archive(archives["tyx"]).rois)
+    z = a.group[CALIBRATION_Z]
+    np.testing.assert_array_equal(z[...], np.repeat(STEPS, 6))
+    assert z.attrs["units"] == "nm" and z.metadata.dimension_names == ("frame",)
+
+
+def test_build_matches_the_ideal_lut_and_tracks_z(calibration, archives, zlut):
+    lut = build_zlut(calibration, frames_per_task=40)
+    assert lut.shape == (3, 1 + ROI // 2, len(STEPS))
+    np.testing.assert_allclose(lut[:, 0, :], np.broadcast_to(STEPS, (3, len(STEPS))), atol=1e-9)
+    ideal = make_zlut(STEPS, n_pixels=ROI, oversample_frames=16)
+    for b in range(3):  # the measured profiles look like the noiseless model's (rows 2.. are matched)
+        r = np.corrcoef(lut[b, 2:].ravel(), ideal[2:].ravel())[0, 1]
+        assert r > 0.999, (b, r)
+    # the same chunking-independent answer with other task sizes
+    np.testing.assert_allclose(build_zlut(calibration, frames_per_task=200), lut, rtol=1e-12)
+    # z of the measurement archive, against the truth
+    ds = track(archives["tyx"], lut).compute()
+    err = ds.z.values - zarr.open_group(archives["tyx"])["truth_z"][...]
+    assert np.isfinite(err).all()
+    assert np.sqrt(np.mean(err**2)) < 40  # nm; the ideal LUT does about as well
+    ref = track(archives["tyx"], zlut).compute()
+    ref_err = ref.z.values - zarr.open_group(archives["tyx"])["truth_z"][...]
+    assert np.sqrt(np.mean(err**2)) < 1.5 * np.sqrt(np.mean(ref_err**2)) + 5
+
+
+def test_save_load_and_track_accepts_the_file(calibration, archives, tmp_path):
+    lut = build_zlut(calibration)
+    path = str(tmp_path / "zlut.zarr")
+    save_zlut(path, lut, source=calibration, roi_size_px=ROI, attrs={"note": "test"})
+    got, attrs = load_zlut(path)
+    np.testing.assert_array_equal(got, lut)
+    assert attrs["z_units"] == "nm" and attrs["source"] == calibration and attrs["roi_size_px"] == ROI
+    assert attrs["n_bins"] == ROI // 2 and attrs["note"] == "test"
+    assert zarr.open_array(path).metadata.dimension_names == ("bead", "row", "ref")
+    # track() opens the file itself (tracking._load_zlut), with the same numbers
+    np.testing.assert_array_equal(track(archives["tyx"], path).z.values, track(archives["tyx"], lut).z.values)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_zlut(path, lut)
+    save_zlut(path, lut[0], overwrite=True)  # one shared LUT, 2-D
+    assert load_zlut(path)[0].shape == lut.shape[1:]
+    np.save(tmp_path / "zlut.npy", lut)
+    np.testing.assert_array_equal(load_zlut(tmp_path / "zlut.npy")[0], lut)
+    g = zarr.open_group(str(tmp_path / "group.zarr"), mode="w")
+    g.create_array("zlut", data=lut)
+    np.testing.assert_array_equal(load_zlut(tmp_path / "group.zarr")[0], lut)
+
+
+def test_bad_calibrations_raise_clear_errors(archives, tmp_path):
+    with pytest.raises(ValueError, match="no 'calibration_z' array: not a calibration archive"):
+        build_zlut(archives["tyx"])
+    with pytest.raises(ValueError, match="calibration z has shape"):
+        build_zlut(archives["tyx"], z=np.zeros(3))
+    with pytest.raises(ValueError, match="at least 2 focus steps"):
+        build_zlut(archives["tyx"], z=np.full(45, 1000.0))
+    # a bead that is never found in a step (a blank frame: nothing to track)
+    path = str(tmp_path / "blank.zarr")
+    g = create_archive(path, np.full((4, 1, ROI, ROI), 1000, np.uint16), layout="tbyx")
+    z = g.create_array(CALIBRATION_Z, shape=(4,), dtype="float64")
+    z[...] = [1000, 1000, 1500, 1500]
+    with pytest.raises(ValueError, match="bead 0 was not found in any frame of the step at z = 1000.0 nm"):
+        build_zlut(path)
+    with pytest.raises(FileNotFoundError, match="Z-LUT not found"):
+        load_zlut(tmp_path / "missing.zarr")
+    with pytest.raises(ValueError, match="shape"):
+        save_zlut(tmp_path / "bad.zarr", np.zeros((2, 5)))
