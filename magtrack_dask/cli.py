@@ -121,8 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="camera TIFF stacks -> archive (streaming)",
                        description="Import TIFF stacks (concatenated in the order given) into a Zarr archive, "
-                       "a chunk of frames at a time. Full camera frames need --rois (layout tyx); square frames "
-                       "without ROIs are one bead (yxt); 4-D stacks (frame, bead, y, x) are tbyx.")
+                       "a chunk of frames at a time. Full camera frames need --rois (layout tyx); a stack of one "
+                       "pre-cropped bead needs --layout yxt; 4-D stacks (frame, bead, y, x) are tbyx.")
     p.add_argument("tiffs", nargs="+", metavar="TIFF", help="TIFF files")
     p.add_argument("--out", required=True, metavar="ARCHIVE", help="archive to create")
     p.add_argument("--rois", metavar="FILE", help="ROI table: .csv/.txt (top,bottom,left,right), .json or .npy")
@@ -147,10 +147,11 @@ def _client(args, *, gpu: bool = False):
     from magtrack_dask.tracking import start_cluster
 
     if args.scheduler:
+        import dask
         from distributed import Client
 
-        try:
-            return Client(args.scheduler, timeout=10)
+        try:  # dask's connect timeout (30 s unless configured), not the client's default of "forever"
+            return Client(args.scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
         except (OSError, TimeoutError, ValueError) as err:
             raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {err}") from err
     with warnings.catch_warnings():

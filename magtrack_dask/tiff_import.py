@@ -9,7 +9,8 @@ frames in the order given (a camera that splits a recording into
 Layouts (see :mod:`magtrack_dask.storage`):
 
 * 3-D series ``(frame, y, x)`` with an ROI table: ``tyx`` (full camera frames).
-* 3-D series of square frames without ROIs: ``yxt`` (one pre-cropped bead).
+* 3-D series of square frames, ``layout='yxt'``: one pre-cropped bead (never
+  inferred: camera frames are often square too).
 * 4-D series ``(frame, bead, y, x)`` (e.g. an ImageJ hyperstack with the beads
   as channels): ``tbyx``.
 
@@ -116,7 +117,8 @@ def import_tiff(
         ROI table ``(n_beads, 4)`` or a file :func:`read_rois` reads. Needed
         for full camera frames.
     layout : {'tyx', 'tbyx', 'yxt'}, optional
-        Default: inferred (see the module docstring).
+        Default: ``'tbyx'`` for 4-D series, ``'tyx'`` with ``rois``; ``'yxt'``
+        must be asked for.
     chunk_frames : int, optional
         Frames per Zarr chunk (= per tracking task); default about 64 MiB.
     pixel_size_nm, frame_rate_hz : float, optional
@@ -167,11 +169,9 @@ def import_tiff(
             layout = "tbyx"
         elif rois is not None:
             layout = "tyx"
-        elif frame_shape[0] == frame_shape[1]:
-            layout = "yxt"
-        else:
-            raise ValueError(f"frames of {frame_shape[0]} x {frame_shape[1]} px are full camera frames: "
-                             "give the ROI table (--rois FILE)")
+        else:  # never guessed from the frame size: camera frames are often square too
+            raise ValueError(f"frames of {frame_shape[0]} x {frame_shape[1]} px need an ROI table (--rois FILE) "
+                             "to be full camera frames, or layout 'yxt' (--layout yxt) to be one pre-cropped bead")
     if layout not in LAYOUTS:
         raise ValueError(f"unknown layout {layout!r}: layout must be one of {', '.join(map(repr, LAYOUTS))}")
     if (layout == "tbyx") != (len(frame_shape) == 3):
@@ -190,6 +190,8 @@ def import_tiff(
     n_chunks = -(-n_frames // step)
     buf = np.empty((step, *frame_shape), dtype=dtype)
     filled = written = 0
+    if progress:
+        progress(0, n_chunks, 0)
 
     def flush(n: int) -> None:
         nonlocal written

@@ -1,0 +1,248 @@
+"""The magtrack-dask command, run as a subprocess: exit codes, messages, every subcommand."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import zarr
+
+from magtrack_dask._backend import check_cupy
+from magtrack_dask.storage import open_archive, write_simulated_archive
+from magtrack_dask.zlut import load_zlut, save_zlut, write_simulated_calibration
+
+from conftest import N_FRAMES, ROI, Z_RANGE_NM
+
+distributed = pytest.importorskip("distributed")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cli(*args, timeout=120, env=None):
+    return subprocess.run([sys.executable, "-m", "magtrack_dask.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=timeout, env=None if env is None else {**os.environ, **env})
+
+
+def assert_usage_error(res, pattern):
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("magtrack-dask: error: "), res.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    cluster = distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2, dashboard_address=None)
+    yield cluster.scheduler_address
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def zlut_path(tmp_path_factory, zlut):
+    path = str(tmp_path_factory.mktemp("cli-zlut") / "zlut.zarr")
+    save_zlut(path, zlut)
+    return path
+
+
+# -- usage -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("args", [[], ["demo"], ["track"], ["zlut"], ["zlut", "build"], ["import"], ["info"]])
+def test_help_everywhere(args):
+    res = cli(*args, "--help")
+    assert res.returncode == 0 and res.stdout.startswith("usage: magtrack-dask"), res.stderr
+    assert "--help" in res.stdout
+
+
+def test_console_script_and_version():
+    script = os.path.join(os.path.dirname(sys.executable), "magtrack-dask")
+    if not os.path.exists(script):
+        pytest.skip("package not installed with its console script")
+    res = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and re.match(r"magtrack-dask \d", res.stdout)
+
+
+def test_bad_usage_exits_2_with_one_message(archives, tmp_path, zlut):
+    arch = archives["tyx"]
+    out = tmp_path / "r.zarr"
+    assert_usage_error(cli(), "a command is needed")
+    assert_usage_error(cli("frobnicate"), "invalid choice: 'frobnicate'")
+    assert_usage_error(cli("track"), "required: ARCHIVE, --out")
+    assert_usage_error(cli("track", arch, "--out", out, "--resume", "--overwrite"), "not allowed with argument")
+    assert_usage_error(cli("track", arch, "--out", out, "--workers", "0"), "expected a number >= 1")
+    assert_usage_error(cli("track", tmp_path / "missing.zarr", "--out", out), "archive not found")
+    assert_usage_error(cli("track", arch, "--out", out, "--zlut", tmp_path / "nope.zarr"), "Z-LUT not found")
+    np.save(tmp_path / "small.npy", zlut[:9])  # 8 bins, the ROIs give 16
+    assert_usage_error(cli("track", arch, "--out", out, "--zlut", tmp_path / "small.npy"),
+                       "zlut has 8 profile bins but the profiles of 32 px ROIs have 16")
+    assert_usage_error(cli("demo", "--roi", "8"), "at least 16 px")
+    assert_usage_error(cli("info", tmp_path / "missing"), "not found")
+    (tmp_path / "empty").mkdir()
+    assert_usage_error(cli("info", tmp_path / "empty"), "empty")
+    assert_usage_error(cli("zlut"), "needs an action: build")
+    assert_usage_error(cli("zlut", "build", arch, "--out", tmp_path / "z.zarr"),
+                       "no 'calibration_z' array: not a calibration archive")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(check_cupy(), reason="a GPU is present")
+def test_gpu_without_gpu_is_bad_usage(archives, tmp_path):
+    assert_usage_error(cli("track", archives["yxt"], "--out", tmp_path / "r.zarr", "--gpu"), "--gpu needs CuPy")
+
+
+# -- track ---------------------------------------------------------------------------------
+
+
+def test_track_refuse_resume_overwrite(archives, zlut_path, scheduler, tmp_path):
+    arch, out = archives["tbyx"], tmp_path / "r.zarr"
+    res = cli("track", arch, "--out", out, "--zlut", zlut_path, "--workers", "1", "--plots", tmp_path / "png")
+    assert res.returncode == 0, res.stderr
+    assert "dashboard: http" in res.stdout
+    assert re.search(r"3 chunks computed, 0 already done, 3 in all \(45 frames\), complete", res.stdout)
+    assert "tracking [" in res.stderr and "100.0% 3/3 chunks" in res.stderr  # the progress bar
+    assert sorted(os.listdir(tmp_path / "png")) == ["traces.png", "xy.png", "zlut.png"]
+    assert_usage_error(cli("track", arch, "--out", out, "--zlut", zlut_path), "complete.*--resume.*--overwrite")
+    res = cli("track", arch, "--out", out, "--zlut", zlut_path, "--resume")
+    assert res.returncode == 0 and "0 chunks computed, 3 already done" in res.stdout
+    assert "dashboard" not in res.stdout  # nothing to do: no cluster started
+    assert_usage_error(cli("track", arch, "--out", out, "--resume"),
+                       r"other inputs or parameters \(.*zlut_sha256.*\); pass --overwrite")
+    res = cli("track", arch, "--out", out, "--overwrite", "--frames-per-task", 32, "--scheduler", scheduler,
+              "--no-progress")
+    assert res.returncode == 0 and "2 chunks computed" in res.stdout and res.stderr == ""
+
+
+def test_max_chunks_then_resume(archives, scheduler, tmp_path):
+    out = tmp_path / "r.zarr"
+    res = cli("track", archives["yxt"], "--out", out, "--max-chunks", 2, "--scheduler", scheduler, "--no-progress")
+    assert res.returncode == 0 and "incomplete (2/3)" in res.stdout and "--resume" in res.stdout
+    res = cli("info", out)
+    assert "finished chunks: 2/3 (incomplete, missing chunks [2])" in res.stdout
+    res = cli("track", archives["yxt"], "--out", out, "--resume", "--scheduler", scheduler, "--no-progress")
+    assert "1 chunks computed, 2 already done" in res.stdout
+
+
+def test_job_failure_exits_1(scheduler, tmp_path):
+    arch = str(tmp_path / "a.zarr")
+    write_simulated_archive(arch, 32, 1, roi=ROI, layout="yxt", chunk_frames=16, z_range_nm=Z_RANGE_NM)
+    with open(os.path.join(arch, "frames", "c", "0", "0", "1"), "wb") as f:
+        f.write(b"garbage")
+    res = cli("track", arch, "--out", tmp_path / "r.zarr", "--scheduler", scheduler, "--no-progress")
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert re.search(r"magtrack-dask: job failed: chunk 1 \(frames 16-31\) failed", res.stderr)
+
+
+def test_unreachable_scheduler_is_bad_usage(archives, tmp_path):
+    res = cli("track", archives["yxt"], "--out", tmp_path / "r.zarr", "--scheduler", "tcp://127.0.0.1:9",
+              env={"DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"})
+    assert_usage_error(res, "cannot reach the Dask scheduler at tcp://127.0.0.1:9")
+
+
+# -- zlut, import, info ----------------------------------------------------------------------
+
+
+def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
+    cal = str(tmp_path / "cal.zarr")
+    write_simulated_calibration(cal, np.arange(500.0, 2701.0, 100.0), 3, roi=ROI, frames_per_step=3, seed=2)
+    lut = tmp_path / "zlut.zarr"
+    res = cli("zlut", "build", cal, "--out", lut, "--png", tmp_path / "zlut.png", "--scheduler", scheduler)
+    assert res.returncode == 0, res.stderr
+    assert "Z-LUT of 3 beads, 16 radial bins, 23 steps from z = 500.0 to 2700.0 nm" in res.stdout
+    arr, attrs = load_zlut(lut)
+    assert arr.shape == (3, 17, 23) and attrs["source"] == cal and attrs["roi_size_px"] == ROI
+    assert os.path.getsize(tmp_path / "zlut.png") > 10_000
+    assert_usage_error(cli("zlut", "build", cal, "--out", lut), "exists; pass --overwrite")
+    res = cli("info", lut)
+    assert res.returncode == 0 and "zlut" in res.stdout and "z: 500 to 2700 nm" in res.stdout
+    res = cli("info", cal, "--json")
+    info = json.loads(res.stdout)
+    assert info["kind"] == "calibration archive" and info["calibration_z_range_nm"] == [500.0, 2700.0]
+    res = cli("track", archives["tyx"], "--out", tmp_path / "r.zarr", "--zlut", lut, "--scheduler", scheduler,
+              "--no-progress")
+    assert res.returncode == 0, res.stderr
+    res = cli("info", tmp_path / "r.zarr", "--json")
+    info = json.loads(res.stdout)
+    assert info["kind"] == "results" and info["job"]["complete"] and info["n_beads"] == 3
+    assert info["variables"]["z"]["units"] == "nm" and info["variables"]["profiles"]["chunks"] == [3, 16, 16]
+    assert info["parameters"]["zlut_kind"] == "per-bead"
+    text = cli("info", tmp_path / "r.zarr").stdout
+    assert "finished chunks: 3/3 (complete)" in text and "profiles" in text
+
+
+def test_import_tiff_layouts(archives, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    a = open_archive(archives["tyx"])
+    frames = a.data.compute()
+    tifffile.imwrite(tmp_path / "run_000.tif", frames[:20])
+    tifffile.imwrite(tmp_path / "run_001.tif", frames[20:], imagej=True)
+    np.savetxt(tmp_path / "rois.csv", a.rois, fmt="%d", delimiter=",", header="top,bottom,left,right", comments="")
+    out = tmp_path / "imported.zarr"
+    res = cli("import", tmp_path / "run_000.tif", tmp_path / "run_001.tif", "--out", out, "--rois",
+              tmp_path / "rois.csv", "--chunk-frames", 16, "--pixel-size-nm", 100)
+    assert res.returncode == 0, res.stderr
+    assert f"tyx archive, 3 beads x {N_FRAMES} frames" in res.stdout
+    got = open_archive(out)
+    np.testing.assert_array_equal(got.data.compute(), frames)
+    np.testing.assert_array_equal(got.rois, a.rois)
+    assert got.data.chunks[0] == (16, 16, 13) and got.pixel_size_nm == 100.0
+    info = json.loads(cli("info", out, "--json").stdout)
+    assert info["kind"] == "archive" and info["layout"] == "tyx" and info["chunks"][0] == 16
+    # one pre-cropped bead: yxt, on request only (full frames are often square too)
+    crop = frames[:, 8:40, 8:40]
+    tifffile.imwrite(tmp_path / "bead.tif", crop)
+    assert_usage_error(cli("import", tmp_path / "bead.tif", "--out", tmp_path / "bead.zarr"),
+                       r"need an ROI table \(--rois FILE\).*--layout yxt")
+    assert cli("import", tmp_path / "bead.tif", "--out", tmp_path / "bead.zarr", "--layout", "yxt").returncode == 0
+    np.testing.assert_array_equal(open_archive(tmp_path / "bead.zarr").data.compute(), crop.transpose(1, 2, 0))
+    # 4-D hyperstacks: (frame, bead, y, x)
+    tbyx = open_archive(archives["tbyx"]).data.compute()
+    tifffile.imwrite(tmp_path / "hyper.tif", tbyx, imagej=True, metadata={"axes": "TCYX"})
+    assert cli("import", tmp_path / "hyper.tif", "--out", tmp_path / "hyper.zarr").returncode == 0
+    np.testing.assert_array_equal(open_archive(tmp_path / "hyper.zarr").data.compute(), tbyx)
+    # full frames without ROIs, a bad ROI table, an existing archive
+    assert_usage_error(cli("import", tmp_path / "run_000.tif", "--out", tmp_path / "x.zarr"), "--rois")
+    (tmp_path / "bad.json").write_text(json.dumps({"rois": [[0, 10, 0, 12]]}))
+    assert_usage_error(cli("import", tmp_path / "run_000.tif", "--out", tmp_path / "x.zarr", "--rois",
+                           tmp_path / "bad.json"), "rois must be square")
+    assert_usage_error(cli("import", tmp_path / "bead.tif", "--out", tmp_path / "bead.zarr", "--layout", "yxt"),
+                       "exists|overwrite")
+    assert_usage_error(cli("import", tmp_path / "nope.tif", "--out", tmp_path / "y.zarr"), "TIFF file not found")
+
+
+def test_import_streams_in_small_reads(archives, tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    from magtrack_dask.tiff_import import import_tiff, read_rois
+
+    a = open_archive(archives["tyx"])
+    frames = a.data.compute()
+    paths = []
+    for i, (lo, hi) in enumerate([(0, 7), (7, 30), (30, N_FRAMES)]):  # chunk edges fall inside files
+        paths.append(tmp_path / f"part{i}.tif")
+        tifffile.imwrite(paths[-1], frames[lo:hi])
+    np.save(tmp_path / "rois.npy", a.rois)
+    seen = []
+    arch = import_tiff(paths, tmp_path / "a.zarr", rois=tmp_path / "rois.npy", chunk_frames=10, pages_per_read=3,
+                       progress=lambda done, total, n: seen.append((done, total, n)))
+    np.testing.assert_array_equal(arch.data.compute(), frames)
+    assert seen == [(0, 5, 0), (1, 5, 10), (2, 5, 20), (3, 5, 30), (4, 5, 40), (5, 5, 45)]
+    np.testing.assert_array_equal(read_rois(tmp_path / "rois.npy"), a.rois)
+
+
+# -- demo ---------------------------------------------------------------------------------------
+
+
+def test_demo_smoke(tmp_path):
+    out = tmp_path / "demo"
+    res = cli("demo", "--frames", 40, "--beads", 2, "--roi", 32, "--workers", 1, "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert "dashboard: http" in res.stdout and "tracking [" in res.stderr
+    m = re.search(r"RMS error vs ground truth: x ([\d.]+) nm, y ([\d.]+) nm, z ([\d.]+) nm", res.stdout)
+    assert m, res.stdout
+    x, y, z = map(float, m.groups())
+    assert x < 5 and y < 5 and z < 80
+    assert sorted(os.listdir(out)) == ["archive.zarr", "calibration.zarr", "plots", "results.zarr", "zlut.zarr"]
+    assert sorted(os.listdir(out / "plots")) == ["errors.png", "traces.png", "xy.png", "zlut.png"]
+    assert zarr.open_group(str(out / "results.zarr"))["_job"].attrs["complete"]
