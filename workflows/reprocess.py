@@ -1,0 +1,345 @@
+#!/usr/bin/env python
+"""Scheduled reprocessing: track every archive a config file names, safely rerunnable.
+
+Usage::
+
+    python workflows/reprocess.py CONFIG [--dry-run] [--verbose]
+
+CONFIG is TOML (Python >= 3.11, or ``tomli`` installed) or JSON with the same
+structure; see ``workflows/config.example.toml`` and ``workflows/README.md``.
+Each archive matched by the globs gets a results store in the output folder:
+finished stores are skipped, interrupted ones resumed, stores made with other
+parameters are left alone and reported. A lock file keeps two runs (an
+overlapping cron job) from working at once.
+
+Exit codes: 0 all archives done or skipped, 1 some archive failed, 2 bad
+config, 3 another run holds the lock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import logging
+import os
+import socket
+import sys
+import time
+from typing import Any
+
+log = logging.getLogger("magtrack_dask.reprocess")
+
+CLUSTER_KINDS = ("local", "scheduler", "slurm")
+
+
+class ConfigError(Exception):
+    """The config file is missing, unreadable or inconsistent."""
+
+
+# -- config ----------------------------------------------------------------------
+
+
+def load_config(path: str) -> dict[str, Any]:
+    """Read a TOML or JSON config and fill in the defaults.
+
+    Relative paths in it are relative to the config file's folder.
+    """
+    if not os.path.exists(path):
+        raise ConfigError(f"config file not found: {path}")
+    with open(path, "rb") as f:
+        raw = f.read()
+    if path.endswith(".json"):
+        try:
+            cfg = json.loads(raw)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"{path}: invalid JSON: {err}") from err
+    else:
+        try:
+            import tomllib
+        except ImportError:  # Python 3.10
+            try:
+                import tomli as tomllib
+            except ImportError:
+                raise ConfigError("TOML configs need Python >= 3.11 or the tomli package; "
+                                  "or write the same config as JSON") from None
+        try:
+            cfg = tomllib.loads(raw.decode())
+        except tomllib.TOMLDecodeError as err:
+            raise ConfigError(f"{path}: invalid TOML: {err}") from err
+    base = os.path.dirname(os.path.abspath(path))
+    return _normalise(cfg, base)
+
+
+def _normalise(cfg: dict, base: str) -> dict:
+    def absolute(p: str) -> str:
+        return os.path.normpath(os.path.join(base, os.path.expanduser(p)))
+
+    known = {"input", "zlut", "output", "cluster", "tracking"}
+    unknown = set(cfg) - known
+    if unknown:
+        raise ConfigError(f"unknown config sections {sorted(unknown)}; expected {sorted(known)}")
+    inp = cfg.get("input", {})
+    patterns = inp.get("archives")
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not patterns:
+        raise ConfigError("[input] archives is required: a glob or a list of globs of archive folders")
+    out = dict(cfg.get("output", {}))
+    if "folder" not in out:
+        raise ConfigError("[output] folder is required")
+    out["folder"] = absolute(out["folder"])
+    out.setdefault("name", "{stem}.results.zarr")
+    out["log"] = absolute(out["log"]) if out.get("log") else os.path.join(out["folder"], "reprocess.log")
+    zlut = dict(cfg.get("zlut", {}))
+    cluster = dict(cfg.get("cluster", {}))
+    cluster.setdefault("kind", "local")
+    if cluster["kind"] not in CLUSTER_KINDS:
+        raise ConfigError(f"[cluster] kind must be one of {CLUSTER_KINDS}; got {cluster['kind']!r}")
+    if cluster["kind"] == "scheduler" and not cluster.get("address"):
+        raise ConfigError("[cluster] kind = 'scheduler' needs address = 'tcp://host:8786'")
+    tracking = dict(cfg.get("tracking", {}))
+    tracking.setdefault("device", "cpu")
+    if tracking["device"] not in ("cpu", "gpu"):
+        raise ConfigError(f"[tracking] device must be 'cpu' or 'gpu'; got {tracking['device']!r}")
+    return {
+        "input": {"archives": [absolute(p) for p in patterns]},
+        "zlut": zlut,  # templates: made absolute after the placeholders are filled
+        "output": out,
+        "cluster": cluster,
+        "tracking": tracking,
+        "base": base,
+    }
+
+
+def _fill(template: str, archive: str, base: str = "") -> str:
+    """Paths per archive: {parent}, {parent_name}, {stem}, {name} of the archive, relative to ``base``."""
+    parent = os.path.dirname(archive)
+    name = os.path.basename(archive)
+    try:
+        filled = template.format(parent=parent, parent_name=os.path.basename(parent), name=name,
+                                 stem=name[:-5] if name.endswith(".zarr") else name)
+        return os.path.normpath(os.path.join(base, os.path.expanduser(filled)))
+    except (KeyError, IndexError) as err:
+        raise ConfigError(f"unknown placeholder {err} in {template!r}; "
+                          "use {parent}, {parent_name}, {stem} or {name}") from None
+
+
+def find_archives(cfg: dict) -> list[str]:
+    """Archives matched by the globs, sorted, each once."""
+    found = set()
+    for pattern in cfg["input"]["archives"]:
+        found.update(os.path.normpath(p) for p in glob.glob(pattern) if os.path.isdir(p))
+    return sorted(found)
+
+
+# -- cluster ----------------------------------------------------------------------
+
+
+def start_client(cluster_cfg: dict, device: str):
+    """A distributed Client for the configured cluster kind."""
+    from distributed import Client
+
+    kind = cluster_cfg["kind"]
+    if kind == "scheduler":
+        return Client(cluster_cfg["address"], timeout=30)
+    if kind == "slurm":
+        try:
+            from dask_jobqueue import SLURMCluster  # only when asked for
+        except ImportError as err:
+            raise ConfigError("kind = 'slurm' needs dask-jobqueue: pip install 'magtrack-dask[slurm]'") from err
+        cluster = SLURMCluster(**cluster_cfg.get("slurm", {}))
+        jobs = cluster_cfg.get("jobs", 1)
+        if cluster_cfg.get("adapt"):
+            cluster.adapt(minimum_jobs=0, maximum_jobs=jobs)
+        else:
+            cluster.scale(jobs=jobs)
+        client = Client(cluster)
+        log.info("SLURM cluster: %s jobs requested; job script:\n%s", jobs, cluster.job_script())
+        client.wait_for_workers(1, timeout=cluster_cfg.get("wait_for_workers_s", 600))
+        return client
+    from magtrack_dask.tracking import start_cluster
+
+    return start_cluster(cluster_cfg.get("workers"), gpu=device == "gpu",
+                         dashboard_address=cluster_cfg.get("dashboard_address", ":0"))
+
+
+# -- lock ---------------------------------------------------------------------------
+
+
+class Lock:
+    """An exclusive lock file: a second run on the same output exits instead of racing."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.held = False
+
+    def acquire(self) -> bool:
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                if not self._stale():
+                    return False
+                os.unlink(self.path)  # left by a run that died: take it over
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump({"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}, f)
+            self.held = True
+            return True
+        return False
+
+    def _stale(self) -> bool:
+        try:
+            with open(self.path) as f:
+                owner = json.load(f)
+        except (OSError, ValueError):
+            return True
+        if owner.get("host") != socket.gethostname():
+            return False  # cannot tell from here: assume it is alive
+        try:
+            os.kill(int(owner["pid"]), 0)
+        except ProcessLookupError:
+            return True
+        except (PermissionError, KeyError, ValueError, TypeError):
+            return False
+        return False
+
+    def release(self) -> None:
+        if self.held:
+            os.unlink(self.path)
+            self.held = False
+
+
+# -- the run -------------------------------------------------------------------------
+
+
+def _zlut_for(archive: str, cfg: dict, client_getter) -> str | None:
+    zcfg = cfg["zlut"]
+    if not zcfg.get("path"):
+        return None
+    path = _fill(zcfg["path"], archive, cfg["base"])
+    if os.path.exists(path):
+        return path
+    if not zcfg.get("calibration"):
+        raise FileNotFoundError(f"Z-LUT not found: {path}")
+    calibration = _fill(zcfg["calibration"], archive, cfg["base"])
+    if not os.path.exists(calibration):
+        raise FileNotFoundError(f"Z-LUT {path} missing and calibration archive not found: {calibration}")
+    from magtrack_dask.storage import describe_archive
+    from magtrack_dask.zlut import build_zlut, save_zlut
+
+    client_getter()  # build on the cluster
+    lut = build_zlut(calibration)
+    save_zlut(path, lut, source=calibration, roi_size_px=describe_archive(calibration)["roi_size"])
+    log.info("built Z-LUT %s from %s: shape %s", path, calibration, lut.shape)
+    return path
+
+
+def reprocess(cfg: dict, *, dry_run: bool = False) -> dict[str, list[str]]:
+    """Track every archive of the config; return archives by outcome.
+
+    Outcomes: ``done`` (computed now, complete), ``partial`` (stopped by
+    ``max_chunks_per_run``), ``skipped`` (already complete), ``failed``.
+    """
+    from magtrack_dask.jobs import JobError, job_status, prepare_job
+
+    archives = find_archives(cfg)
+    log.info("%d archives match %s", len(archives), cfg["input"]["archives"])
+    outcome: dict[str, list[str]] = {"done": [], "partial": [], "skipped": [], "failed": []}
+    outs: dict[str, str] = {}
+    for a in archives:
+        out = _fill(cfg["output"]["name"], a, cfg["output"]["folder"])
+        if out in outs:
+            raise ConfigError(f"{a} and {outs[out]} would both write {out}: use {{parent_name}} in [output] name")
+        outs[out] = a
+    tracking = dict(cfg["tracking"])
+    max_chunks = tracking.pop("max_chunks_per_run", None)
+    client = None
+
+    def get_client():
+        nonlocal client
+        if client is None:
+            client = start_client(cfg["cluster"], tracking.get("device", "cpu"))
+            log.info("cluster: %s, dashboard %s", client.scheduler.address, client.dashboard_link)
+        return client
+
+    try:
+        for out, archive in outs.items():
+            status = job_status(out)
+            try:
+                zlut = _zlut_for(archive, cfg, get_client) if not dry_run else None
+                if dry_run:
+                    state = ("missing" if status is None else
+                             "complete" if status["complete"] else f"{status['n_done']}/{status['n_chunks']} chunks")
+                    log.info("[dry run] %s -> %s (%s)", archive, out, state)
+                    continue
+                # Complete stores go through prepare_job too: changed parameters must not pass as done.
+                job = prepare_job(archive, out, zlut, resume=True, **tracking)
+                if job.done.all():
+                    if not status or not status["complete"]:
+                        job.run()  # all chunks written, only the final consolidation was missing
+                    log.info("skip %s: %s is complete", archive, out)
+                    outcome["skipped"].append(archive)
+                    continue
+                resumed = int(job.done.sum())
+                log.info("%s %s -> %s (%d/%d chunks to do)", "resume" if resumed else "track", archive, out,
+                         job.n_chunks - resumed, job.n_chunks)
+                report = job.run(get_client(), max_chunks=max_chunks)  # logs its own summary
+                outcome["done" if report.complete else "partial"].append(archive)
+            except (JobError, FileNotFoundError, ValueError) as err:
+                log.error("%s: %s", archive, err)
+                outcome["failed"].append(archive)
+            except Exception as err:  # one bad archive must not stop the others
+                log.exception("%s failed: %s", archive, err)
+                outcome["failed"].append(archive)
+    finally:
+        if client is not None:
+            cluster = getattr(client, "cluster", None)
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    log.info("summary: %s", ", ".join(f"{len(v)} {k}" for k, v in outcome.items()))
+    return outcome
+
+
+def _setup_logging(log_file: str, verbose: bool) -> None:
+    os.makedirs(os.path.dirname(log_file), exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    logger = logging.getLogger("magtrack_dask")
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="Track every archive a config file names; safe to rerun.")
+    parser.add_argument("config", help="TOML or JSON config (see workflows/config.example.toml)")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be done, change nothing")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as err:
+        print(f"reprocess: config error: {err}", file=sys.stderr)
+        return 2
+    _setup_logging(cfg["output"]["log"], args.verbose)
+    lock = Lock(os.path.join(cfg["output"]["folder"], ".reprocess.lock"))
+    if not args.dry_run and not lock.acquire():
+        log.warning("another run holds %s; exiting", lock.path)
+        return 3
+    log.info("reprocess %s (pid %d)", os.path.abspath(args.config), os.getpid())
+    try:
+        outcome = reprocess(cfg, dry_run=args.dry_run)
+    except ConfigError as err:
+        log.error("config error: %s", err)
+        return 2
+    finally:
+        lock.release()
+    return 1 if outcome["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
