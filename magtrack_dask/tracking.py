@@ -149,25 +149,23 @@ def _track_block(
     per_bead = zlut is not None and zlut.ndim == 3
     shared_lut = None if (zlut is None or per_bead) else zlut
 
-    if device == "gpu":
-        import cupy
+    xp = np
+    if device == "gpu":  # only this task's crop goes to the GPU; small results come back
+        import cupy as xp
 
-        stack = cupy.asarray(stack)
-        shared_lut = None if shared_lut is None else cupy.asarray(shared_lut)
+        stack = xp.asarray(stack)
+        shared_lut = None if shared_lut is None else xp.asarray(shared_lut)
     if stage_options:
         x, y, z, prof = core.stack_to_xyzp_advanced(stack, shared_lut, **stage_options)
     else:
         x, y, z, prof = core.stack_to_xyzp(stack, shared_lut)
     if per_bead:  # one lookup per bead, on the device that holds the profiles
-        xp = np if device == "cpu" else __import__("cupy")
+        lut_opts = stage_options.get("lookup_z", {})
         z = xp.concatenate([
-            core.lookup_z(prof[:, b * nt : (b + 1) * nt], xp.asarray(zlut[b]), **stage_options.get("lookup_z", {}))
-            for b in range(nb)
+            core.lookup_z(prof[:, b * nt : (b + 1) * nt], xp.asarray(zlut[b]), **lut_opts) for b in range(nb)
         ])
-    if device == "gpu":
-        import cupy
-
-        x, y, z, prof = (cupy.asnumpy(a) for a in (x, y, z, prof))
+    if xp is not np:
+        x, y, z, prof = (xp.asnumpy(a) for a in (x, y, z, prof))
     if prof.shape[0] != n_bins:
         raise RuntimeError(f"the core returned {prof.shape[0]} profile bins; expected {n_bins}")
 
