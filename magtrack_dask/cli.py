@@ -257,9 +257,9 @@ def _cmd_import(args) -> int:
 
 
 def _cmd_info(args) -> int:
-    from magtrack_dask.info import describe, format_info
+    from magtrack_dask.info import describe_path, format_info
 
-    info = describe(args.path)
+    info = describe_path(args.path)
     print(json.dumps(info, indent=2, default=str) if args.json else format_info(info))
     return 0
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-__all__ = ["describe", "format_info"]
+__all__ = ["describe_path", "format_info"]
 
 
 def _array_summary(arr: zarr.Array) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def _describe_results(path: str, root: zarr.Group) -> dict[str, Any]:
     return info
 
 
-def describe(path) -> dict[str, Any]:
+def describe_path(path) -> dict[str, Any]:
     """Describe an archive, a results store or a Z-LUT.
 
     Parameters
@@ -85,7 +85,7 @@ def describe(path) -> dict[str, Any]:
     try:
         node = zarr.open(path, mode="r")
     except Exception as err:  # zarr raises several types for "nothing here"
-        raise ValueError(f"{path} is not a Zarr store: {err}") from err
+        raise ValueError(f"{path} is not an archive, results store or Z-LUT: not a Zarr store") from err
     if isinstance(node, zarr.Array):
         attrs = dict(node.attrs)
         lut = node[...]
@@ -120,7 +120,7 @@ def _fmt(value) -> str:
 
 
 def format_info(info: dict[str, Any]) -> str:
-    """Human-readable text of :func:`describe`'s dict."""
+    """Human-readable text of :func:`describe_path`'s dict."""
     lines = [f"{info['path']}: {info['kind']}"]
     if info["kind"] == "results":
         lines.append(f"  beads x frames: {info['n_beads']} x {info['n_frames']}")

@@ -195,9 +195,11 @@ def import_tiff(
 
     def flush(n: int) -> None:
         nonlocal written
-        block = buf[:n] if layout != "yxt" else np.moveaxis(buf[:n], 0, -1)
-        region = (slice(written, written + n),) if layout != "yxt" else (slice(None), slice(None), slice(written, written + n))
-        arr[region] = block  # whole chunks only: aligned writes
+        frames = slice(written, written + n)
+        if layout == "yxt":
+            arr[:, :, frames] = np.moveaxis(buf[:n], 0, -1)
+        else:
+            arr[frames] = buf[:n]  # whole chunks only: aligned writes
         written += n
         if progress:
             progress(-(-written // step), n_chunks, written)

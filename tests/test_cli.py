@@ -81,7 +81,7 @@ def test_bad_usage_exits_2_with_one_message(archives, tmp_path, zlut):
     assert_usage_error(cli("demo", "--roi", "8"), "at least 16 px")
     assert_usage_error(cli("info", tmp_path / "missing"), "not found")
     (tmp_path / "empty").mkdir()
-    assert_usage_error(cli("info", tmp_path / "empty"), "empty")
+    assert_usage_error(cli("info", tmp_path / "empty"), "is not an archive, results store or Z-LUT: not a Zarr store")
     assert_usage_error(cli("zlut"), "needs an action: build")
     assert_usage_error(cli("zlut", "build", arch, "--out", tmp_path / "z.zarr"),
                        "no 'calibration_z' array: not a calibration archive")

@@ -1,6 +1,5 @@
 """Z-LUTs from calibration archives (magtrack_dask.zlut), local threaded scheduler."""
 
-import os
 
 import numpy as np
 import pytest
