@@ -35,7 +35,7 @@ def assert_usage_error(res, pattern):
 
 @pytest.fixture(scope="module")
 def scheduler():
-    cluster = distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2, dashboard_address=None)
+    cluster = distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2, dashboard_address=":0")
     yield cluster.scheduler_address
     cluster.close()
 
