@@ -16,7 +16,7 @@ from zarr.storage import LocalStore, WrapperStore
 import magtrack_dask
 from magtrack_dask._backend import check_cupy
 from magtrack_dask.storage import open_archive
-from magtrack_dask.tracking import FLAG_BITS, track, write_results
+from magtrack_dask.tracking import FLAG_BITS, start_cluster, track, write_results
 
 from conftest import N_FRAMES, ROI
 
@@ -59,11 +59,13 @@ def assert_matches(ds, ref):
 
 @pytest.fixture(scope="module")
 def client():
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                       dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    """start_cluster's LocalCluster: 2 worker processes, 1 thread each."""
+    c = start_cluster(2, dashboard_address=":0")
+    assert isinstance(c.cluster, distributed.LocalCluster)
+    assert sorted(c.nthreads().values()) == [1, 1]
+    yield c
+    c.close()
+    c.cluster.close()
 
 
 # -- values --------------------------------------------------------------------
@@ -101,7 +103,7 @@ def test_numpy_and_dask_sources(archives, zlut):
     arch = open_archive(archives["tyx"])
     frames = arch.data.compute()
     with dask.config.set(scheduler="sync"):
-        ref = track(archives["tyx"], zlut).compute()
+        ref = track(LocalStore(archives["tyx"], read_only=True), zlut).compute()  # a Store works too
         from_np = track(frames, zlut, rois=arch.rois, frames_per_task=7).compute()  # 3-D + rois -> tyx
         from_da = track(arch.data.rechunk((11, 20, 30)), zlut, rois=arch.rois).compute()
         yxt = track(open_archive(archives["yxt"]).data.compute(), zlut)  # 3-D, no rois -> yxt
@@ -219,7 +221,7 @@ def test_command_line_cluster(archives, zlut, tmp_path):
                 [os.path.join(bindir, "dask"), "worker", address, "--nthreads", "1", "--nworkers", "1",
                  "--no-dashboard", "--memory-limit", "2GiB"],
                 env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        with distributed.Client(address, timeout=60) as c:
+        with start_cluster(scheduler_address=address) as c:
             c.wait_for_workers(2, timeout=60)
             res = c.compute(track(archives["tbyx"], zlut)[list(VARS)]).result()
             assert len(c.scheduler_info()["workers"]) == 2
