@@ -410,6 +410,8 @@ def track(
     }
     if arch is not None:
         source_desc = arch.path or f"zarr group in {arch.group.store}"
+    elif zarr_frames is not None:
+        source_desc = f"zarr array {zarr_frames.path!r} in {zarr_frames.store}"
     else:
         source_desc = f"in-memory {type(source).__module__.split('.')[0]}.{type(source).__name__}"
     return _build_dataset(stacked, n_bins, rois, radius, radius_units, time, px_nm, is_int, z_units,
