@@ -18,7 +18,8 @@ xarray ignores:
 ``_job/done``
     ``(n_chunks,)`` uint8: 1 once every variable of that frame chunk is
     written. It is set by the client after the chunk's write task returned,
-    never before, so a crash can leave a written chunk unmarked (it is
+    never before (in one write per half second for all chunks finished
+    meanwhile), so a crash can leave written chunks unmarked (they are
     recomputed, giving the same bytes) but never a marked chunk unwritten.
 
 How the work runs
@@ -56,6 +57,7 @@ log = logging.getLogger(__name__)
 JOB_FORMAT = 1
 JOB_GROUP = "_job"
 _DONE = "done"
+_SAVE_EVERY_S = 0.5  # how often finished chunks are recorded while a job runs
 
 
 class JobError(ValueError):
@@ -342,6 +344,19 @@ class Job:
                 ac.add(fut)
 
         n_computed = frames = 0
+        unsaved: list[int] = []  # finished chunks not yet recorded in the store
+        last_save = time.monotonic()
+
+        def save_done() -> None:
+            # One write for all chunks finished since the last: a crash loses at most a
+            # second's records (those chunks are recomputed), never records unwritten data.
+            nonlocal last_save
+            if unsaved:
+                lo, hi = min(unsaved), max(unsaved) + 1
+                done_arr[lo:hi] = self.done[lo:hi].astype(np.uint8)
+                unsaved.clear()
+            last_save = time.monotonic()
+
         if progress:
             progress(n_skipped, self.n_chunks, 0)
         submit_batch()
@@ -350,15 +365,19 @@ class Job:
             for fut in ac:
                 i = index.pop(fut.key)
                 live.pop(fut.key)
-                try:
-                    fut.result()
-                except Exception as err:
-                    raise JobFailed(f"chunk {i} (frames {self.bounds[i]}-{self.bounds[i + 1] - 1}) failed: "
-                                    f"{type(err).__name__}: {err}") from err
-                done_arr[i] = 1  # only now: the chunk's data is on disk
-                self.done[i] = True
+                if fut.status != "finished":  # the result itself (a frame count) is not fetched
+                    try:
+                        fut.result()
+                        raise RuntimeError(f"task {fut.status}")
+                    except Exception as err:
+                        raise JobFailed(f"chunk {i} (frames {self.bounds[i]}-{self.bounds[i + 1] - 1}) failed: "
+                                        f"{type(err).__name__}: {err}") from err
+                self.done[i] = True  # the task returned: the chunk's data is on disk
+                unsaved.append(i)
                 n_computed += 1
                 frames += int(self.bounds[i + 1] - self.bounds[i])
+                if time.monotonic() - last_save >= _SAVE_EVERY_S:
+                    save_done()
                 if progress:
                     progress(n_skipped + n_computed, self.n_chunks, frames)
                 if pending and ac.count() <= batch_chunks:
@@ -366,6 +385,7 @@ class Job:
         finally:
             if live:
                 client.cancel(list(live.values()))
+            save_done()  # also after a failure or an interrupt: those chunks are finished
         return n_computed
 
     def _finish(self) -> None:

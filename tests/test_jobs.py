@@ -39,9 +39,9 @@ def zlut_path(tmp_path_factory, zlut):
 
 @pytest.fixture(scope="module")
 def many_chunks(tmp_path_factory):
-    """An archive of 60 chunks of 4 frames: slow enough to kill a job part-way."""
+    """An archive of 150 chunks of 2 frames: a few seconds of work, to kill a job part-way."""
     path = str(tmp_path_factory.mktemp("many") / "archive.zarr")
-    write_simulated_archive(path, 240, 3, roi=ROI, chunk_frames=4, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
+    write_simulated_archive(path, 300, 3, roi=ROI, chunk_frames=2, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
                             pixel_size_nm=100.0, frame_rate_hz=50.0)
     return path
 
@@ -170,7 +170,7 @@ def test_killed_job_resumes_with_identical_bytes(client, many_chunks, tmp_path):
         proc.communicate()
     status = job_status(out)
     n_chunks = status["n_chunks"]
-    assert n_chunks == 60 and 3 <= status["n_done"] < n_chunks, "the job was not killed part-way"
+    assert n_chunks == 150 and 3 <= status["n_done"] < n_chunks, "the job was not killed part-way"
     assert not status["complete"]
     n_done = status["n_done"]
 
