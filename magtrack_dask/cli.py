@@ -159,6 +159,13 @@ def _client(args, *, gpu: bool = False):
         return start_cluster(args.workers, gpu=gpu)
 
 
+def _dashboard(client) -> str:
+    import importlib.util
+
+    # distributed prints a link even when it cannot serve the page
+    return client.dashboard_link + ("" if importlib.util.find_spec("bokeh") else " (install bokeh to serve it)")
+
+
 def _close(client) -> None:
     cluster = getattr(client, "cluster", None)
     client.close()
@@ -197,7 +204,7 @@ def _cmd_track(args) -> int:
     client = _client(args, gpu=args.gpu) if n_todo else None  # no cluster when all is done
     try:
         if client is not None:
-            print(f"dashboard: {client.dashboard_link}")
+            print(f"dashboard: {_dashboard(client)}")
         report = job.run(client, progress=not args.no_progress, max_chunks=args.max_chunks)
     finally:
         if client is not None:

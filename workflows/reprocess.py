@@ -237,6 +237,19 @@ def _zlut_for(archive: str, cfg: dict, client_getter) -> str | None:
     return path
 
 
+def _log_progress(name: str):
+    """A job progress callback that logs every tenth of the chunks (cron logs, no bars)."""
+    last = [-1]
+
+    def progress(n_done: int, n_total: int, n_frames: int) -> None:
+        tenth = n_done * 10 // max(1, n_total)
+        if tenth != last[0]:
+            last[0] = tenth
+            log.info("%s: %d/%d chunks done", os.path.basename(name), n_done, n_total)
+
+    return progress
+
+
 def reprocess(cfg: dict, *, dry_run: bool = False) -> dict[str, list[str]]:
     """Track every archive of the config; return archives by outcome.
 
@@ -286,7 +299,7 @@ def reprocess(cfg: dict, *, dry_run: bool = False) -> dict[str, list[str]]:
                 resumed = int(job.done.sum())
                 log.info("%s %s -> %s (%d/%d chunks to do)", "resume" if resumed else "track", archive, out,
                          job.n_chunks - resumed, job.n_chunks)
-                report = job.run(get_client(), max_chunks=max_chunks)  # logs its own summary
+                report = job.run(get_client(), max_chunks=max_chunks, progress=_log_progress(out))  # logs a summary
                 outcome["done" if report.complete else "partial"].append(archive)
             except (JobError, FileNotFoundError, ValueError) as err:
                 log.error("%s: %s", archive, err)
