@@ -29,6 +29,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
+class _SubParsers:
+    """``add_parser`` with the shared options (``-v``) on every subcommand."""
+
+    def __init__(self, action, common: argparse.ArgumentParser):
+        self._action, self._common = action, common
+
+    def add_parser(self, name: str, **kwargs) -> argparse.ArgumentParser:
+        return self._action.add_parser(name, parents=[self._common], **kwargs)
+
+
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -66,7 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "x, y sub-pixel, z from radial profiles against a Z-LUT.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details and show tracebacks")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    # -v also after the subcommand; SUPPRESS keeps the top-level value when it is not repeated there
+    common = _Parser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="log progress details and show tracebacks")
+    sub = _SubParsers(parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser), common)
 
     p = sub.add_parser("demo", help="simulate, calibrate, track and plot: the whole job on made-up data",
                        description="Simulate an archive of beads moving in x, y, z (photon noise) and a calibration "
@@ -102,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("zlut", help="Z-LUT tools", description="Z-LUT tools.")
-    zsub = p.add_subparsers(dest="zlut_command", metavar="ACTION", parser_class=_Parser)
+    zsub = _SubParsers(p.add_subparsers(dest="zlut_command", metavar="ACTION", parser_class=_Parser), common)
     b = zsub.add_parser("build", help="per-bead Z-LUTs from a calibration archive",
                         description="Build per-bead Z-LUTs (n_beads, 1 + n_bins, n_ref) from a calibration archive "
                         "(an archive with a 'calibration_z' array: each frame's z in nm). Every frame is tracked; the "
