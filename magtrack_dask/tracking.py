@@ -23,7 +23,14 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from magtrack_dask.storage import LAYOUTS, Archive, check_layout, check_rois, frame_axis, open_archive
+from magtrack_dask.storage import (
+    LAYOUTS,
+    TARGET_ROIS_PER_CHUNK,
+    check_layout,
+    check_rois,
+    frame_axis,
+    open_archive,
+)
 
 __all__ = ["track", "write_results", "start_cluster", "FLAG_BITS"]
 
@@ -35,7 +42,6 @@ FLAG_BITS = {
     "near_roi_edge": 8,  # centre closer than edge_margin_px to the ROI border
 }
 _N_FIELDS = 4  # x, y, z, flags; the profiles follow
-_DEFAULT_TASK_FRAMES_NUMPY = 2048
 
 
 def _core():
@@ -248,7 +254,9 @@ def _open_source(source, layout, rois, frames_per_task):
         if frames_per_task:
             data = data.rechunk({ax: frames_per_task})
     else:
-        data = da.from_array(np.asarray(source), chunks=frames_per_task or _DEFAULT_TASK_FRAMES_NUMPY)
+        n_beads = source.shape[1] if layout == "tbyx" else (len(rois) if layout == "tyx" and rois is not None else 1)
+        step = frames_per_task or max(1, TARGET_ROIS_PER_CHUNK // n_beads)
+        data = da.from_array(np.asarray(source), chunks=tuple(step if i == ax else -1 for i in range(np.ndim(source))))
     # Chunked along frames only: a task must see whole frames (and all beads).
     data = data.rechunk({i: -1 for i in range(data.ndim) if i != ax})
     return data, layout, rois, None, source if isinstance(source, zarr.Array) else None
@@ -292,7 +300,8 @@ def track(
         NumPy-typed.
     frames_per_task : int, optional
         Frames per task. For archives it is rounded up to whole Zarr chunks
-        (default: one chunk per task); for arrays the default is 2048.
+        (default: one chunk per task); for NumPy arrays the default is
+        ``4096 // n_beads`` (about 0.3 s of work for 64 px ROIs).
     pixel_size_nm, frame_rate_hz : float, optional
         Override the archive's attributes; enable ``x_nm``, ``y_nm`` and ``time``.
     edge_margin_px : float, optional
