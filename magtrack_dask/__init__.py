@@ -23,6 +23,16 @@ from magtrack_dask.core import (
     stack_to_xyzp,
     stack_to_xyzp_advanced,
 )
+from magtrack_dask.storage import (
+    Archive,
+    create_archive,
+    describe_archive,
+    open_archive,
+    write_simulated_archive,
+)
+from magtrack_dask.tracking import FLAG_BITS, start_cluster, track, write_results
+from magtrack_dask.zlut import build_zlut, load_zlut, save_zlut
+from magtrack_dask.jobs import run_job
 
 __version__ = "0.1.0"
 

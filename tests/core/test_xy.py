@@ -419,3 +419,13 @@ def test_empty_stack(name):
     out = STACK_FNS[name](np.zeros((16, 16, 0)), np.zeros(0), np.zeros(0))
     for a in out if isinstance(out, tuple) else (out,):
         assert np.asarray(a).shape[0] == 0
+
+
+def test_median_of_frame_major_stack_leaves_caller_data_alone():
+    """A (t, y, x) array viewed as (y, x, t) is one C-contiguous block: the
+    median's partition must work on a copy, never on the caller's memory."""
+    frames = np.random.default_rng(5).random((40, 32, 32))
+    before = frames.copy()
+    x, y = md.center_of_mass(frames.transpose(1, 2, 0), background="median")
+    np.testing.assert_array_equal(frames, before)
+    assert np.isfinite(x).all() and np.isfinite(y).all()
