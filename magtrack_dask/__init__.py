@@ -23,18 +23,26 @@ from magtrack_dask.core import (
     stack_to_xyzp,
     stack_to_xyzp_advanced,
 )
-from magtrack_dask.storage import (
-    Archive,
-    create_archive,
-    describe_archive,
-    open_archive,
-    write_simulated_archive,
-)
-from magtrack_dask.tracking import FLAG_BITS, start_cluster, track, write_results
-from magtrack_dask.zlut import build_zlut, load_zlut, save_zlut
-from magtrack_dask.jobs import run_job
-
 __version__ = "0.1.0"
+
+
+# Workflow entry points load on first use: importing the package stays cheap
+# and never imports dask, zarr or xarray (which probe for CuPy) by itself.
+_LAZY = {
+    "Archive": "storage",
+    "create_archive": "storage",
+    "describe_archive": "storage",
+    "open_archive": "storage",
+    "write_simulated_archive": "storage",
+    "FLAG_BITS": "tracking",
+    "start_cluster": "tracking",
+    "track": "tracking",
+    "write_results": "tracking",
+    "build_zlut": "zlut",
+    "load_zlut": "zlut",
+    "save_zlut": "zlut",
+    "run_job": "jobs",
+}
 
 
 def __getattr__(name):
@@ -43,4 +51,12 @@ def __getattr__(name):
         from magtrack_dask._backend import get_cp
 
         return get_cp()
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"magtrack_dask.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'magtrack_dask' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY) | {"cp"})
