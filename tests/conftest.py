@@ -1,5 +1,7 @@
 """Shared fixtures: small simulated archives in every layout and a matching Z-LUT."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -32,3 +34,38 @@ def zlut():
 
     # averaged over sub-pixel positions: a LUT of a perfectly centred bead biases z by ~150 nm
     return make_zlut(np.arange(Z_RANGE_NM[0] - 500, Z_RANGE_NM[1] + 501, 50.0), n_pixels=ROI, oversample_frames=16)
+
+
+@pytest.fixture(scope="module")
+def client():
+    """A real LocalCluster: 2 worker processes, 1 thread each, one per test module."""
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+def _simulated_beads(n: int, rng_seed: int, **render_options):
+    """(stack, x, y): ``n`` 64 px beads within 3 px of the centre, z 0.8-4 um."""
+    from magtrack_dask.simulate import render_beads
+
+    rng = np.random.default_rng(rng_seed)
+    x = 31.5 + rng.uniform(-3, 3, n)
+    y = 31.5 + rng.uniform(-3, 3, n)
+    z = rng.uniform(800, 4000, n)
+    return render_beads(x, y, z, n_pixels=64, **render_options), x, y
+
+
+@pytest.fixture(scope="session")
+def simulated_beads():
+    """The factory ``simulated_beads(n, rng_seed, **render_options)``."""
+    return _simulated_beads
+
+
+@pytest.fixture
+def no_warnings():
+    """Every warning becomes an error inside the test."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        yield

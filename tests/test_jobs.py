@@ -23,14 +23,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def client():
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
-
-
-@pytest.fixture(scope="module")
 def zlut_path(tmp_path_factory, zlut):
     path = str(tmp_path_factory.mktemp("zlut") / "zlut.zarr")
     save_zlut(path, zlut, source="make_zlut")

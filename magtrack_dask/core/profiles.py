@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from magtrack_dask._backend import array_module
+from magtrack_dask.core._blocks import blocks
 from magtrack_dask.core._checks import (
     check_centres,
     check_positive_int,
@@ -17,7 +18,6 @@ from magtrack_dask.core._checks import (
     quiet,
 )
 from magtrack_dask.core.helpers import gaussian_2d
-from magtrack_dask.core.xy import frame_batches
 
 __all__ = ["radial_profile", "fft_profile", "fft_profile_with_center"]
 
@@ -84,7 +84,7 @@ def radial_profile(stack, x, y, oversample=1):
     if frame_major.flags.c_contiguous and n_images > 1:
         sums = xp.empty(size)
         counts = xp.empty(size, dtype=np.int64)
-        for part in frame_batches(xp, n_images, 2 * stack[:, :, 0].nbytes):
+        for part in blocks(xp, n_images, 2 * stack[:, :, 0].nbytes):
             n_part = part.stop - part.start
             dist2 = dy2.T[part, :, None] + dx2.T[part, None, :]
             offset = (xp.arange(n_part, dtype=np.float64) * slots)[:, None, None]
@@ -96,9 +96,7 @@ def radial_profile(stack, x, y, oversample=1):
         offset = xp.arange(n_images, dtype=np.float64) * slots
         sums = xp.zeros(size)
         counts = xp.zeros(size, dtype=np.int64)
-        rows_per_block = max(1, frame_batches(xp, width, 2 * stack[0].nbytes)[0].stop)
-        for start in range(0, width, rows_per_block):
-            rows = slice(start, min(start + rows_per_block, width))
+        for rows in blocks(xp, width, 2 * stack[0].nbytes):
             dist2 = dy2[rows, None, :] + dx2[None, :, :]
             s_part, c_part = _ring_sums(xp, stack[rows], dist2, offset, size, oversample)
             sums += s_part

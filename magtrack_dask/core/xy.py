@@ -13,6 +13,7 @@ import functools
 import numpy as np
 
 from magtrack_dask._backend import array_module
+from magtrack_dask.core._blocks import blocks
 from magtrack_dask.core._checks import (
     check_centres,
     check_odd_int,
@@ -32,19 +33,6 @@ __all__ = [
     "_qi_sample_axis_profiles",
     "_qi_quadratic_offsets",
 ]
-
-# Frames per batch on the CPU: keeps the (n, n, batch) temporaries in cache.
-_CPU_BATCH_BYTES = 2**21
-
-
-def frame_batches(xp, n_images: int, frame_bytes: int):
-    """Slices of frames small enough to keep temporaries cache-resident.
-
-    On CuPy one batch holds everything: the GPU wants large launches.
-    """
-    size = n_images if xp is not np else max(1, _CPU_BATCH_BYTES // max(frame_bytes, 1))
-    return [slice(i, min(i + size, n_images)) for i in range(0, n_images, size)]
-
 
 def frame_median(xp, stack):
     """Exact per-image median of a ``(n, n, n_images)`` stack, as float64.
@@ -98,7 +86,7 @@ def center_of_mass(stack, background="none"):
         col_sum = xp.empty((n_x, n_images))
         row_sum = xp.empty((n_y, n_images))
         # Level and deviations batch by batch, while the batch is in cache.
-        for part in frame_batches(xp, n_images, stack[:, :, 0].nbytes):
+        for part in blocks(xp, n_images, stack[:, :, 0].nbytes):
             block = stack[:, :, part]
             dev = xp.abs(block - level_of(block))
             col_sum[:, part] = dev.sum(axis=0, dtype=np.float64)

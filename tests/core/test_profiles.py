@@ -14,31 +14,23 @@ Choices documented here:
 Agreement with the reference package is in test_conformance.py.
 """
 
-import warnings
 
 import numpy as np
 import pytest
 
 import magtrack_dask as md
-from magtrack_dask.simulate import render_beads
 
 N = 10
 
 
 @pytest.fixture(scope="module")
-def beads():
-    rng = np.random.default_rng(31)
-    x = 31.5 + rng.uniform(-3, 3, N)
-    y = 31.5 + rng.uniform(-3, 3, N)
-    stack = render_beads(x, y, rng.uniform(800, 4000, N), n_pixels=64, photons=5000, seed=3)
-    return stack, x, y
+def beads(simulated_beads):
+    return simulated_beads(N, 31, photons=5000, seed=3)
 
 
 @pytest.fixture(autouse=True)
-def _no_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
+def _no_warnings(no_warnings):
+    yield
 
 
 # ------------------------------------------------------------------ radial_profile

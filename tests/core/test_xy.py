@@ -26,20 +26,13 @@ N = 12
 
 
 @pytest.fixture(scope="module")
-def beads():
-    rng = np.random.default_rng(21)
-    x = 31.5 + rng.uniform(-3, 3, N)
-    y = 31.5 + rng.uniform(-3, 3, N)
-    z = rng.uniform(800, 4000, N)
-    stack = render_beads(x, y, z, n_pixels=64)
-    return stack, x, y
+def beads(simulated_beads):
+    return simulated_beads(N, 21)
 
 
 @pytest.fixture(autouse=True)
-def _no_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        yield
+def _no_warnings(no_warnings):
+    yield
 
 
 # name -> f(stack, x, y) returning a tuple of per-image results (last axis or axis 0 = image)
