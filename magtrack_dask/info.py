@@ -95,15 +95,14 @@ def describe_path(path) -> dict[str, Any]:
     attrs = dict(node.attrs)
     if "layout" in attrs and "frames" in node:
         from magtrack_dask.storage import describe_archive
-        from magtrack_dask.zlut import CALIBRATION_Z
 
         info = {"kind": "archive", **describe_archive(node)}
         info["path"] = path
         info["chunks"] = list(node["frames"].chunks)
-        if CALIBRATION_Z in node:
-            z = node[CALIBRATION_Z][...]
+        if info["calibration_z_range_nm"] is not None:
             info["kind"] = "calibration archive"
-            info["calibration_z_range_nm"] = [float(np.nanmin(z)), float(np.nanmax(z))]
+        else:
+            del info["calibration_z_range_nm"]
         info["attrs"] = {k: v for k, v in attrs.items() if k not in ("layout",)}
         return info
     if "parameters" in attrs or "_job" in node:

@@ -75,6 +75,7 @@ LAYOUTS: dict[str, tuple[str, ...]] = {
     "yxt": ("y", "x", "frame"),
 }
 FRAMES = "frames"  # name of the image array in the group
+CALIBRATION_Z = "calibration_z"  # per-frame z (nm) of a calibration archive
 _TARGET_CHUNK_BYTES = 64 * 2**20
 #: ROIs per chunk by default: ~0.3 s of tracking per task for 64 px ROIs
 #: (scheduling costs ~1-2 ms), and measured faster than 8000 per chunk.
@@ -202,7 +203,9 @@ def _source_path(group: zarr.Group) -> str | None:
     while getattr(store, "root", None) is None and hasattr(store, "_store"):  # WrapperStore
         store = store._store
     root = getattr(store, "root", None)
-    return None if root is None else os.fspath(root) + ("/" + group.path if group.path else "")
+    # Absolute: the path is recorded in results and job state, and workers or a
+    # later resume may run in another working directory.
+    return None if root is None else os.path.abspath(os.fspath(root)) + ("/" + group.path if group.path else "")
 
 
 @dataclass
@@ -449,7 +452,8 @@ def describe_archive(source) -> dict[str, Any]:
         roi_size, frame_shape, chunk_frames, shard_frames, compressors,
         nbytes, nbytes_stored, compression_ratio, pixel_size_nm,
         frame_rate_hz, has_timestamps, has_truth, rois`` (a list of lists or
-        None).
+        None) and ``calibration_z_range_nm`` (``[min, max]`` of the per-frame
+        z of a calibration archive, else None).
     """
     a = open_archive(source)
     arr = a.group[FRAMES]
@@ -480,7 +484,15 @@ def describe_archive(source) -> dict[str, Any]:
         "has_timestamps": "timestamps" in a.group,
         "has_truth": "truth_z" in a.group,
         "rois": None if a.rois is None else a.rois.tolist(),
+        "calibration_z_range_nm": _calibration_z_range(a.group),
     }
+
+
+def _calibration_z_range(group: zarr.Group) -> list[float] | None:
+    if CALIBRATION_Z not in group:
+        return None
+    z = group[CALIBRATION_Z][...]
+    return [float(np.nanmin(z)), float(np.nanmax(z))] if np.isfinite(z).any() else None
 
 
 # -- simulated archives -------------------------------------------------------

@@ -36,6 +36,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from magtrack_dask.storage import CALIBRATION_Z
+
 __all__ = [
     "CALIBRATION_Z",
     "build_zlut",
@@ -45,7 +47,6 @@ __all__ = [
     "write_simulated_calibration",
 ]
 
-CALIBRATION_Z = "calibration_z"
 ZLUT_FORMAT = 1
 
 

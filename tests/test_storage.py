@@ -1,5 +1,7 @@
 """Archives: create, open, describe, simulate (magtrack_dask.storage)."""
 
+import os
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -76,6 +78,12 @@ def test_describe(archives):
     assert info["has_truth"] and not info["has_timestamps"]
     assert info["compression_ratio"] > 1
     assert info["shape"] == (N_FRAMES, 3, ROI, ROI)
+
+
+def test_archive_path_is_absolute_when_opened_by_a_relative_path(archives, monkeypatch):
+    parent, name = os.path.split(archives["tyx"])
+    monkeypatch.chdir(parent)
+    assert open_archive(name).path == os.path.join(parent, name)
 
 
 def test_xarray_opens_archive(archives):

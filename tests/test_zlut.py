@@ -6,7 +6,7 @@ import pytest
 import zarr
 
 from magtrack_dask.simulate import make_zlut
-from magtrack_dask.storage import create_archive, open_archive
+from magtrack_dask.storage import create_archive, describe_archive, open_archive
 from magtrack_dask.tracking import track
 from magtrack_dask.zlut import (
     CALIBRATION_Z,
@@ -46,6 +46,8 @@ def test_simulated_calibration_archive(calibration, archives):
     z = a.group[CALIBRATION_Z]
     np.testing.assert_array_equal(z[...], np.repeat(STEPS, 6))
     assert z.attrs["units"] == "nm" and z.metadata.dimension_names == ("frame",)
+    assert describe_archive(calibration)["calibration_z_range_nm"] == [STEPS[0], STEPS[-1]]
+    assert describe_archive(archives["tyx"])["calibration_z_range_nm"] is None
 
 
 def test_build_matches_the_ideal_lut_and_tracks_z(calibration, archives, zlut):
