@@ -36,6 +36,7 @@ _LAZY = {
     "write_simulated_archive": "storage",
     "FLAG_BITS": "tracking",
     "start_cluster": "tracking",
+    "require_gpu": "tracking",
     "track": "tracking",
     "write_results": "tracking",
     "build_zlut": "zlut",

@@ -209,13 +209,23 @@ def _cmd_demo(args) -> int:
 def _cmd_track(args) -> int:
     from magtrack_dask.jobs import prepare_job
 
-    _check_gpu(args.gpu)
-    job = prepare_job(args.archive, args.out, args.zlut, resume=args.resume, overwrite=args.overwrite,
-                      device="gpu" if args.gpu else "cpu", frames_per_task=args.frames_per_task)
+    # A remote cluster is connected first, so that track() checks its workers' GPUs, not this node's.
+    _check_gpu(args.gpu and not args.scheduler)
+    client = _client(args) if args.scheduler else None
+    try:
+        job = prepare_job(args.archive, args.out, args.zlut, resume=args.resume, overwrite=args.overwrite,
+                          device="gpu" if args.gpu else "cpu", frames_per_task=args.frames_per_task)
+    except BaseException as err:
+        if client is not None:
+            _close(client)
+        if args.gpu and isinstance(err, RuntimeError):  # no GPU on the remote workers
+            raise UsageError(str(err)) from err
+        raise
     n_todo = int((~job.done).sum())
     print(f"{args.archive}: {job.ds.sizes['bead']} beads x {job.ds.sizes['frame']} frames in {job.n_chunks} chunks"
           + (f", {job.n_chunks - n_todo} already done" if n_todo < job.n_chunks else ""))
-    client = _client(args, gpu=args.gpu) if n_todo else None  # no cluster when all is done
+    if client is None and n_todo:  # no local cluster when all is done
+        client = _client(args, gpu=args.gpu)
     try:
         if client is not None:
             print(f"dashboard: {_dashboard(client)}")

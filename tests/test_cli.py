@@ -93,6 +93,14 @@ def test_gpu_without_gpu_is_bad_usage(archives, tmp_path):
     assert_usage_error(cli("track", archives["yxt"], "--out", tmp_path / "r.zarr", "--gpu"), "--gpu needs CuPy")
 
 
+@pytest.mark.skipif(check_cupy(), reason="a GPU is present")
+def test_gpu_on_a_remote_cluster_is_checked_on_its_workers(archives, scheduler, tmp_path):
+    out = tmp_path / "r.zarr"
+    res = cli("track", archives["yxt"], "--out", out, "--gpu", "--scheduler", scheduler)
+    assert_usage_error(res, r"CuPy and a working CUDA GPU on every worker; none on tcp://127\.0\.0\.1:\d+")
+    assert not out.exists()
+
+
 # -- track ---------------------------------------------------------------------------------
 
 

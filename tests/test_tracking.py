@@ -266,6 +266,13 @@ def test_gpu_without_cupy_names_device(archives):
         track(archives["tyx"], device="gpu")
 
 
+@pytest.mark.skipif(check_cupy(), reason="a GPU is present")
+def test_gpu_is_checked_on_the_workers_of_a_client(client, archives):
+    # The workers run the tasks, so they are asked, not the process that builds the graph.
+    with pytest.raises(RuntimeError, match=r"on every worker; none on tcp://127\.0\.0\.1:\d+, tcp://"):
+        track(archives["tyx"], device="gpu")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not check_cupy(), reason="needs CuPy and a CUDA GPU")
 def test_gpu_matches_cpu(archives, zlut):
