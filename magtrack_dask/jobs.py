@@ -451,6 +451,13 @@ def prepare_job(
             raise JobError(f"archive not found: {archive}")
     if isinstance(zlut, (str, os.PathLike)) and not os.path.exists(zlut):
         raise JobError(f"Z-LUT not found: {os.fspath(zlut)}")
+    # --overwrite would delete an input that the output overlaps.
+    for name, path in (("archive", archive), ("zlut", zlut)):
+        if isinstance(path, (str, os.PathLike)):
+            a, b = os.path.realpath(out), os.path.realpath(os.fspath(path))
+            if os.path.commonpath([a, b]) in (a, b):
+                raise JobError(f"out: {out} overlaps the {name} {os.fspath(path)}; "
+                               "the results store must be a separate path")
     try:
         ds = track(archive, zlut, device=device, frames_per_task=frames_per_task, **track_options)
         digest = _zlut_digest(zlut)

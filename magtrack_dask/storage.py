@@ -43,8 +43,10 @@ encodes at 70 MB/s, too slow to keep up with a camera.
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,6 +59,7 @@ __all__ = [
     "FORMAT_VERSION",
     "LAYOUTS",
     "Archive",
+    "ArchiveError",
     "create_archive",
     "open_archive",
     "describe_archive",
@@ -64,6 +67,8 @@ __all__ = [
     "default_compressors",
     "check_layout",
     "check_rois",
+    "check_zarr_path",
+    "read_frames",
     "roi_grid",
 ]
 
@@ -190,11 +195,63 @@ def auto_chunk_frames(frame_bytes: int, n_frames: int, n_beads: int = 1) -> int:
     return int(max(1, min(n_frames, by_rois, _TARGET_CHUNK_BYTES // max(1, frame_bytes))))
 
 
+class ArchiveError(ValueError):
+    """An archive whose metadata disagrees with itself or with what its chunks hold."""
+
+
+def check_zarr_path(path, name: str = "source", kind: str = "group") -> str:
+    """Check that a local path holds a Zarr v3 node of the expected kind.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A local path (URLs are left to zarr).
+    name : str, optional
+        The parameter named in the error messages.
+    kind : {'group', 'array'}, optional
+        What must be there: an archive is a group, a Z-LUT an array.
+
+    Returns
+    -------
+    path : str
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    ValueError
+        A file, a folder that is not a Zarr v3 store, or a node of the other kind.
+    """
+    path = os.fspath(path)
+    if "://" in path:
+        return path
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{name}: {path} does not exist; expected a Zarr v3 {kind}")
+    if not os.path.isdir(path):
+        raise ValueError(f"{name}: {path} is a file; expected a Zarr v3 {kind} (a folder holding zarr.json)")
+    meta = os.path.join(path, "zarr.json")
+    if not os.path.isfile(meta):
+        v2 = any(os.path.exists(os.path.join(path, f)) for f in (".zgroup", ".zarray"))
+        raise ValueError(f"{name}: {path} is " + ("a Zarr v2 store" if v2 else "a folder but not a Zarr store")
+                         + f"; expected a Zarr v3 {kind} (a folder holding zarr.json)")
+    try:
+        with open(meta, encoding="utf-8") as f:
+            node_type = json.load(f).get("node_type")
+    except (OSError, ValueError, AttributeError) as err:
+        raise ArchiveError(f"{name}: {meta} is not valid Zarr v3 metadata ({err})") from err
+    if node_type != kind:
+        hint = " (an archive is the group holding 'frames', not the array)" if kind == "group" else ""
+        raise ValueError(f"{name}: {path} is a Zarr {node_type}; expected a Zarr v3 {kind}{hint}")
+    return path
+
+
 def _as_group(source, mode: str = "r") -> zarr.Group:
     if isinstance(source, zarr.Group):
         return source
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
+    if isinstance(source, str) and mode == "r":
+        check_zarr_path(source, "source", "group")
     return zarr.open_group(source, mode=mode, zarr_format=3)
 
 
@@ -265,7 +322,7 @@ class Archive:
         return None
 
 
-def open_archive(source, *, frames_per_task: int | None = None) -> Archive:
+def open_archive(source, *, frames_per_task: int | None = None, check: bool = True) -> Archive:
     """Open an archive as a Dask array chunked along frames.
 
     Parameters
@@ -276,18 +333,47 @@ def open_archive(source, *, frames_per_task: int | None = None) -> Archive:
         Frames per Dask chunk. Rounded up to a whole number of Zarr chunks (or
         shards) so that no chunk is read by two tasks. Default: one Zarr chunk
         (shard) per Dask chunk.
+    check : bool, optional
+        Also check the stored chunks against the metadata (default True): every
+        chunk (shard) of ``frames`` must exist, so that a declared shape larger
+        than the data written is not read as fill-value frames, and the first
+        chunk's Blosc header must give the declared chunk size. This lists the
+        array's keys once and reads 16 bytes. ``check=False`` skips it (a
+        partly filled archive; a remote store where listing is slow).
 
     Returns
     -------
     Archive
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``source``.
+    ArchiveError
+        A ValueError: metadata that disagrees with itself (layout and array
+        shape or dimension names, the ROI table and the frame, the length of
+        ``timestamps`` or the ground truth, a non-positive pixel size or frame
+        rate, a codec set up for another dtype) or, with ``check``, with the
+        stored chunks.
+    ValueError
+        Not a magtrack-dask archive.
+    TypeError
+        Frames that are not integer or float pixels.
     """
+    if frames_per_task is not None:
+        frames_per_task = _check_count(frames_per_task, "frames_per_task")
     group = _as_group(source)
     attrs = dict(group.attrs)
     layout = attrs.get("layout")
     if layout is None or FRAMES not in group:
         raise ValueError(f"{source!r} is not a magtrack-dask archive (no 'layout' attribute or 'frames' array)")
-    check_layout(layout)
+    if not isinstance(layout, str) or layout not in LAYOUTS:
+        raise ArchiveError(f"archive attribute 'layout' is {layout!r}; expected one of "
+                           f"{', '.join(map(repr, LAYOUTS))}")
     arr = group[FRAMES]
+    _check_archive_metadata(group, arr, layout, attrs)
+    if check:
+        check_frame_chunks(arr)
     ax = frame_axis(layout)
     # da.from_zarr would default to the *inner* chunks of a sharded array.
     unit = (arr.shards or arr.chunks)[ax]
@@ -297,6 +383,236 @@ def open_archive(source, *, frames_per_task: int | None = None) -> Archive:
     rois = np.asarray(group["rois"][...], dtype=np.int64) if "rois" in group else None
     path = _source_path(group)
     return Archive(data=data, layout=layout, rois=rois, attrs=attrs, path=path, group=group)
+
+
+# -- consistency checks: metadata against itself and against the chunks --------------
+
+
+def _check_count(value, name: str) -> int:
+    """An integer >= 1 such as ``chunk_frames``; bools and fractions are refused."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _check_positive(value, name: str, what: str) -> float:
+    """A finite number > 0 such as ``pixel_size_nm``."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not ok or not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{name} must be a finite number > 0 ({what}), got {value!r}")
+    return float(value)
+
+
+def _check_archive_metadata(group: zarr.Group, arr, layout: str, attrs: dict[str, Any]) -> None:
+    """Cheap checks of an archive's metadata against itself; no chunk is read."""
+    version = attrs.get("magtrack_dask_archive")
+    if isinstance(version, int) and version > FORMAT_VERSION:
+        raise ArchiveError(f"archive format version {version} is newer than this magtrack-dask reads "
+                           f"({FORMAT_VERSION}); upgrade magtrack-dask")
+    if not isinstance(arr, zarr.Array):
+        raise ArchiveError("archive 'frames' is a group; expected the image array")
+    dims = LAYOUTS[layout]
+    if arr.ndim != len(dims):
+        raise ArchiveError(f"archive attribute layout={layout!r} means a {len(dims)}-D frames array {dims}, "
+                           f"but 'frames' has shape {tuple(arr.shape)}")
+    names = tuple(arr.metadata.dimension_names or ())
+    if sorted(n for n in names if n) == sorted(dims) and names != dims:
+        raise ArchiveError(f"frames: dimension_names {names} disagree with the archive attribute "
+                           f"layout={layout!r} {dims}")
+    if np.dtype(arr.dtype).kind not in "uif":
+        raise TypeError(f"frames: dtype {arr.dtype} is not a pixel type; expected integers or floats")
+    if layout != "tyx":
+        yx = arr.shape[2:] if layout == "tbyx" else arr.shape[:2]
+        if yx[0] != yx[1]:
+            raise ArchiveError(f"frames: layout {layout!r} holds square ROIs, but its images are "
+                               f"{yx[0]} x {yx[1]} px")
+    for name, what in (("pixel_size_nm", "nm per pixel"), ("frame_rate_hz", "frames per second")):
+        if attrs.get(name) is not None:
+            try:
+                _check_positive(attrs[name], name, what)
+            except ValueError as err:
+                raise ArchiveError(f"archive attribute {err}") from None
+    n_frames = int(arr.shape[frame_axis(layout)])
+    n_beads = {"tbyx": int(arr.shape[1]), "yxt": 1}.get(layout)
+    if "rois" in group:
+        table = group["rois"]
+        if not isinstance(table, zarr.Array):
+            raise ArchiveError("archive 'rois' is a group; expected an (n_beads, 4) table")
+        try:
+            rois = check_rois(table[...], tuple(arr.shape[1:3]) if layout == "tyx" else None)
+        except ValueError as err:
+            raise ArchiveError(f"archive ROI table disagrees with its frames: {err}") from None
+        size = int(rois[0, 1] - rois[0, 0])
+        if n_beads is not None and (len(rois) != n_beads or size != arr.shape[-1 if layout == "tbyx" else 0]):
+            raise ArchiveError(f"archive 'rois' has {len(rois)} ROIs of {size} px, but the {layout} frames "
+                               f"{tuple(arr.shape)} hold {n_beads} beads of {arr.shape[-1 if layout == 'tbyx' else 0]} px")
+        n_beads = len(rois)
+    for name in ("timestamps", CALIBRATION_Z):
+        if name in group and tuple(getattr(group[name], "shape", ())) != (n_frames,):
+            raise ArchiveError(f"archive {name!r} has shape {tuple(getattr(group[name], 'shape', ()))}, "
+                               f"expected ({n_frames},): one value per frame")
+    for name in ("truth_x", "truth_y", "truth_z"):
+        if name in group:
+            shape = tuple(getattr(group[name], "shape", ()))
+            if len(shape) != 2 or shape[1] != n_frames or (n_beads is not None and shape[0] != n_beads):
+                raise ArchiveError(f"archive {name!r} has shape {shape}, expected "
+                                   f"({'n_beads' if n_beads is None else n_beads}, {n_frames}): (bead, frame)")
+    itemsize = np.dtype(arr.dtype).itemsize
+    for codec in _bytes_codecs(arr):
+        typesize = getattr(codec, "typesize", None)
+        if isinstance(codec, BloscCodec) and typesize is not None and typesize != itemsize:
+            raise ArchiveError(f"frames: zarr.json declares data_type {arr.dtype} ({itemsize}-byte values) but "
+                               f"its blosc codec was set up for {typesize}-byte values: the chunks were "
+                               f"written as another dtype")
+
+
+def _bytes_codecs(arr) -> list:
+    """The bytes-to-bytes codecs (compressors) of the chunks, inside a shard too."""
+    codecs = list(arr.metadata.codecs)
+    if arr.shards is not None:
+        codecs = list(getattr(codecs[0], "codecs", ()))
+    return codecs[1:]  # the first is the array-to-bytes codec
+
+
+def _chunk_keys(arr):
+    """(coords, store key) of every stored object (chunk, or shard) of an array."""
+    unit = arr.shards or arr.chunks
+    grid = tuple(-(-s // c) for s, c in zip(arr.shape, unit))
+    prefix = arr.store_path.path
+    for coords in np.ndindex(*grid):
+        key = arr.metadata.encode_chunk_key(coords)
+        yield coords, f"{prefix}/{key}" if prefix else key
+
+
+def _store_call(coro):
+    from zarr.core.sync import sync
+
+    return sync(coro)
+
+
+async def _list_keys(store, prefix: str) -> set[str]:
+    return {k async for k in store.list_prefix(prefix)}
+
+
+def _frames_of(arr, coords) -> str:
+    """'frames a-b' of the chunk (shard) at ``coords`` (the frame axis is the one that is split)."""
+    unit = arr.shards or arr.chunks
+    ax = int(np.argmax([s // c for s, c in zip(arr.shape, unit)])) if arr.ndim else 0
+    start = coords[ax] * unit[ax]
+    return f"frames {start}-{min(start + unit[ax], arr.shape[ax]) - 1}"
+
+
+def check_frame_chunks(arr) -> None:
+    """Check that the stored chunks of an image array agree with its metadata.
+
+    Every chunk (shard) of the declared shape must exist: zarr reads a missing
+    one as fill-value frames. When the chunks are Blosc-compressed, the first
+    chunk's header must give the declared chunk size and value size. Costs one
+    listing of the array's keys and a 16-byte read.
+
+    Parameters
+    ----------
+    arr : zarr.Array
+
+    Raises
+    ------
+    ArchiveError
+        Naming the array, the chunks and what was expected and found.
+    """
+    from zarr.abc.store import RangeByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+
+    name = arr.path or "array"
+    store = arr.store_path.store
+    prefix = arr.store_path.path
+    stored = _store_call(_list_keys(store, f"{prefix}/" if prefix else ""))
+    keys = list(_chunk_keys(arr))
+    # The first stored chunk's size first: a declared chunk_shape or data_type that
+    # disagrees with the encoded chunks also shows as missing or surplus keys.
+    first = next(((c, k) for c, k in keys if k in stored), None)
+    if first is not None and arr.shards is None:
+        _check_chunk_size(arr, store, *first)
+    missing = [c for c, k in keys if k not in stored]
+    if missing:
+        listed = ", ".join(f"{'/'.join(map(str, c))} ({_frames_of(arr, c)})" for c in missing[:3])
+        raise ArchiveError(
+            f"{name}: {len(missing)} of {len(keys)} chunks declared by its shape {tuple(arr.shape)} are missing "
+            f"from the store (chunk {listed}{', ...' if len(missing) > 3 else ''}); zarr would read them as "
+            f"fill-value ({arr.fill_value}) frames. The archive is incomplete or its shape is larger than the "
+            "data written; open_archive(..., check=False) reads it anyway")
+
+
+def _check_chunk_size(arr, store, coords, key) -> None:
+    """Compare one stored chunk's decoded size with the declared one (Blosc header or raw size)."""
+    from zarr.abc.store import RangeByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+
+    codecs = _bytes_codecs(arr)
+    size = _store_call(store.getsize(key))
+    if not codecs:  # uncompressed: the object is the chunk
+        nbytes, what = size, "bytes"
+    elif len(codecs) == 1 and isinstance(codecs[0], BloscCodec):
+        head = _store_call(store.get(key, prototype=default_buffer_prototype(), byte_range=RangeByteRequest(0, 16)))
+        head = b"" if head is None else head.to_bytes()
+        if len(head) < 16 or head[0] not in (1, 2, 3, 4) or int.from_bytes(head[12:16], "little") != size:
+            return  # not a readable Blosc header: corrupt bytes, reported when the chunk is read
+        nbytes, what = int.from_bytes(head[4:8], "little"), f"bytes of {head[3]}-byte values"
+    else:
+        return  # other codecs: checked when the chunk is read (read_frames)
+    expected = math.prod(arr.chunks) * np.dtype(arr.dtype).itemsize
+    if nbytes != expected:
+        raise ArchiveError(
+            f"{arr.path or 'array'}: chunk {'/'.join(map(str, coords))} ({_frames_of(arr, coords)}) holds "
+            f"{nbytes} {what}, but zarr.json declares chunks of {tuple(arr.chunks)} {arr.dtype} = {expected} "
+            "bytes: its data_type or chunk_shape disagrees with what the chunks hold")
+
+
+_RESHAPE = re.compile(r"cannot reshape array of size (\d+) into shape")
+
+
+def read_frames(arr, start: int, stop: int, axis: int) -> np.ndarray:
+    """Read frames ``start .. stop - 1`` of an image array.
+
+    A chunk whose decoded size disagrees with the declared dtype and chunk
+    shape raises :class:`ArchiveError` naming the array, the chunk and the
+    sizes, instead of zarr's bare reshape error. The check costs nothing on
+    the normal path: the chunks are only looked at again after a failure.
+
+    Parameters
+    ----------
+    arr : zarr.Array
+    start, stop : int
+        Frame range.
+    axis : int
+        The frame axis.
+
+    Returns
+    -------
+    numpy.ndarray
+    """
+    sl = tuple(slice(int(start), int(stop)) if i == axis else slice(None) for i in range(arr.ndim))
+    try:
+        return arr[sl]
+    except ValueError as err:
+        if not _RESHAPE.search(str(err)):
+            raise
+        failure = err
+    # Which chunk: read them one at a time (only after a failure).
+    unit = (arr.shards or arr.chunks)[axis]
+    for first in range(int(start) - int(start) % unit, int(stop), unit):
+        try:
+            arr[tuple(slice(first, first + unit) if i == axis else slice(None) for i in range(arr.ndim))]
+        except ValueError as err:
+            match = _RESHAPE.search(str(err))
+            if match is None:
+                raise
+            found = int(match.group(1)) * np.dtype(arr.dtype).itemsize
+            expected = math.prod(arr.chunks) * np.dtype(arr.dtype).itemsize
+            raise ArchiveError(
+                f"{arr.path or 'array'}: the chunk holding frames {first}-{min(first + unit, arr.shape[axis]) - 1} "
+                f"decodes to {found} bytes, but zarr.json declares chunks of {tuple(arr.chunks)} {arr.dtype} = "
+                f"{expected} bytes: its data_type or chunk_shape disagrees with what the chunk holds") from err
+    raise failure
 
 
 def create_archive(
@@ -364,11 +680,26 @@ def create_archive(
     if shape is None:
         raise ValueError("create_archive needs data or shape")
     shape = tuple(int(s) for s in shape)
+    if np.dtype(dtype).kind not in "uif":
+        raise TypeError(f"{'dtype' if data is None else 'data'}: expected integer or float pixels "
+                        f"(uint8, uint16, float32...), got {np.dtype(dtype)}")
     dims = LAYOUTS[layout]
     if len(shape) != len(dims):
         raise ValueError(f"layout {layout!r} needs a {len(dims)}-D array {dims}; got shape {shape}")
     ax = dims.index("frame")
     n_frames = shape[ax]
+    if min(shape) < 1:
+        raise ValueError(f"{'shape' if data is None else 'data'}: expected at least one frame and one pixel "
+                         f"along every axis {dims}, got shape {shape}")
+    chunk_frames = None if chunk_frames is None else _check_count(chunk_frames, "chunk_frames")
+    shard_frames = None if shard_frames is None else _check_count(shard_frames, "shard_frames")
+    if pixel_size_nm is not None:
+        pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm", "nm per pixel")
+    if frame_rate_hz is not None:
+        frame_rate_hz = _check_positive(frame_rate_hz, "frame_rate_hz", "frames per second")
+    ts = None if timestamps is None else np.asarray(timestamps, dtype=np.float64)
+    if ts is not None and ts.shape != (n_frames,):
+        raise ValueError(f"timestamps must have shape ({n_frames},); got {ts.shape}")
     if layout == "tyx" and rois is None:
         raise ValueError("rois is required for layout 'tyx'")
     if rois is not None:
@@ -400,6 +731,13 @@ def create_archive(
     group_attrs.update(attrs or {})
     if isinstance(path, os.PathLike):
         path = os.fspath(path)
+    if isinstance(path, str) and "://" not in path and os.path.lexists(path):
+        if not overwrite:
+            raise FileExistsError(f"path: {path} exists; pass overwrite=True to replace it")
+        # zarr's mode='w' empties whatever folder it is given: only ever replace a Zarr store.
+        if not os.path.isfile(os.path.join(path, "zarr.json")):
+            raise ValueError(f"path: refusing to overwrite {path}: it is "
+                             f"{'a folder' if os.path.isdir(path) else 'a file'}, not a Zarr store")
     group = zarr.open_group(path, mode="w" if overwrite else "w-", zarr_format=3, attributes=group_attrs)
     group.create_array(
         FRAMES,
@@ -415,10 +753,7 @@ def create_archive(
         r = group.create_array("rois", shape=rois.shape, dtype="int64", dimension_names=("bead", "edge"))
         r[...] = rois
         r.attrs.update({"columns": ["top", "bottom", "left", "right"], "units": "px"})
-    if timestamps is not None:
-        ts = np.asarray(timestamps, dtype=np.float64)
-        if ts.shape != (n_frames,):
-            raise ValueError(f"timestamps must have shape ({n_frames},); got {ts.shape}")
+    if ts is not None:
         t = group.create_array(
             "timestamps", shape=ts.shape, dtype="float64", chunks=(shards or chunks)[ax : ax + 1],
             dimension_names=("frame",),
@@ -430,8 +765,18 @@ def create_archive(
     return group
 
 
+def frames_writer(arr: zarr.Array) -> zarr.Array:
+    """``arr`` set to store every chunk written, even one of fill values only.
+
+    zarr skips all-fill-value chunks by default; :func:`open_archive` would then
+    take a dark chunk of frames for a missing one.
+    """
+    return arr.with_config({"write_empty_chunks": True})
+
+
 def _write_frames(arr: zarr.Array, data, ax: int) -> None:
     # One write per whole shard/chunk keeps memory bounded and writes aligned.
+    arr = frames_writer(arr)
     step = (arr.shards or arr.chunks)[ax]
     for start in range(0, arr.shape[ax], step):
         sl = tuple(slice(start, start + step) if i == ax else slice(None) for i in range(arr.ndim))
@@ -455,7 +800,7 @@ def describe_archive(source) -> dict[str, Any]:
         None) and ``calibration_z_range_nm`` (``[min, max]`` of the per-frame
         z of a calibration archive, else None).
     """
-    a = open_archive(source)
+    a = open_archive(source, check=False)  # a partly written archive can be described
     arr = a.group[FRAMES]
     ax = frame_axis(a.layout)
     if a.layout == "tyx":
@@ -612,7 +957,7 @@ def write_simulated_archive(
         attrs={"simulated": {"seed": seed, "photons": photons, "background": background,
                              "z_range_nm": list(z_range_nm), "wander_px": wander_px}},
     )
-    frames = group[FRAMES]
+    frames = frames_writer(group[FRAMES])
     ax = frame_axis(layout)
     step = frames.chunks[ax]
     truth = {}

@@ -147,7 +147,7 @@ def import_tiff(
         import tifffile
     except ImportError as err:
         raise ImportError("importing TIFF needs tifffile: pip install 'magtrack-dask[tiff]'") from err
-    from magtrack_dask.storage import LAYOUTS, create_archive, open_archive
+    from magtrack_dask.storage import LAYOUTS, create_archive, frames_writer, open_archive
 
     paths = [os.fspath(p) for p in paths]
     if not paths:
@@ -184,7 +184,7 @@ def import_tiff(
         pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, overwrite=overwrite,
         attrs={"imported_from": [os.path.abspath(p) for p in paths]},
     )
-    arr = group["frames"]
+    arr = frames_writer(group["frames"])  # a dark chunk is stored, not taken for a missing one
     ax = LAYOUTS[layout].index("frame")
     step = (arr.shards or arr.chunks)[ax]
     n_chunks = -(-n_frames // step)

@@ -28,10 +28,14 @@ import zarr
 from magtrack_dask.storage import (
     LAYOUTS,
     TARGET_ROIS_PER_CHUNK,
+    _check_count,
+    _check_positive,
     check_layout,
     check_rois,
+    check_zarr_path,
     frame_axis,
     open_archive,
+    read_frames,
 )
 
 __all__ = ["track", "write_results", "start_cluster", "require_gpu", "FLAG_BITS"]
@@ -290,10 +294,9 @@ def _track_zarr_block(frame_numbers: np.ndarray, zlut, *, frames: zarr.Array, fr
     """
     _tune_worker()  # before the read: it sets Blosc's threads
     start, stop = int(frame_numbers[0]), int(frame_numbers[-1]) + 1
-    sl = [slice(None)] * frames.ndim
-    sl[frame_axis] = slice(start, stop)
     try:
-        block = frames[tuple(sl)]
+        # read_frames names the chunk when its decoded size disagrees with the metadata
+        block = read_frames(frames, start, stop, frame_axis)
     except READ_ERRORS as err:
         log.warning("frames %d-%d of %s are unreadable: %s: %s", start, stop - 1, frames.store, type(err).__name__,
                     err)
@@ -354,11 +357,19 @@ def _load_zlut(zlut):
         return None, "none"
     if isinstance(zlut, (str, os.PathLike)):
         path = os.fspath(zlut)
-        arr = np.load(path) if path.endswith(".npy") else zarr.open_array(path, mode="r")[...]
-        return np.asarray(arr, dtype=np.float64), path
-    if hasattr(zlut, "get") and type(zlut).__module__.startswith("cupy"):
-        zlut = zlut.get()
-    return np.asarray(zlut, dtype=np.float64), "array"
+        if path.endswith(".npy"):
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"zlut: {path} does not exist; expected a .npy file or a Zarr v3 array")
+            arr, source = np.load(path), path
+        else:
+            arr, source = zarr.open_array(check_zarr_path(path, "zlut", "array"), mode="r")[...], path
+    else:
+        if hasattr(zlut, "get") and type(zlut).__module__.startswith("cupy"):
+            zlut = zlut.get()
+        arr, source = np.asarray(zlut), "array"
+    if arr.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool is no table
+        raise TypeError(f"zlut must be real numbers, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64), source
 
 
 def _open_source(source, layout, rois, frames_per_task):
@@ -463,7 +474,15 @@ def track(
     ------
     ValueError
         Unknown ``layout`` or ``device``, bad ``rois``, a ``zlut`` whose shape or
-        per-bead count does not fit.
+        per-bead count does not fit or whose values are malformed (see
+        :func:`magtrack_dask.core.z.check_zlut`), an option out of range, a
+        source without frames, an archive whose metadata lies
+        (:class:`magtrack_dask.storage.ArchiveError`). All raised before any
+        task runs.
+    TypeError
+        Bool or complex pixels or Z-LUT.
+    FileNotFoundError
+        A missing archive or Z-LUT path.
     RuntimeError
         ``device='gpu'`` without a usable CuPy/CUDA.
     """
@@ -473,9 +492,22 @@ def track(
         require_gpu()
     if layout is not None:
         check_layout(layout)
+    # Options first: a bad value fails here, before any archive is opened or output made.
+    if frames_per_task is not None:
+        frames_per_task = _check_count(frames_per_task, "frames_per_task")
+    if pixel_size_nm is not None:
+        pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm", "nm per pixel")
+    if frame_rate_hz is not None:
+        frame_rate_hz = _check_positive(frame_rate_hz, "frame_rate_hz", "frames per second")
+    if edge_margin_px is not None and not (isinstance(edge_margin_px, (int, float, np.number))
+                                           and np.isfinite(edge_margin_px) and edge_margin_px >= 0):
+        raise ValueError(f"edge_margin_px must be a finite number >= 0 (px), got {edge_margin_px!r}")
     data, layout, rois, arch, zarr_frames = _open_source(source, layout, rois, frames_per_task)
     if data.dtype.kind not in "uif":
-        raise ValueError(f"source must hold integer or float pixels; got dtype {data.dtype}")
+        raise TypeError(f"source must hold integer or float pixels; got dtype {data.dtype}")
+    if data.shape[frame_axis(layout)] == 0:
+        raise ValueError(f"source has no frames: shape {tuple(data.shape)} (layout {layout!r}, "
+                         f"frame axis {frame_axis(layout)})")
 
     # ROI table and per-bead offsets.
     if layout == "tyx":
@@ -510,6 +542,11 @@ def track(
         if zlut_arr.shape[-2] - 1 != n_bins:
             raise ValueError(f"zlut has {zlut_arr.shape[-2] - 1} profile bins but the profiles of "
                              f"{roi} px ROIs have {n_bins}")
+        # The values too (monotonic finite z, finite profiles): here, not in every task.
+        from magtrack_dask.core.z import check_zlut
+
+        for b, table in enumerate(zlut_arr if zlut_arr.ndim == 3 else [zlut_arr]):
+            check_zlut(table, n_bins, name=f"zlut[{b}]" if zlut_arr.ndim == 3 else "zlut")
     margin = roi / 8 if edge_margin_px is None else float(edge_margin_px)
     min_symmetry = float(min_symmetry)
     if not 0 <= min_symmetry <= 1:
@@ -651,10 +688,25 @@ def write_results(ds: xr.Dataset, path, *, overwrite: bool = False) -> str:
     Returns
     -------
     path : str
+
+    Raises
+    ------
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    ValueError
+        ``overwrite`` would replace something that is not a Zarr store.
+    TypeError
+        ``ds`` is not a Dataset.
     """
+    if not isinstance(ds, xr.Dataset):
+        raise TypeError(f"ds must be an xarray.Dataset from track(), got {type(ds).__name__}")
     path = os.fspath(path)
-    if not overwrite and os.path.exists(path):
-        raise FileExistsError(f"{path} exists; pass overwrite=True to replace it")
+    if not overwrite and os.path.lexists(path):
+        raise FileExistsError(f"path: {path} exists; pass overwrite=True to replace it")
+    # to_zarr(mode='w') empties whatever folder it is given: only ever replace a Zarr store.
+    if os.path.lexists(path) and not os.path.isfile(os.path.join(path, "zarr.json")):
+        raise ValueError(f"path: refusing to overwrite {path}: it is "
+                         f"{'a folder' if os.path.isdir(path) else 'a file'}, not a Zarr store")
     ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
     with warnings.catch_warnings():  # "not part of the v3 spec": xarray reads it, others ignore it
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)

@@ -308,7 +308,7 @@ def write_simulated_calibration(
         With ``calibration_z`` (frame,) in nm.
     """
     from magtrack_dask.simulate import render_beads
-    from magtrack_dask.storage import create_archive, open_archive, roi_grid
+    from magtrack_dask.storage import create_archive, frames_writer, open_archive, roi_grid
 
     z_steps = np.asarray(z_steps_nm, dtype=np.float64)
     if z_steps.ndim != 1 or len(z_steps) < 2:
@@ -329,7 +329,7 @@ def write_simulated_calibration(
     cz.attrs.update({"units": "nm", "long_name": "bead z relative to the focal plane"})
     rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
     centre = (roi - 1) / 2 + rng.uniform(-1, 1, size=(2, n_beads, 1))
-    frames = group["frames"]
+    frames = frames_writer(group["frames"])
     for i, start in enumerate(range(0, n_frames, chunk_frames)):
         stop = min(start + chunk_frames, n_frames)
         nt = stop - start

@@ -34,7 +34,10 @@ def as_float_stack(stack):
     uint8 and uint16 camera data are converted to float64 (exactly); float
     stacks are returned as they are, without a copy.
     """
-    dtype = np.dtype(getattr(stack, "dtype", None))
+    if not hasattr(stack, "dtype"):  # np.dtype(None) would pass for float64
+        raise TypeError(f"stack must be a NumPy or CuPy array (n_pixels, n_pixels, n_images), "
+                        f"got {type(stack).__name__}")
+    dtype = np.dtype(stack.dtype)
     if dtype in CAMERA_DTYPES:
         stack = stack.astype(np.float64)
     elif dtype not in FLOAT_DTYPES:

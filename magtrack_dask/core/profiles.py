@@ -22,18 +22,27 @@ from magtrack_dask.core.helpers import gaussian_2d
 __all__ = ["radial_profile", "fft_profile", "fft_profile_with_center"]
 
 
-def _ring_sums(xp, weights, dist2, offset, size: int, oversample: int):
+# Adding 1.5 * 2**52 rounds a double in [0, 2**51) to an integer, half to even
+# (the FPU's rounding), and leaves that integer in the low mantissa bits: the
+# bits minus _ROUND_BITS are rint(value) as int64, with no separate rint or
+# float -> int cast pass.
+_ROUND = 1.5 * 2.0**52
+_ROUND_BITS = int(np.array(_ROUND).view(np.int64))
+
+
+def _ring_sums(xp, weights, dist, offset, size: int, oversample: int):
     """Sum and count of ``weights`` per (frame, ring) slot for one block.
 
-    ``dist2`` (squared distances, shaped like ``weights``) is overwritten.
-    ``offset`` (broadcast against it) moves each frame to its own slot range.
+    ``dist`` (float64 squared distances, shaped like ``weights``) is
+    overwritten with the slot index, viewed as int64. ``offset`` (int64,
+    broadcast against it) is each frame's first slot minus ``_ROUND_BITS``.
     """
-    xp.sqrt(dist2, out=dist2)
+    xp.sqrt(dist, out=dist)
     if oversample != 1:
-        dist2 *= oversample
-    xp.rint(dist2, out=dist2)
-    index = xp.empty(dist2.shape, dtype=np.intp)
-    xp.add(dist2, offset, out=index, casting="unsafe")  # add and cast in one pass
+        dist *= oversample
+    dist += _ROUND
+    index = dist.view(np.int64)
+    index += offset
     index = index.ravel()
     sums = xp.bincount(index, weights=weights.ravel(), minlength=size)
     return sums, xp.bincount(index, minlength=size)
@@ -79,30 +88,38 @@ def radial_profile(stack, x, y, oversample=1):
     # Slots per frame: enough for the farthest pixel from any valid centre,
     # so no clipping pass is needed; the slots past n_bins are dropped.
     slots = int(np.ceil(np.sqrt(2.0) * width * oversample)) + 2
-    size = n_images * slots
+    sums = xp.empty((n_images, slots))
+    counts = xp.empty((n_images, slots), dtype=np.int64)
     frame_major = xp.moveaxis(stack, 2, 0)
-    if frame_major.flags.c_contiguous and n_images > 1:
-        sums = xp.empty(size)
-        counts = xp.empty(size, dtype=np.int64)
-        for part in blocks(xp, n_images, 2 * stack[:, :, 0].nbytes):
-            n_part = part.stop - part.start
-            dist2 = dy2.T[part, :, None] + dx2.T[part, None, :]
-            offset = (xp.arange(n_part, dtype=np.float64) * slots)[:, None, None]
-            s_part, c_part = _ring_sums(xp, frame_major[part], dist2, offset, n_part * slots, oversample)
-            sums[part.start * slots : part.stop * slots] = s_part
-            counts[part.start * slots : part.stop * slots] = c_part
-    else:
-        stack = xp.ascontiguousarray(stack)
-        offset = xp.arange(n_images, dtype=np.float64) * slots
-        sums = xp.zeros(size)
-        counts = xp.zeros(size, dtype=np.int64)
-        for rows in blocks(xp, width, 2 * stack[0].nbytes):
-            dist2 = dy2[rows, None, :] + dx2[None, :, :]
-            s_part, c_part = _ring_sums(xp, stack[rows], dist2, offset, size, oversample)
-            sums += s_part
-            counts += c_part
+    by_frame = bool(frame_major.flags.c_contiguous)
+    # Blocks of frames, each binned in the stack's own memory order (a stack
+    # with frames last: frames innermost, so neighbouring pixels land in
+    # different slots); one small bincount per block. bincount wants
+    # contiguous float64 weights: other blocks are copied into a buffer.
+    buffer = None
+    for part in blocks(xp, n_images, width * width * 8):
+        n_part = part.stop - part.start
+        first = xp.arange(n_part, dtype=np.int64) * slots - _ROUND_BITS
+        if by_frame:
+            block, source = (n_part, width, width), frame_major[part]
+            dy, dx, first = dy2.T[part, :, None], dx2.T[part, None, :], first[:, None, None]
+        else:
+            block, source = (width, width, n_part), stack[:, :, part]
+            dy, dx = dy2[:, None, part], dx2[None, :, part]
+        if buffer is None:  # one allocation, reused by every block
+            buffer = xp.empty((2, width * width * n_part))
+        dist = buffer[1, : width * width * n_part].reshape(block)
+        xp.add(dy, dx, out=dist)
+        if by_frame and stack.dtype == np.float64:
+            weights = source
+        else:
+            weights = buffer[0, : width * width * n_part].reshape(block)
+            weights[...] = source
+        s_part, c_part = _ring_sums(xp, weights, dist, first, n_part * slots, oversample)
+        sums[part] = s_part.reshape(n_part, slots)
+        counts[part] = c_part.reshape(n_part, slots)
     with quiet(xp):
-        profiles = (sums.reshape(n_images, slots) / counts.reshape(n_images, slots))[:, :n_bins].T
+        profiles = (sums[:, :n_bins] / counts[:, :n_bins]).T
     profiles = profiles.astype(stack.dtype)
     profiles[:, ~valid] = np.nan
     return profiles

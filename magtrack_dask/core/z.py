@@ -36,10 +36,18 @@ def check_zlut(zlut, n_bins: int | None = None, *, name: str = "zlut") -> None:
     # Row 1 (the central bin) is never correlated and may be NaN when a
     # reference centre sat between pixels, so it is not checked.
     if not (bool(xp.isfinite(zlut[0]).all()) and bool(xp.isfinite(zlut[2:]).all())):
-        raise ValueError(f"{name} contains NaN or inf; z positions and profile bins 1.. must be finite")
-    step = xp.diff(zlut[0].astype(np.float64))
+        bad = ~xp.isfinite(zlut)
+        bad[1] = False
+        row, col = (int(i[0]) for i in xp.nonzero(bad))
+        raise ValueError(f"{name} contains NaN or inf (at row {row}, column {col}); z positions and "
+                         "profile bins 1.. must be finite")
+    z = zlut[0].astype(np.float64)
+    step = xp.diff(z)
     if not (bool((step > 0).all()) or bool((step < 0).all())):
-        raise ValueError(f"{name}[0] (the z positions) must be strictly increasing or decreasing, without duplicates")
+        i = int(xp.argmax(step == 0)) if bool((step == 0).any()) else int(xp.argmax(step * step[0] <= 0))
+        what = "repeats" if float(step[i]) == 0 else "reverses the order"
+        raise ValueError(f"{name}[0] (the z positions) must be strictly increasing or decreasing, without "
+                         f"duplicates; z[{i + 1}] = {float(z[i + 1]):g} {what} after z[{i}] = {float(z[i]):g}")
 
 
 def lookup_z(profiles, zlut, n_local=7):
