@@ -43,6 +43,7 @@ _LAZY = {
     "load_zlut": "zlut",
     "save_zlut": "zlut",
     "run_job": "jobs",
+    "summarize_results": "jobs",
 }
 
 

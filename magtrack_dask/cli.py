@@ -1,8 +1,11 @@
 """The ``magtrack-dask`` command: demo, track, zlut, import, info.
 
 Exit codes: 0 success, 1 the job failed while running, 2 bad usage or bad
-input (one message on stderr, no traceback; ``--verbose`` shows it), 130
-interrupted (a ``track`` job can then be finished with ``--resume``).
+input (one message on stderr, no traceback; ``--verbose`` shows it), 3 a
+``track`` job finished every chunk it could but some input chunks were
+unreadable (their frames are flagged 16; repair them and rerun with
+``--resume``), 130 interrupted (a ``track`` job can then be finished with
+``--resume``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Sequence
 __all__ = ["main", "build_parser"]
 
 PROG = "magtrack-dask"
+EXIT_UNREADABLE_INPUT = 3  # track: finished all it could; some input chunks were unreadable
 
 
 class UsageError(Exception):
@@ -234,6 +238,8 @@ def _cmd_track(args) -> int:
         if client is not None:
             _close(client)
     print(report.summary())
+    if report.beads:
+        print(report.bead_table())
     if not report.complete:
         print(f"not finished: rerun with --resume to compute the remaining "
               f"{report.n_chunks - report.n_skipped - report.n_computed} chunks")
@@ -242,7 +248,7 @@ def _cmd_track(args) -> int:
 
         for path in save_plots(args.out, args.plots, zlut=args.zlut):
             print(f"plot: {path}")
-    return 0
+    return EXIT_UNREADABLE_INPUT if report.unreadable_frames else 0
 
 
 def _cmd_zlut(args) -> int:

@@ -50,7 +50,8 @@ from typing import Any, Callable
 import numpy as np
 import zarr
 
-__all__ = ["Job", "JobError", "JobFailed", "JobReport", "prepare_job", "run_job", "job_status", "JOB_GROUP"]
+__all__ = ["Job", "JobError", "JobFailed", "JobReport", "prepare_job", "run_job", "job_status", "summarize_results",
+           "format_bead_summary", "JOB_GROUP", "STUCK_STD_PX"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,11 @@ JOB_FORMAT = 1
 JOB_GROUP = "_job"
 _DONE = "done"
 _SAVE_EVERY_S = 0.5  # how often finished chunks are recorded while a job runs
+#: A bead whose x and y standard deviations over the job are both below this
+#: (px) is reported as stuck: a tethered bead fluctuates by 0.05-1 px at
+#: 100 nm/px, while tracking noise alone is ~0.005-0.02 px.
+STUCK_STD_PX = 0.03
+_MIN_STUCK_FRAMES = 10  # fewer tracked frames say nothing about motion
 
 
 class JobError(ValueError):
@@ -86,6 +92,13 @@ class JobReport:
         Every chunk is finished (metadata consolidated).
     elapsed_s : float
         Wall time of this run.
+    unreadable_frames : list of (int, int)
+        ``(first, last)`` frame of each chunk whose input could not be read
+        (flag 16): written as NaN but not finished; repair the archive and
+        rerun with ``resume=True`` to fill them in.
+    beads : dict or None
+        Per-bead quality counts of the finished (and unreadable) chunks, see
+        :func:`summarize_results`; also stored in the job record.
     """
 
     out: str
@@ -95,11 +108,26 @@ class JobReport:
     n_computed: int
     complete: bool
     elapsed_s: float
+    unreadable_frames: list = dataclasses.field(default_factory=list)
+    beads: dict | None = None
+
+    @property
+    def incomplete_input(self) -> bool:
+        """Some input could not be read: the job cannot complete until it is repaired."""
+        return bool(self.unreadable_frames)
 
     def summary(self) -> str:
         state = "complete" if self.complete else f"incomplete ({self.n_skipped + self.n_computed}/{self.n_chunks})"
-        return (f"{self.out}: {self.n_computed} chunks computed, {self.n_skipped} already done, "
+        text = (f"{self.out}: {self.n_computed} chunks computed, {self.n_skipped} already done, "
                 f"{self.n_chunks} in all ({self.n_frames} frames), {state}, {self.elapsed_s:.1f} s")
+        if self.unreadable_frames:
+            text += ("\nunreadable input, frames " + ", ".join(f"{a}-{b}" for a, b in self.unreadable_frames)
+                     + ": flagged 16 and left unfinished; repair the archive and rerun with --resume")
+        return text
+
+    def bead_table(self, max_rows: int = 20) -> str:
+        """The per-bead counts as text (see :func:`format_bead_summary`)."""
+        return format_bead_summary(self.beads, max_rows=max_rows) if self.beads else ""
 
 
 # -- helpers -------------------------------------------------------------------
@@ -141,7 +169,10 @@ def job_status(out) -> dict[str, Any] | None:
     -------
     dict or None
         ``fingerprint``, ``n_chunks``, ``n_done``, ``done`` (bool array),
-        ``complete``; None when ``out`` holds no job record.
+        ``complete``, ``unreadable_frames`` (``[first, last]`` frames of the
+        chunks whose input was unreadable when last tried), ``summary`` (the
+        per-bead counts of :func:`summarize_results`, or None); None when
+        ``out`` holds no job record.
     """
     out = os.fspath(out)
     if not _is_zarr_store(out):
@@ -161,7 +192,111 @@ def job_status(out) -> dict[str, Any] | None:
         "n_done": int(done.sum()),
         "done": done,
         "complete": bool(attrs.get("complete", False)) and bool(done.all()),
+        "unreadable_frames": [list(r) for r in attrs.get("unreadable_frames", [])],
+        "summary": attrs.get("summary"),
     }
+
+
+def summarize_results(out, *, chunks=None, bounds=None, client=None,
+                      stuck_std_px: float = STUCK_STD_PX) -> dict[str, Any]:
+    """Per-bead quality counts of a results store: how often each flag is set, and stuck beads.
+
+    Reads ``flags``, ``x`` and ``y`` (17 bytes per bead and frame, a small
+    fraction of what tracking read) chunk by chunk on the cluster.
+
+    Parameters
+    ----------
+    out : str or os.PathLike
+        Results store (from :func:`run_job` or :func:`magtrack_dask.write_results`).
+    chunks : array_like of bool, optional
+        With ``bounds``: count only the frames of these frame chunks (a job's
+        finished ones); default every frame.
+    bounds : array_like of int, optional
+        First frame of each chunk, then the frame count (:attr:`Job.bounds`).
+    client : distributed.Client, optional
+        Compute on it; default the current scheduler.
+    stuck_std_px : float, optional
+        A bead with at least 10 tracked frames whose x and y standard deviations
+        are both below this is listed as stuck (default :data:`STUCK_STD_PX`).
+
+    Returns
+    -------
+    dict
+        JSON-ready: ``n_frames`` (frames counted), ``flag_counts``
+        ``{flag name: [frames per bead]}`` for every bit of
+        :data:`magtrack_dask.FLAG_BITS`, ``n_flagged`` (frames with any flag,
+        per bead), ``xy_std_px`` (``[std x, std y]`` per bead over its tracked
+        frames, None when fewer than 2), ``stuck_std_px`` and ``stuck`` (the
+        stuck beads' indices).
+    """
+    import dask
+    import dask.array as da
+
+    from magtrack_dask.tracking import FLAG_BITS
+
+    root = zarr.open_group(os.fspath(out), mode="r", zarr_format=3)
+    n_beads, n_frames = root["flags"].shape
+    step = max(root["flags"].chunks[1], (2**20 // max(n_beads, 1)) // root["flags"].chunks[1] * root["flags"].chunks[1])
+    flags, x, y = (da.from_zarr(root[n], chunks=(n_beads, step)) for n in ("flags", "x", "y"))
+    if chunks is not None and not np.all(chunks):
+        sel = np.repeat(np.asarray(chunks, dtype=bool), np.diff(np.asarray(bounds)))
+        flags, x, y = flags[:, sel], x[:, sel], y[:, sel]
+    # ROI-relative positions: small numbers, so the sums of squares keep their digits.
+    x = x - root["roi_left"][...][:, None]
+    y = y - root["roi_top"][...][:, None]
+    ok = da.isfinite(x) & da.isfinite(y)
+    x0, y0 = da.where(ok, x, 0.0), da.where(ok, y, 0.0)
+    sums = [ok.sum(axis=1), x0.sum(axis=1), y0.sum(axis=1), (x0 * x0).sum(axis=1), (y0 * y0).sum(axis=1),
+            (flags != 0).sum(axis=1)] + [((flags & bit) != 0).sum(axis=1) for bit in FLAG_BITS.values()]
+    n, sx, sy, sxx, syy, n_flagged, *counts = dask.compute(*sums, scheduler=client)
+    std = []
+    for b in range(n_beads):
+        if n[b] < 2:
+            std.append(None)
+            continue
+        mx, my = sx[b] / n[b], sy[b] / n[b]
+        std.append([float(np.sqrt(max(sxx[b] / n[b] - mx * mx, 0.0))), float(np.sqrt(max(syy[b] / n[b] - my * my, 0.0)))])
+    stuck = [b for b in range(n_beads) if std[b] is not None and n[b] >= _MIN_STUCK_FRAMES and max(std[b]) < stuck_std_px]
+    return {
+        "n_frames": int(flags.shape[1]),
+        "flag_counts": {name: [int(v) for v in c] for name, c in zip(FLAG_BITS, counts)},
+        "n_flagged": [int(v) for v in n_flagged],
+        "xy_std_px": std,
+        "stuck_std_px": float(stuck_std_px),
+        "stuck": stuck,
+    }
+
+
+def format_bead_summary(summary: dict, *, max_rows: int = 20) -> str:
+    """A text table of :func:`summarize_results`: one row per bead with a flag or stuck.
+
+    Parameters
+    ----------
+    summary : dict
+        From :func:`summarize_results` (or ``job_status(out)["summary"]``).
+    max_rows : int, optional
+        Beads listed at most (the most flagged first); the rest are counted.
+    """
+    names = list(summary["flag_counts"])
+    short = {"xy_not_found": "no_xy", "z_at_lut_edge_or_nan": "z_edge", "saturated": "saturated",
+             "near_roi_edge": "near_edge", "input_unreadable": "unreadable"}
+    stuck = set(summary["stuck"])
+    rows = [b for b, k in enumerate(summary["n_flagged"]) if k or b in stuck]
+    rows.sort(key=lambda b: -summary["n_flagged"][b])
+    head = (f"per bead, of {summary['n_frames']} frames: {len(rows)} of {len(summary['n_flagged'])} beads "
+            f"flagged or stuck (xy std < {summary['stuck_std_px']:g} px)")
+    if not rows:
+        return head
+    cols = ["bead", "flagged"] + [short.get(n, n) for n in names] + ["xy_std_px", "stuck"]
+    lines = [head, "  ".join(f"{c:>10}" for c in cols)]
+    for b in rows[:max_rows]:
+        std = summary["xy_std_px"][b]
+        cells = [b, summary["n_flagged"][b]] + [summary["flag_counts"][n][b] for n in names]
+        cells += ["-" if std is None else f"{max(std):.3g}", "yes" if b in stuck else ""]
+        lines.append("  ".join(f"{c:>10}" for c in cells))
+    if len(rows) > max_rows:
+        lines.append(f"... {len(rows) - max_rows} more (job_status(out)['summary'] has them all)")
+    return "\n".join(lines)
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
@@ -176,17 +311,22 @@ def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _write_chunk(*blocks, targets, axes):
-    """Worker side: write one frame chunk of every variable; return its frame count.
+def _write_chunk(*blocks, targets, axes, flags_at):
+    """Worker side: write one frame chunk of every variable.
 
     The last block holds the chunk's frame numbers, which give the region.
+    Returns ``[frames, unreadable frames]``: the client marks the chunk done
+    only when no frame carries flag 16 (its input could not be read).
     """
+    from magtrack_dask.tracking import FLAG_BITS
+
     frames = blocks[-1]
     start, stop = int(frames[0]), int(frames[-1]) + 1
     for block, target, ax in zip(blocks[:-1], targets, axes):
         region = tuple(slice(start, stop) if i == ax else slice(None) for i in range(block.ndim))
         target[region] = block
-    return np.array([stop - start], dtype=np.int64)
+    unreadable = (blocks[flags_at] & FLAG_BITS["input_unreadable"]).any(axis=0)  # (frame,)
+    return np.array([stop - start, int(unreadable.sum())], dtype=np.int64)
 
 
 # -- the job ---------------------------------------------------------------------
@@ -251,8 +391,8 @@ class Job:
         frames = da.arange(int(self.bounds[-1]), chunks=(self.ds.chunks["frame"],), dtype=np.int64)
         args += [frames, "f"]
         return da.blockwise(
-            _write_chunk, "f", *args, adjust_chunks={"f": 1}, concatenate=True, dtype=np.int64,
-            meta=np.empty((0,), dtype=np.int64), targets=targets, axes=axes,
+            _write_chunk, "f", *args, adjust_chunks={"f": 2}, concatenate=True, dtype=np.int64,
+            meta=np.empty((0,), dtype=np.int64), targets=targets, axes=axes, flags_at=self._names.index("flags"),
             name="write-results-" + self._token(),
         )
 
@@ -268,6 +408,7 @@ class Job:
         progress: Callable[[int, int, int], None] | bool | None = None,
         batch_chunks: int | None = None,
         max_chunks: int | None = None,
+        stuck_std_px: float = STUCK_STD_PX,
     ) -> JobReport:
         """Compute and write the chunks not yet done.
 
@@ -285,15 +426,22 @@ class Job:
         max_chunks : int, optional
             Stop after this many chunks (the rest on a later resume), e.g. to
             fit a batch system's time limit.
+        stuck_std_px : float, optional
+            Threshold of the "stuck" beads of the summary (see
+            :func:`summarize_results`).
 
         Returns
         -------
         JobReport
+            ``complete`` is False while chunks are left or input chunks were
+            unreadable (``unreadable_frames``): their frames are written as
+            NaN with flag 16 and left unfinished, every other chunk is done.
 
         Raises
         ------
         JobFailed
             A chunk raised; the chunks finished before stay recorded.
+            Unreadable input does not raise.
         """
         t0 = time.perf_counter()
         if progress is True:
@@ -306,17 +454,38 @@ class Job:
             todo = todo[: max(0, int(max_chunks))]
         log.info("job %s: %d chunks (%d frames), %d already done, computing %d",
                  self.out, self.n_chunks, int(self.bounds[-1]), n_skipped, len(todo))
-        n_computed = self._compute(todo, client, progress, batch_chunks, n_skipped) if todo else 0
+        # Chunks found unreadable by an earlier run stay so until a run reads them.
+        unreadable = self._recorded_unreadable() - set(todo)
+        n_computed = self._compute(todo, client, progress, batch_chunks, n_skipped, unreadable) if todo else 0
         complete = bool(self.done.all())
+        job_attrs = self._root[JOB_GROUP].attrs
+        ranges = [[int(self.bounds[i]), int(self.bounds[i + 1]) - 1] for i in sorted(unreadable)]
+        beads = job_attrs.get("summary")
+        if todo or beads is None:
+            covered = self.done.copy()
+            covered[sorted(unreadable)] = True  # written as NaN + flag 16: counted too
+            beads = summarize_results(self.out, chunks=covered, bounds=self.bounds, client=client,
+                                      stuck_std_px=stuck_std_px)
+            job_attrs.update({"unreadable_frames": ranges, "summary": beads})
         if complete:
             self._finish()
         report = JobReport(self.out, self.n_chunks, int(self.bounds[-1]), n_skipped, n_computed, complete,
-                           time.perf_counter() - t0)
+                           time.perf_counter() - t0, [tuple(r) for r in ranges], beads)
         log.info("%s", report.summary())
         return report
 
-    def _compute(self, todo: list[int], client, progress, batch_chunks: int | None, n_skipped: int) -> int:
-        """Run the chunks ``todo`` in batches; mark each one done as it finishes."""
+    def _recorded_unreadable(self) -> set[int]:
+        """Chunks that the job record lists as unreadable (by their first frame)."""
+        firsts = [r[0] for r in self._root[JOB_GROUP].attrs.get("unreadable_frames", [])]
+        return {int(i) for i in np.searchsorted(self.bounds, firsts) if i < self.n_chunks and not self.done[i]}
+
+    def _compute(self, todo: list[int], client, progress, batch_chunks: int | None, n_skipped: int,
+                 unreadable: set[int]) -> int:
+        """Run the chunks ``todo`` in batches; mark each one done as it finishes.
+
+        Chunks whose input turns out unreadable are added to ``unreadable``
+        instead; returns the number of chunks done.
+        """
         from distributed import as_completed, get_client
 
         client = client or get_client()
@@ -343,14 +512,26 @@ class Job:
                 live[fut.key] = fut
                 ac.add(fut)
 
-        n_computed = frames = 0
+        n_computed = n_returned = frames = 0
         unsaved: list[int] = []  # finished chunks not yet recorded in the store
+        returned: list[tuple[int, Any]] = []  # (chunk, future) whose small result is not fetched yet
         last_save = time.monotonic()
 
         def save_done() -> None:
             # One write for all chunks finished since the last: a crash loses at most a
             # second's records (those chunks are recomputed), never records unwritten data.
-            nonlocal last_save
+            # Their results ([frames, unreadable frames]) come in one gather, not one by one.
+            nonlocal last_save, n_computed
+            if returned:
+                counts = client.gather([f for _, f in returned])
+                for (i, _), c in zip(returned, counts):
+                    if c[1]:  # written as NaN + flag 16; not done, so a resume retries it
+                        unreadable.add(i)
+                    else:
+                        self.done[i] = True  # the task returned: the chunk's data is on disk
+                        unsaved.append(i)
+                        n_computed += 1
+                returned.clear()
             if unsaved:
                 lo, hi = min(unsaved), max(unsaved) + 1
                 done_arr[lo:hi] = self.done[lo:hi].astype(np.uint8)
@@ -365,21 +546,20 @@ class Job:
             for fut in ac:
                 i = index.pop(fut.key)
                 live.pop(fut.key)
-                if fut.status != "finished":  # the result itself (a frame count) is not fetched
+                if fut.status != "finished":
                     try:
                         fut.result()
                         raise RuntimeError(f"task {fut.status}")
                     except Exception as err:
                         raise JobFailed(f"chunk {i} (frames {self.bounds[i]}-{self.bounds[i + 1] - 1}) failed: "
                                         f"{type(err).__name__}: {err}") from err
-                self.done[i] = True  # the task returned: the chunk's data is on disk
-                unsaved.append(i)
-                n_computed += 1
+                returned.append((i, fut))
+                n_returned += 1
                 frames += int(self.bounds[i + 1] - self.bounds[i])
                 if time.monotonic() - last_save >= _SAVE_EVERY_S:
                     save_done()
                 if progress:
-                    progress(n_skipped + n_computed, self.n_chunks, frames)
+                    progress(n_skipped + n_returned, self.n_chunks, frames)
                 if pending and ac.count() <= batch_chunks:
                     submit_batch()
         finally:
@@ -516,6 +696,7 @@ def run_job(
     progress: Callable[[int, int, int], None] | bool | None = None,
     batch_chunks: int | None = None,
     max_chunks: int | None = None,
+    stuck_std_px: float = STUCK_STD_PX,
     **options: Any,
 ) -> JobReport:
     """Track an archive into a results store, resumably.
@@ -533,4 +714,5 @@ def run_job(
     >>> run_job("archive.zarr", "results.zarr", "zlut.zarr", client=client, progress=True)  # doctest: +SKIP
     """
     job = prepare_job(archive, out, zlut, resume=resume, overwrite=overwrite, **options)
-    return job.run(client, progress=progress, batch_chunks=batch_chunks, max_chunks=max_chunks)
+    return job.run(client, progress=progress, batch_chunks=batch_chunks, max_chunks=max_chunks,
+                   stuck_std_px=stuck_std_px)

@@ -635,9 +635,11 @@ def _build_dataset(stacked, n_bins, rois, radius, radius_units, time, px_nm, is_
             "units": "1", "long_name": "quality flags (bit mask)",
             "flag_masks": list(FLAG_BITS.values()), "flag_meanings": " ".join(FLAG_BITS),
             "flag_descriptions": (
-                "1: x or y is NaN; 2: z is NaN or within one reference step of either end of the Z-LUT "
-                "(only with a Z-LUT); 4: a pixel of the ROI equals the integer dtype's maximum; "
-                f"8: centre within {params['edge_margin_px']:g} px of the ROI border"),
+                "1: x or y is NaN (blank frame, or radial symmetry about the found centre below "
+                f"{params['min_symmetry']:g}: no bead in the ROI); 2: z is NaN or within one reference step "
+                "of either end of the Z-LUT (only with a Z-LUT); 4: a pixel of the ROI equals the integer "
+                f"dtype's maximum; 8: centre within {params['edge_margin_px']:g} px of the ROI border; "
+                "16: the input chunk of these frames could not be read (x, y, z, profiles NaN)"),
         }),
     }
     if px_nm:

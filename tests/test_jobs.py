@@ -1,11 +1,6 @@
 """Resumable jobs (magtrack_dask.jobs) on a real LocalCluster and real Zarr stores."""
 
 import os
-import re
-import signal
-import subprocess
-import sys
-import time
 
 import pytest
 import xarray as xr
@@ -19,22 +14,12 @@ from magtrack_dask.zlut import save_zlut
 from conftest import CHUNK_FRAMES, N_FRAMES, ROI, Z_RANGE_NM
 
 distributed = pytest.importorskip("distributed")
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
 def zlut_path(tmp_path_factory, zlut):
     path = str(tmp_path_factory.mktemp("zlut") / "zlut.zarr")
     save_zlut(path, zlut, source="make_zlut")
-    return path
-
-
-@pytest.fixture(scope="module")
-def many_chunks(tmp_path_factory):
-    """An archive of 150 chunks of 2 frames: a few seconds of work, to kill a job part-way."""
-    path = str(tmp_path_factory.mktemp("many") / "archive.zarr")
-    write_simulated_archive(path, 300, 3, roi=ROI, chunk_frames=2, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
-                            pixel_size_nm=100.0, frame_rate_hz=50.0)
     return path
 
 
@@ -47,11 +32,6 @@ def store_bytes(path):
             with open(full, "rb") as fh:
                 out[os.path.relpath(full, path)] = fh.read()
     return out
-
-
-def cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "magtrack_dask.cli", *args], capture_output=True, text=True,
-                          cwd=REPO, timeout=120, **kwargs)
 
 
 # -- results ------------------------------------------------------------------------
@@ -127,52 +107,32 @@ def test_refuses_to_overwrite_what_is_not_a_store(archives, tmp_path):
         prepare_job(archives["yxt"], tmp_path / "r.zarr", resume=True, overwrite=True)
 
 
+def _sabotage(chunk_mean):
+    """On a worker: the kernel raises (a bug, not bad input) on the chunk whose pixels have this mean.
+
+    None undoes it.
+    """
+    from magtrack_dask import tracking
+
+    crop = tracking._crop_unpatched = getattr(tracking, "_crop_unpatched", tracking._crop)
+
+    def buggy(block, *args):
+        if block.mean() == chunk_mean:
+            raise IndexError("a bug in the kernel")
+        return crop(block, *args)
+
+    tracking._crop = crop if chunk_mean is None else buggy
+
+
 def test_failing_chunk_raises_and_keeps_the_others(client, tmp_path):
+    # Damaged input is flagged (tests/reliability/test_faults.py); an error of the code still fails the job.
     arch = str(tmp_path / "a.zarr")
     write_simulated_archive(arch, 48, 2, roi=ROI, chunk_frames=16, seed=1, z_range_nm=Z_RANGE_NM)
-    with open(os.path.join(arch, "frames", "c", "1", "0", "0"), "wb") as f:
-        f.write(b"not a blosc chunk")  # a damaged chunk on disk
-    with pytest.raises(JobFailed, match=r"chunk 1 \(frames 16-31\) failed"):
-        run_job(arch, tmp_path / "r.zarr", client=client, batch_chunks=1)
+    client.run(_sabotage, float(zarr.open_group(arch, mode="r")["frames"][16:32].mean()))
+    try:
+        with pytest.raises(JobFailed, match=r"chunk 1 \(frames 16-31\) failed: IndexError: a bug in the kernel"):
+            run_job(arch, tmp_path / "r.zarr", client=client, batch_chunks=1)
+    finally:
+        client.run(_sabotage, None)
     status = job_status(tmp_path / "r.zarr")
     assert not status["complete"] and not status["done"][1]
-
-
-# -- a crash ------------------------------------------------------------------------------
-
-
-def test_killed_job_resumes_with_identical_bytes(client, many_chunks, tmp_path):
-    out = str(tmp_path / "killed.zarr")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "magtrack_dask.cli", "track", many_chunks, "--out", out, "--workers", "1",
-         "--no-progress"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    done = 0
-    try:
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                done = int(zarr.open_array(os.path.join(out, "_job", "done"), mode="r")[...].sum())
-            except Exception:  # the store is still being created
-                done = 0
-            if done >= 3:
-                break
-            time.sleep(0.01)
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the job, its scheduler and its workers: one process group
-        proc.communicate()
-    status = job_status(out)
-    n_chunks = status["n_chunks"]
-    assert n_chunks == 150 and 3 <= status["n_done"] < n_chunks, "the job was not killed part-way"
-    assert not status["complete"]
-    n_done = status["n_done"]
-
-    # rerun on the module's cluster
-    res = cli("track", many_chunks, "--out", out, "--resume", "--no-progress",
-              "--scheduler", client.scheduler.address)
-    assert res.returncode == 0, res.stderr
-    m = re.search(r"(\d+) chunks computed, (\d+) already done, (\d+) in all", res.stdout)
-    assert m, res.stdout
-    assert (int(m[1]), int(m[2]), int(m[3])) == (n_chunks - n_done, n_done, n_chunks)
-
-    run_job(many_chunks, tmp_path / "uninterrupted.zarr", client=client)
-    assert store_bytes(out) == store_bytes(tmp_path / "uninterrupted.zarr")

@@ -188,7 +188,7 @@ def test_each_chunk_read_once_and_results_schema(client, archives, zlut, tmp_pat
     for name, var in {**res.data_vars, **res.coords}.items():
         assert "units" in var.attrs and "long_name" in var.attrs, name
     assert res.x.attrs["units"] == "px" and res.x_nm.attrs["units"] == "nm" and res.z.attrs["units"] == "nm"
-    assert res.flags.dtype == np.uint8 and res.flags.attrs["flag_masks"] == [1, 2, 4, 8]
+    assert res.flags.dtype == np.uint8 and res.flags.attrs["flag_masks"] == [1, 2, 4, 8, 16]
     np.testing.assert_allclose(res.time.values, np.arange(N_FRAMES) / 50.0)
     np.testing.assert_array_equal(res.roi_left.values, open_archive(archives["tyx"]).rois[:, 2])
     assert res.attrs["magtrack_dask_version"] == magtrack_dask.__version__

@@ -1,0 +1,163 @@
+"""Faults, with real processes: a killed worker, a killed job, a corrupt input chunk, an archive
+larger than the workers' memory.
+
+Each test compares the results with an uninterrupted run byte for byte (every file of the store).
+"""
+
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+from dask.utils import format_bytes, parse_bytes
+
+from magtrack_dask.jobs import job_status, run_job
+from magtrack_dask.storage import write_simulated_archive
+from magtrack_dask.tracking import FLAG_BITS
+
+from conftest import ROI, Z_RANGE_NM
+from test_jobs import store_bytes
+
+distributed = pytest.importorskip("distributed")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def many_chunks(tmp_path_factory):
+    """An archive of 150 chunks of 2 frames: a few seconds of work, to kill a job part-way."""
+    path = str(tmp_path_factory.mktemp("many") / "archive.zarr")
+    write_simulated_archive(path, 300, 3, roi=ROI, chunk_frames=2, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
+                            pixel_size_nm=100.0, frame_rate_hz=50.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(client, many_chunks, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "uninterrupted.zarr"
+    run_job(many_chunks, out, client=client)
+    return store_bytes(out)
+
+
+def cli(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "magtrack_dask.cli", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=120, **kwargs)
+
+
+def test_killed_worker_job_finishes_with_identical_bytes(client, many_chunks, uninterrupted, tmp_path):
+    pids = client.run(os.getpid)
+    victim = sorted(pids.values())[0]
+    killed_at = []
+
+    def progress(done, total, frames):  # on this process, while the workers run the next chunks
+        if done >= 20 and not killed_at:
+            os.kill(victim, signal.SIGKILL)  # the worker process, not its nanny: no clean shutdown
+            killed_at.append(done)
+
+    report = run_job(many_chunks, tmp_path / "r.zarr", client=client, progress=progress)
+    assert killed_at and killed_at[0] < report.n_chunks - 20, "the worker was not killed part-way"
+    assert report.complete and report.n_computed == report.n_chunks == 150
+    client.wait_for_workers(2, timeout=60)  # the nanny starts a new worker process
+    assert victim not in client.run(os.getpid).values()
+    assert store_bytes(tmp_path / "r.zarr") == uninterrupted
+
+
+def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrupted, tmp_path):
+    out = str(tmp_path / "killed.zarr")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "magtrack_dask.cli", "track", many_chunks, "--out", out, "--workers", "1",
+         "--no-progress"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    done = 0
+    try:
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                done = int(zarr.open_array(os.path.join(out, "_job", "done"), mode="r")[...].sum())
+            except Exception:  # the store is still being created
+                done = 0
+            if done >= 3:
+                break
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the job, its scheduler and its workers: one process group
+        proc.communicate()
+    status = job_status(out)
+    n_chunks = status["n_chunks"]
+    assert n_chunks == 150 and 3 <= status["n_done"] < n_chunks, "the job was not killed part-way"
+    assert not status["complete"]
+    n_done = status["n_done"]
+
+    # rerun on the module's cluster: only the unfinished chunks are computed
+    res = cli("track", many_chunks, "--out", out, "--resume", "--no-progress",
+              "--scheduler", client.scheduler.address)
+    assert res.returncode == 0, res.stderr
+    m = re.search(r"(\d+) chunks computed, (\d+) already done, (\d+) in all", res.stdout)
+    assert m, res.stdout
+    assert (int(m[1]), int(m[2]), int(m[3])) == (n_chunks - n_done, n_done, n_chunks)
+    assert store_bytes(out) == uninterrupted
+
+
+def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(client, tmp_path):
+    arch = str(tmp_path / "a.zarr")
+    write_simulated_archive(arch, 80, 3, roi=ROI, chunk_frames=16, photons=1e4, seed=5, z_range_nm=Z_RANGE_NM)
+    chunk = os.path.join(arch, "frames", "c", "2", "0", "0")  # frames 32-47
+    with open(chunk, "rb") as f:
+        intact = f.read()
+    with open(chunk, "r+b") as f:
+        f.write(b"\xff" * 16)  # bytes overwritten on disk (here the Blosc header: the decoder refuses it)
+    out = tmp_path / "r.zarr"
+    address = client.scheduler.address
+
+    res = cli("track", arch, "--out", out, "--no-progress", "--scheduler", address)
+    assert res.returncode == 3, res.stdout + res.stderr  # finished what it could; input incomplete
+    assert "4 chunks computed, 0 already done, 5 in all" in res.stdout
+    assert "unreadable input, frames 32-47" in res.stdout and "--resume" in res.stdout
+    status = job_status(out)
+    assert list(status["done"]) == [True, True, False, True, True] and not status["complete"]
+    assert status["unreadable_frames"] == [[32, 47]]
+    assert status["summary"]["flag_counts"]["input_unreadable"] == [16, 16, 16]
+    ds = xr.open_zarr(out, consolidated=False).compute()
+    bad = np.zeros(80, dtype=bool)
+    bad[32:48] = True
+    f = ds.flags.values
+    assert (f[:, bad] & FLAG_BITS["input_unreadable"]).all() and (f[:, bad] & FLAG_BITS["xy_not_found"]).all()
+    assert not (f[:, ~bad] & FLAG_BITS["input_unreadable"]).any()
+    for var in ("x", "y", "z", "profiles"):
+        assert np.isnan(ds[var].values[:, bad]).all(), var
+    assert np.isfinite(ds.x.values[:, ~bad]).all()  # every other chunk was tracked
+
+    # still damaged: a resume retries that chunk only, and says so again
+    again = run_job(arch, out, client=client, resume=True)
+    assert (again.n_computed, again.n_skipped, again.complete) == (0, 4, False)
+    assert again.unreadable_frames == [(32, 47)]
+
+    with open(chunk, "wb") as f:
+        f.write(intact)  # repaired
+    res = cli("track", arch, "--out", out, "--resume", "--no-progress", "--scheduler", address)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 chunks computed, 4 already done, 5 in all" in res.stdout and "unreadable" not in res.stdout
+    run_job(arch, tmp_path / "ref.zarr", client=client)
+    assert store_bytes(out) == store_bytes(tmp_path / "ref.zarr")
+    assert job_status(out)["unreadable_frames"] == []
+
+
+def test_archive_larger_than_worker_memory_runs_in_bounded_memory(tmp_path):
+    spec = importlib.util.spec_from_file_location("memory_bound", os.path.join(REPO, "benchmarks", "memory_bound.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    limit = "400MiB"
+    # 1.25 GiB of decoded camera frames, noise-free so that writing it is quick
+    arch = write_simulated_archive(tmp_path / "big.zarr", 640, 16, roi=64, frame_shape=(1024, 1024),
+                                   chunk_frames=32, photons=None, seed=0)
+    assert arch.data.nbytes >= 3 * parse_bytes(limit)
+    res = bench.measure(str(tmp_path / "big.zarr"), str(tmp_path / "r.zarr"), workers=2, memory_limit=limit)
+    print("archive", format_bytes(arch.data.nbytes), "limit", limit, "peak RSS",
+          {w: format_bytes(v) for w, v in res["peak"].items()})
+    assert res["report"].complete and not res["restarted"]
+    assert max(res["peak"].values()) < parse_bytes(limit)
