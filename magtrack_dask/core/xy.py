@@ -117,32 +117,63 @@ def _gather_lines(xp, stack, frames, rows, cols):
     return flat.take(offsets)
 
 
-def _line_means(xp, stack, x_idx, y_idx, half_lines: int):
-    """Mean of ``2*half_lines + 1`` columns around ``x_idx`` and rows around
-    ``y_idx`` of each image, both returned as ``(n_images, n_pixels)``.
+def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int):
+    """Mean of the lines around ``idx`` by gathering them, ``(n_images, n_pixels)``."""
+    width, n_images = stack.shape[0], stack.shape[2]
+    frames = xp.arange(n_images)[:, None, None]
+    lines = idx[:, None] + xp.arange(-half_lines, half_lines + 1)
+    inside = (lines >= 0) & (lines < width)
+    lines = xp.clip(lines, 0, width - 1)[:, :, None]
+    px = xp.arange(width)[None, None, :]
+    # (n_images, lines, pixels along the line)
+    values = _gather_lines(xp, stack, frames, px, lines) if axis == 1 else _gather_lines(
+        xp, stack, frames, lines, px
+    )
+    if half_lines == 0:
+        return values[:, 0].astype(np.float64)
+    if bool(inside.all()):
+        return values.mean(axis=1, dtype=np.float64)
+    with quiet(xp):
+        return (values * inside[:, :, None]).sum(axis=1, dtype=np.float64) / inside.sum(axis=1)[:, None]
+
+
+def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
+    """Mean of the ``2*half_lines + 1`` lines around ``idx`` of each image,
+    written to ``out`` ``(n_images, n_pixels)``: columns (``axis=1``, lines
+    are x = idx + offset) or rows (``axis=0``).
 
     Lines that fall outside the frame are left out of the mean (the reference
     wraps them around to the other edge or raises IndexError).
+
+    When the estimates cluster (the usual case), the band of lines that any
+    image uses is one slab of the stack; a 0/1 mask of (line, image) and one
+    ``einsum`` over the slab read it in memory order. A gather of the lines
+    themselves costs a cache miss per pixel (frames are the stack's innermost
+    axis), several times a slab line, so it is used when the band is wide.
     """
-    width, n_images = stack.shape[0], stack.shape[2]
-    frames = xp.arange(n_images)[:, None, None]
-    offsets = xp.arange(-half_lines, half_lines + 1)
-    xs = x_idx[:, None] + offsets
-    ys = y_idx[:, None] + offsets
-    x_in = (xs >= 0) & (xs < width)
-    y_in = (ys >= 0) & (ys < width)
-    px = xp.arange(width)[None, None, :]
-    # (n_images, lines, pixels along the line)
-    cols = _gather_lines(xp, stack, frames, px, xp.clip(xs, 0, width - 1)[:, :, None])
-    rows = _gather_lines(xp, stack, frames, xp.clip(ys, 0, width - 1)[:, :, None], px)
-    if half_lines == 0:
-        return cols[:, 0].astype(np.float64), rows[:, 0].astype(np.float64)
-    if bool(x_in.all()) and bool(y_in.all()):
-        return cols.mean(axis=1, dtype=np.float64), rows.mean(axis=1, dtype=np.float64)
-    with quiet(xp):
-        cols = (cols * x_in[:, :, None]).sum(axis=1, dtype=np.float64) / x_in.sum(axis=1)[:, None]
-        rows = (rows * y_in[:, :, None]).sum(axis=1, dtype=np.float64) / y_in.sum(axis=1)[:, None]
-    return cols, rows
+    width = stack.shape[0]
+    n_lines = 2 * half_lines + 1
+    if idx.size == 0:
+        return
+    lo = max(int(idx.min()) - half_lines, 0)
+    hi = min(int(idx.max()) + half_lines + 1, width)
+    if hi - lo > 6 * n_lines:
+        out[...] = _gathered_line_means(xp, stack, idx, half_lines, axis)
+        return
+    mask = xp.abs(xp.arange(lo, hi)[:, None] - idx[None, :]) <= half_lines  # (line, image)
+    slab = stack[:, lo:hi] if axis == 1 else stack[lo:hi]
+    rule = "ylf,lf->yf" if axis == 1 else "lxf,lf->xf"  # the slab's order: much faster than "->fy"
+    sums = xp.einsum(rule, slab, mask.astype(np.float64))
+    if n_lines > 1:
+        xp.divide(sums.T, mask.sum(axis=0)[:, None], out=out)
+    else:
+        out[...] = sums.T
+    # 0 * NaN is NaN: an image whose sum is not finite may have picked up a
+    # NaN/inf pixel from a line it does not use; gather its own lines instead.
+    bad = ~xp.isfinite(out).all(axis=1)
+    if bool(bad.any()):
+        frames = xp.flatnonzero(bad)
+        out[frames] = _gathered_line_means(xp, stack[:, :, frames], idx[frames], half_lines, axis)
 
 
 def _fast_length(n: int) -> int:
@@ -169,37 +200,48 @@ def _same_autoconvolution(xp, signals):
     start = (n - 1) // 2
     n_fft = _fast_length(max(start + n, 2 * n - 1 - start))
     spectrum = xp.fft.rfft(signals, n_fft, axis=-1)
-    full = xp.fft.irfft(spectrum * spectrum, n_fft, axis=-1)
-    return full[..., start : start + n]
+    spectrum *= spectrum
+    return xp.fft.irfft(spectrum, n_fft, axis=-1)[..., start : start + n]
 
 
 def _autoconv_stage(stack, x_old, y_old, half_lines: int):
     """Shared body of the auto-convolution functions.
 
-    Returns ``(col_con, row_con, valid)``: both convolutions shaped
-    ``(n_images, n_pixels)``, NaN where the centre estimate is invalid or the
-    line holds NaN, and ``valid`` ``(2, n_images)`` for the y and x results.
+    Returns ``(conv, valid)``: ``conv`` ``(2, n_images, n_pixels)`` holds the
+    column (``[0]``, along y) and row (``[1]``, along x) convolutions, NaN where
+    the centre estimate is invalid or the line holds NaN; ``valid``
+    ``(2, n_images)`` says which of the y and x results stand.
     """
     xp = array_module(stack)
     check_stack(stack)
     x_old, y_old = check_centres(xp, stack.shape[2], x_old=x_old, y_old=y_old)
-    width = stack.shape[0]
+    width, n_images = stack.shape[0], stack.shape[2]
     x_idx, x_ok = pixel_index(xp, x_old, width)
     y_idx, y_ok = pixel_index(xp, y_old, width)
     valid = x_ok & y_ok
-    cols, rows = _line_means(xp, stack, x_idx, y_idx, half_lines)
-    cols -= cols.mean(axis=1, keepdims=True)
-    rows -= rows.mean(axis=1, keepdims=True)
-    px = xp.arange(width)
-    sigma = width / 6.0
-    cols *= gaussian(px[None, :], xp.where(valid, y_old, 0.0)[:, None], sigma)
-    rows *= gaussian(px[None, :], xp.where(valid, x_old, 0.0)[:, None], sigma)
-    conv = _same_autoconvolution(xp, xp.stack((cols, rows)))
+    if not bool(valid.all()) and bool(valid.any()):
+        # Invalid images are NaN in the end: give them a valid image's lines
+        # so they do not widen the band of lines read.
+        first = xp.argmax(valid)
+        x_idx = xp.where(valid, x_idx, x_idx[first])
+        y_idx = xp.where(valid, y_idx, y_idx[first])
+    signals = xp.empty((2, n_images, width))
+    _line_means(xp, stack, x_idx, half_lines, 1, signals[0])  # columns: along y
+    _line_means(xp, stack, y_idx, half_lines, 0, signals[1])  # rows: along x
+    signals -= signals.mean(axis=2, keepdims=True)
+    # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
+    centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
+    weight = xp.arange(width, dtype=np.float64) - centre
+    weight *= weight
+    weight /= -2 * (width / 6.0) ** 2
+    signals *= xp.exp(weight, out=weight)
+    conv = _same_autoconvolution(xp, signals)
     # A NaN pixel on a sampled line poisons that line's convolution (argmax
     # would report index 0 as if it were a peak); the other axis is unaffected.
     valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x
-    conv[~valid] = np.nan
-    return conv[0], conv[1], valid
+    if not bool(valid.all()):
+        conv = xp.where(valid[:, :, None], conv, np.nan)
+    return conv, valid
 
 
 def _peak_to_centre(width: int, index):
@@ -209,13 +251,12 @@ def _peak_to_centre(width: int, index):
 
 
 def _conv_result(stack, x_old, y_old, half_lines, return_conv):
-    col_con, row_con, valid = _autoconv_stage(stack, x_old, y_old, half_lines)
-    xp = array_module(col_con)
-    col_max = xp.argmax(col_con, axis=1)
-    row_max = xp.argmax(row_con, axis=1)
+    conv, valid = _autoconv_stage(stack, x_old, y_old, half_lines)
+    xp = array_module(conv)
+    col_max, row_max = xp.argmax(conv, axis=2)
     if return_conv:
-        return col_max, row_max, col_con.T, row_con
-    width = col_con.shape[1]
+        return col_max, row_max, conv[0].T, conv[1]
+    width = conv.shape[2]
     x = xp.where(valid[1], _peak_to_centre(width, row_max), np.nan)
     y = xp.where(valid[0], _peak_to_centre(width, col_max), np.nan)
     return x, y
@@ -223,11 +264,12 @@ def _conv_result(stack, x_old, y_old, half_lines, return_conv):
 
 def _conv_sub_pixel(stack, x_old, y_old, half_lines, n_local):
     n_local = check_odd_int(n_local, "n_local")
-    col_con, row_con, _ = _autoconv_stage(stack, x_old, y_old, half_lines)
-    xp = array_module(col_con)
-    x = parabolic_vertex(row_con, xp.argmax(row_con, axis=1), n_local)
-    y = parabolic_vertex(col_con, xp.argmax(col_con, axis=1), n_local)
-    width = col_con.shape[1]
+    conv, _ = _autoconv_stage(stack, x_old, y_old, half_lines)
+    xp = array_module(conv)
+    peak = xp.argmax(conv, axis=2)
+    x = parabolic_vertex(conv[1], peak[1], n_local)
+    y = parabolic_vertex(conv[0], peak[0], n_local)
+    width = conv.shape[2]
     return _peak_to_centre(width, x), _peak_to_centre(width, y)
 
 
