@@ -34,21 +34,37 @@ __all__ = [
     "_qi_quadratic_offsets",
 ]
 
-def frame_median(xp, stack):
-    """Exact per-image median of a ``(n, n, n_images)`` stack, as float64.
+_TILE = 256  # pixels per tile of the frame-block transpose (a few hundred pages of source)
 
-    A single-``kth`` partition of a frame-major copy is many times faster than
-    ``median`` (which partitions for two order statistics); the lower middle
-    element is then the maximum of the left part.
+
+def _frame_block(xp, flat, part, out):
+    """Copy frames ``part`` of ``flat`` ``(n_pixels, n_images)`` into ``out``
+    ``(n_frames, n_pixels)``, frame-major.
+
+    Transposed in tiles of pixels: one whole-block transpose reads every pixel
+    from a different page of a frames-last stack and is markedly slower.
     """
-    n_px = stack.shape[0] * stack.shape[1]
-    rows = stack.reshape(n_px, -1).T.copy()  # always a copy: partition works in place
+    tile = _TILE if abs(flat.strides[0]) > abs(flat.strides[1]) else flat.shape[0]  # frame-major: one copy
+    for start in range(0, flat.shape[0], tile):
+        out[:, start : start + tile] = flat[start : start + tile, part].T
+
+
+def _frame_median(xp, frames, scratch):
+    """Exact median of each row of ``frames`` ``(n_frames, n_pixels)``, as float64.
+
+    A single-``kth`` partition (of ``scratch``, a copy: ``frames`` is kept) is
+    many times faster than ``median``, which partitions for two order
+    statistics; the lower middle element is then the maximum of the left part.
+    """
+    scratch[...] = frames
+    n_px = frames.shape[1]
     k = n_px // 2
-    rows.partition(k, axis=1)
-    upper = rows[:, k].astype(np.float64)
-    if n_px % 2:
-        return upper
-    return (rows[:, :k].max(axis=1) + upper) / 2
+    scratch.partition(k, axis=1)
+    level = scratch[:, k].astype(np.float64)
+    if n_px % 2 == 0:
+        level += scratch[:, :k].max(axis=1)
+        level /= 2
+    return level
 
 
 def center_of_mass(stack, background="none"):
@@ -79,18 +95,31 @@ def center_of_mass(stack, background="none"):
         row_sum = stack.sum(axis=1, dtype=np.float64)
     else:
         # The level is float64 whatever the stack's type, so float32 stacks
-        # give the same centres as their exact float64 conversion.
-        level_of = (lambda block: block.mean(axis=(0, 1), dtype=np.float64)) if background == "mean" else (
-            lambda block: frame_median(xp, block)
-        )
+        # give the same centres as their exact float64 conversion. Frames are
+        # handled in blocks, each copied frame-major once (the partition and
+        # the deviations then run over contiguous, cache-resident rows).
+        n_px = n_y * n_x
+        flat = stack.reshape(n_px, n_images)
         col_sum = xp.empty((n_x, n_images))
         row_sum = xp.empty((n_y, n_images))
-        # Level and deviations batch by batch, while the batch is in cache.
-        for part in blocks(xp, n_images, stack[:, :, 0].nbytes):
-            block = stack[:, :, part]
-            dev = xp.abs(block - level_of(block))
-            col_sum[:, part] = dev.sum(axis=0, dtype=np.float64)
-            row_sum[:, part] = dev.sum(axis=1, dtype=np.float64)
+        parts = blocks(xp, n_images, n_px * 8)
+        size = parts[0].stop - parts[0].start if parts else 0
+        frames_buf = xp.empty((size, n_px), dtype=stack.dtype)
+        scratch_buf = xp.empty_like(frames_buf) if background == "median" else None
+        dev_buf = xp.empty((size, n_px))
+        for part in parts:
+            n_part = part.stop - part.start
+            frames, dev = frames_buf[:n_part], dev_buf[:n_part]
+            _frame_block(xp, flat, part, frames)
+            if background == "mean":
+                level = frames.mean(axis=1, dtype=np.float64)
+            else:
+                level = _frame_median(xp, frames, scratch_buf[:n_part])
+            xp.subtract(frames, level[:, None], out=dev)
+            xp.abs(dev, out=dev)
+            dev = dev.reshape(n_part, n_y, n_x)
+            col_sum[:, part] = dev.sum(axis=1).T
+            row_sum[:, part] = dev.sum(axis=2).T
     total = col_sum.sum(axis=0)
     total = xp.where(total == 0, np.nan, total)
     with quiet(xp):  # inf pixels give inf / inf: NaN for that image, not news
@@ -228,14 +257,15 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int):
     signals = xp.empty((2, n_images, width))
     _line_means(xp, stack, x_idx, half_lines, 1, signals[0])  # columns: along y
     _line_means(xp, stack, y_idx, half_lines, 0, signals[1])  # rows: along x
-    signals -= signals.mean(axis=2, keepdims=True)
-    # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
-    centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
-    weight = xp.arange(width, dtype=np.float64) - centre
-    weight *= weight
-    weight /= -2 * (width / 6.0) ** 2
-    signals *= xp.exp(weight, out=weight)
-    conv = _same_autoconvolution(xp, signals)
+    with quiet(xp):  # inf pixels make NaN lines (inf - inf): found below, not news
+        signals -= signals.mean(axis=2, keepdims=True)
+        # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
+        centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
+        weight = xp.arange(width, dtype=np.float64) - centre
+        weight *= weight
+        weight /= -2 * (width / 6.0) ** 2
+        signals *= xp.exp(weight, out=weight)
+        conv = _same_autoconvolution(xp, signals)
     # A NaN pixel on a sampled line poisons that line's convolution (argmax
     # would report index 0 as if it were a peak); the other axis is unaffected.
     valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x
