@@ -337,9 +337,10 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
         Also check the stored chunks against the metadata (default True): every
         chunk (shard) of ``frames`` must exist, so that a declared shape larger
         than the data written is not read as fill-value frames, and the first
-        chunk's Blosc header must give the declared chunk size. This lists the
-        array's keys once and reads 16 bytes. ``check=False`` skips it (a
-        partly filled archive; a remote store where listing is slow).
+        chunk's Blosc header must give the declared chunk size. This costs a
+        ``stat`` per chunk (a listing on remote stores) and a 16-byte read.
+        ``check=False`` skips it (a partly filled archive; a remote store where
+        listing is slow).
 
     Returns
     -------
@@ -494,6 +495,20 @@ async def _list_keys(store, prefix: str) -> set[str]:
     return {k async for k in store.list_prefix(prefix)}
 
 
+def _missing_keys(store, prefix: str, keys: list) -> list:
+    """The (coords, key) pairs of ``keys`` not in the store.
+
+    A local store is asked one ``stat`` per key: its chunks lie in one folder
+    per chunk index, and listing them is ~50x slower. Other stores are listed.
+    """
+    root = getattr(store, "root", None)
+    if root is not None and type(store).__name__ == "LocalStore":
+        root = os.fspath(root)
+        return [(c, k) for c, k in keys if not os.path.isfile(os.path.join(root, k))]
+    stored = _store_call(_list_keys(store, prefix))
+    return [(c, k) for c, k in keys if k not in stored]
+
+
 def _frames_of(arr, coords) -> str:
     """'frames a-b' of the chunk (shard) at ``coords`` (the frame axis is the one that is split)."""
     unit = arr.shards or arr.chunks
@@ -508,7 +523,8 @@ def check_frame_chunks(arr) -> None:
     Every chunk (shard) of the declared shape must exist: zarr reads a missing
     one as fill-value frames. When the chunks are Blosc-compressed, the first
     chunk's header must give the declared chunk size and value size. Costs one
-    listing of the array's keys and a 16-byte read.
+    ``stat`` per chunk on a local store (0.1 s for 20 000 chunks), one listing
+    of the array's keys elsewhere, and a 16-byte read.
 
     Parameters
     ----------
@@ -519,20 +535,18 @@ def check_frame_chunks(arr) -> None:
     ArchiveError
         Naming the array, the chunks and what was expected and found.
     """
-    from zarr.abc.store import RangeByteRequest
-    from zarr.core.buffer import default_buffer_prototype
-
     name = arr.path or "array"
     store = arr.store_path.store
     prefix = arr.store_path.path
-    stored = _store_call(_list_keys(store, f"{prefix}/" if prefix else ""))
     keys = list(_chunk_keys(arr))
+    absent = _missing_keys(store, f"{prefix}/" if prefix else "", keys)
     # The first stored chunk's size first: a declared chunk_shape or data_type that
-    # disagrees with the encoded chunks also shows as missing or surplus keys.
-    first = next(((c, k) for c, k in keys if k in stored), None)
+    # disagrees with the encoded chunks also shows as missing keys.
+    gone = {k for _, k in absent}
+    first = next(((c, k) for c, k in keys if k not in gone), None)
     if first is not None and arr.shards is None:
         _check_chunk_size(arr, store, *first)
-    missing = [c for c, k in keys if k not in stored]
+    missing = [c for c, _ in absent]
     if missing:
         listed = ", ".join(f"{'/'.join(map(str, c))} ({_frames_of(arr, c)})" for c in missing[:3])
         raise ArchiveError(
