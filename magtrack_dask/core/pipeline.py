@@ -7,7 +7,7 @@ import numpy as np
 from magtrack_dask._backend import array_module
 from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_stack
 from magtrack_dask.core.profiles import fft_profile_with_center, radial_profile
-from magtrack_dask.core.xy import auto_conv, auto_conv_multiline_sub_pixel, center_of_mass
+from magtrack_dask.core.xy import auto_conv, center_of_mass, refine_rounds
 from magtrack_dask.core.z import check_zlut, lookup_z
 
 __all__ = ["stack_to_xyzp", "stack_to_xyzp_advanced", "as_float_stack"]
@@ -56,8 +56,8 @@ def _run(stack, zlut, *, com=None, conv=None, n_refine=5, refine=None, use_fft=F
         check_zlut(zlut)  # fail before the work, not after it
     x, y = center_of_mass(stack, **({"background": _SEED_BACKGROUND} | (com or {})))
     x, y = auto_conv(stack, x, y, **(conv or {}))
-    for _ in range(n_refine):
-        x, y = auto_conv_multiline_sub_pixel(stack, x, y, **(refine or {}))
+    # n_refine rounds of auto_conv_multiline_sub_pixel, re-reading only moved lines
+    x, y = refine_rounds(stack, x, y, n_refine, **(refine or {}))
     if use_fft:
         # Weighting happens in place: never on the caller's array.
         profiles = fft_profile_with_center(stack.copy(), x, y, **(fft or {}))

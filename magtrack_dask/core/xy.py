@@ -146,10 +146,11 @@ def _gather_lines(xp, stack, frames, rows, cols):
     return flat.take(offsets)
 
 
-def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int):
-    """Mean of the lines around ``idx`` by gathering them, ``(n_images, n_pixels)``."""
+def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int, frames=None):
+    """Mean of the lines around ``idx`` by gathering them, ``(n_images, n_pixels)``;
+    ``frames`` (optional) names the images ``idx`` belongs to."""
     width, n_images = stack.shape[0], stack.shape[2]
-    frames = xp.arange(n_images)[:, None, None]
+    frames = (xp.arange(n_images) if frames is None else frames)[:, None, None]
     lines = idx[:, None] + xp.arange(-half_lines, half_lines + 1)
     inside = (lines >= 0) & (lines < width)
     lines = xp.clip(lines, 0, width - 1)[:, :, None]
@@ -202,7 +203,26 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
     bad = ~xp.isfinite(out).all(axis=1)
     if bool(bad.any()):
         frames = xp.flatnonzero(bad)
-        out[frames] = _gathered_line_means(xp, stack[:, :, frames], idx[frames], half_lines, axis)
+        out[frames] = _gathered_line_means(xp, stack, idx[frames], half_lines, axis, frames)
+
+
+def _moved_line_means(xp, stack, idx, half_lines: int, axis: int, out, previous):
+    """:func:`_line_means`, reusing ``previous`` ``(idx, means)`` of an earlier
+    round for the images whose rounded estimate has not moved; returns the
+    new ``(idx, means)``.
+
+    Refinement rounds move few estimates across a pixel boundary, so after
+    the first round only those images' lines are read again.
+    """
+    if previous is not None:
+        moved = xp.flatnonzero(idx != previous[0])
+        if 4 * moved.size < idx.size:
+            out[...] = previous[1]
+            if moved.size:
+                out[moved] = _gathered_line_means(xp, stack, idx[moved], half_lines, axis, moved)
+            return idx, out.copy()
+    _line_means(xp, stack, idx, half_lines, axis, out)
+    return idx, out.copy()
 
 
 def _fast_length(n: int) -> int:
@@ -233,13 +253,15 @@ def _same_autoconvolution(xp, signals):
     return xp.fft.irfft(spectrum, n_fft, axis=-1)[..., start : start + n]
 
 
-def _autoconv_stage(stack, x_old, y_old, half_lines: int):
+def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
     """Shared body of the auto-convolution functions.
 
     Returns ``(conv, valid)``: ``conv`` ``(2, n_images, n_pixels)`` holds the
     column (``[0]``, along y) and row (``[1]``, along x) convolutions, NaN where
     the centre estimate is invalid or the line holds NaN; ``valid``
-    ``(2, n_images)`` says which of the y and x results stand.
+    ``(2, n_images)`` says which of the y and x results stand. ``lines``, a
+    dict kept by the caller across rounds on the same stack, carries the line
+    means from one round to the next.
     """
     xp = array_module(stack)
     check_stack(stack)
@@ -255,8 +277,12 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int):
         x_idx = xp.where(valid, x_idx, x_idx[first])
         y_idx = xp.where(valid, y_idx, y_idx[first])
     signals = xp.empty((2, n_images, width))
-    _line_means(xp, stack, x_idx, half_lines, 1, signals[0])  # columns: along y
-    _line_means(xp, stack, y_idx, half_lines, 0, signals[1])  # rows: along x
+    if lines is None:
+        _line_means(xp, stack, x_idx, half_lines, 1, signals[0])  # columns: along y
+        _line_means(xp, stack, y_idx, half_lines, 0, signals[1])  # rows: along x
+    else:
+        lines[1] = _moved_line_means(xp, stack, x_idx, half_lines, 1, signals[0], lines.get(1))
+        lines[0] = _moved_line_means(xp, stack, y_idx, half_lines, 0, signals[1], lines.get(0))
     with quiet(xp):  # inf pixels make NaN lines (inf - inf): found below, not news
         signals -= signals.mean(axis=2, keepdims=True)
         # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
@@ -292,9 +318,9 @@ def _conv_result(stack, x_old, y_old, half_lines, return_conv):
     return x, y
 
 
-def _conv_sub_pixel(stack, x_old, y_old, half_lines, n_local):
+def _conv_sub_pixel(stack, x_old, y_old, half_lines, n_local, lines=None):
     n_local = check_odd_int(n_local, "n_local")
-    conv, _ = _autoconv_stage(stack, x_old, y_old, half_lines)
+    conv, _ = _autoconv_stage(stack, x_old, y_old, half_lines, lines)
     xp = array_module(conv)
     peak = xp.argmax(conv, axis=2)
     x = parabolic_vertex(conv[1], peak[1], n_local)
@@ -391,6 +417,20 @@ def auto_conv_multiline_sub_pixel(stack, x_old, y_old, line_ratio=0.1, n_local=5
     x, y : (n_images,) float64 arrays
     """
     return _conv_sub_pixel(stack, x_old, y_old, _half_lines(stack.shape[0], line_ratio), n_local)
+
+
+def refine_rounds(stack, x, y, n_rounds: int, line_ratio=0.1, n_local=5):
+    """``n_rounds`` of :func:`auto_conv_multiline_sub_pixel`, each starting
+    from the last one's result.
+
+    The same centres as the calls one by one, but an image's line means are
+    read again only when its rounded estimate has moved.
+    """
+    half_lines = _half_lines(stack.shape[0], line_ratio)
+    lines = {}
+    for _ in range(n_rounds):
+        x, y = _conv_sub_pixel(stack, x, y, half_lines, n_local, lines)
+    return x, y
 
 
 # ---------------------------------------------------------------- QI
