@@ -100,8 +100,11 @@ def center_of_mass(stack, background="none"):
         # the deviations then run over contiguous, cache-resident rows).
         n_px = n_y * n_x
         flat = stack.reshape(n_px, n_images)
-        col_sum = xp.empty((n_x, n_images))
-        row_sum = xp.empty((n_y, n_images))
+        # Mass and first moments of every image in one GEMM per block:
+        # columns 1, x and y of each pixel (frame-major pixel order).
+        pixel = xp.arange(n_px)
+        weights = xp.stack((xp.ones(n_px), pixel % n_x, pixel // n_x), axis=1).astype(np.float64)
+        moments = xp.empty((n_images, 3))
         parts = blocks(xp, n_images, n_px * 8)
         size = parts[0].stop - parts[0].start if parts else 0
         frames_buf = xp.empty((size, n_px), dtype=stack.dtype)
@@ -117,9 +120,10 @@ def center_of_mass(stack, background="none"):
                 level = _frame_median(xp, frames, scratch_buf[:n_part])
             xp.subtract(frames, level[:, None], out=dev)
             xp.abs(dev, out=dev)
-            dev = dev.reshape(n_part, n_y, n_x)
-            col_sum[:, part] = dev.sum(axis=1).T
-            row_sum[:, part] = dev.sum(axis=2).T
+            xp.matmul(dev, weights, out=moments[part])
+        total = xp.where(moments[:, 0] == 0, np.nan, moments[:, 0])
+        with quiet(xp):  # inf pixels give inf / inf: NaN for that image, not news
+            return moments[:, 1] / total, moments[:, 2] / total
     total = col_sum.sum(axis=0)
     total = xp.where(total == 0, np.nan, total)
     with quiet(xp):  # inf pixels give inf / inf: NaN for that image, not news
@@ -540,10 +544,19 @@ def _qi_quadratic_offsets(samples):
     if values.ndim != 2 or values.shape[1] != 3:
         raise ValueError(f"samples must have shape (n, 3), got {values.shape}")
     left, centre, right = values[:, 0], values[:, 1], values[:, 2]
-    curvature = left - 2.0 * centre + right
-    valid = xp.abs(curvature) > np.finfo(np.float64).eps
-    with quiet(xp):
-        return xp.where(valid, 0.5 * (left - right) / curvature, np.nan)
+    if xp is not np:  # CuPy ufuncs take no where=; the GPU does not warn either
+        curvature = left - 2.0 * centre + right
+        return xp.where(xp.abs(curvature) > np.finfo(np.float64).eps, 0.5 * (left - right) / curvature, np.nan)
+    # The same rounding as left - 2 centre + right and 0.5 (left - right), in
+    # two buffers; the division runs only where the curvature is usable, so
+    # no error-state switching is needed.
+    curvature = centre * -2.0
+    curvature += left
+    curvature += right
+    offset = left - right
+    offset *= 0.5
+    valid = np.abs(curvature) > np.finfo(np.float64).eps
+    return np.divide(offset, curvature, out=np.full_like(offset, np.nan), where=valid)
 
 
 def qi(stack, x_old, y_old):
