@@ -89,7 +89,9 @@ def lookup_z(profiles, zlut, n_local=7):
     # Correlate in float64: profiles are small and float32 rounding in r would
     # be amplified by the parabola fit.
     r = pearson(zlut[2:].astype(np.float64), profiles[1:].astype(np.float64))
-    best = xp.argmax(xp.nan_to_num(r, nan=-np.inf), axis=1).astype(np.float64)
+    # argmax would pick NaN: make it the worst match (copy only when present)
+    scores = xp.nan_to_num(r, nan=-np.inf) if bool(xp.isnan(r).any()) else r
+    best = xp.argmax(scores, axis=1).astype(np.float64)
     if n_ref < n_local:
         warnings.warn(
             f"lookup_z: zlut has {n_ref} reference profiles, fewer than n_local={n_local}; "
