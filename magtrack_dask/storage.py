@@ -33,6 +33,10 @@ px, four 64 px beads, ``photons=1000`` on a background of 1000 counts)::
     blosc lz4-5 bitshuffle       1.55   3.4       4.9
     zstd-0 (zarr's default)      1.65   0.2       1.3
 
+A CRC-32C checksum follows (4 bytes a chunk; checking a 1000-frame chunk
+costs ~3 ms of its ~25 ms read), so damaged bytes fail the read rather than
+decode to wrong pixels.
+
 Shot noise fills the low bits, so no lossless codec gets far past 2. Through
 zarr, reading a 4-bead frame costs 0.07 ms of CPU with this codec, 0.075 with
 lz4, 0.11 with zarr's zstd and 0.04 uncompressed, against ~0.3 ms to track it:
@@ -53,7 +57,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, Crc32cCodec
 
 __all__ = [
     "FORMAT_VERSION",
@@ -87,9 +91,14 @@ _TARGET_CHUNK_BYTES = 64 * 2**20
 TARGET_ROIS_PER_CHUNK = 4096
 
 
-def default_compressors() -> tuple[BloscCodec]:
-    """The default codec chain: Blosc zstd level 5 with bit-shuffle."""
-    return (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"),)
+def default_compressors() -> tuple[BloscCodec, Crc32cCodec]:
+    """The default codec chain: Blosc zstd level 5 with bit-shuffle, then a CRC-32C checksum.
+
+    The checksum makes bytes damaged on disk a read error (flagged and reported
+    by :func:`magtrack_dask.track`) instead of wrong pixels: Blosc itself
+    checks only its header.
+    """
+    return (BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle"), Crc32cCodec())
 
 
 def check_layout(layout: str) -> str:
@@ -565,10 +574,13 @@ def _check_chunk_size(arr, store, coords, key) -> None:
     size = _store_call(store.getsize(key))
     if not codecs:  # uncompressed: the object is the chunk
         nbytes, what = size, "bytes"
-    elif len(codecs) == 1 and isinstance(codecs[0], BloscCodec):
+    elif isinstance(codecs[0], BloscCodec) and all(isinstance(c, Crc32cCodec) for c in codecs[1:2]) and len(
+        codecs
+    ) <= 2:
         head = _store_call(store.get(key, prototype=default_buffer_prototype(), byte_range=RangeByteRequest(0, 16)))
         head = b"" if head is None else head.to_bytes()
-        if len(head) < 16 or head[0] not in (1, 2, 3, 4) or int.from_bytes(head[12:16], "little") != size:
+        blosc_size = size - 4 * (len(codecs) - 1)  # the checksum is a 4-byte trailer
+        if len(head) < 16 or head[0] not in (1, 2, 3, 4) or int.from_bytes(head[12:16], "little") != blosc_size:
             return  # not a readable Blosc header: corrupt bytes, reported when the chunk is read
         nbytes, what = int.from_bytes(head[4:8], "little"), f"bytes of {head[3]}-byte values"
     else:

@@ -155,3 +155,17 @@ def test_open_rejects_non_archive(tmp_path):
     zarr.open_group(tmp_path / "g.zarr", mode="w")
     with pytest.raises(ValueError, match="not a magtrack-dask archive"):
         open_archive(tmp_path / "g.zarr")
+
+
+def test_default_chunks_carry_a_checksum(tmp_path):
+    # Blosc checks only its header: a byte damaged inside a chunk must fail the read, not decode to wrong pixels.
+    write_simulated_archive(tmp_path / "a.zarr", 32, 1, roi=16, chunk_frames=16, photons=1e4, seed=1)
+    chunk = tmp_path / "a.zarr" / "frames" / "c" / "1" / "0" / "0"
+    data = bytearray(chunk.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    chunk.write_bytes(bytes(data))
+    frames = open_archive(tmp_path / "a.zarr", check=False).group["frames"]
+    assert frames[:16].shape[0] == 16
+    with pytest.raises(ValueError, match="checksum"):
+        frames[16:]
+

@@ -109,8 +109,9 @@ def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(clien
     chunk = os.path.join(arch, "frames", "c", "2", "0", "0")  # frames 32-47
     with open(chunk, "rb") as f:
         intact = f.read()
-    with open(chunk, "r+b") as f:
-        f.write(b"\xff" * 16)  # bytes overwritten on disk (here the Blosc header: the decoder refuses it)
+    with open(chunk, "r+b") as f:  # bytes overwritten on disk, mid-chunk: only the CRC-32C trailer tells
+        f.seek(len(intact) // 2)
+        f.write(b"\xff" * 16)
     out = tmp_path / "r.zarr"
     address = client.scheduler.address
 
