@@ -224,9 +224,9 @@ def _moved_line_means(xp, stack, idx, half_lines: int, axis: int, out, previous)
             out[...] = previous[1]
             if moved.size:
                 out[moved] = _gathered_line_means(xp, stack, idx[moved], half_lines, axis, moved)
-            return idx, out.copy()
+            return idx, out
     _line_means(xp, stack, idx, half_lines, axis, out)
-    return idx, out.copy()
+    return idx, out  # the caller leaves the means as they are
 
 
 def _fast_length(n: int) -> int:
@@ -251,10 +251,14 @@ def _same_autoconvolution(xp, signals):
     """
     n = signals.shape[-1]
     start = (n - 1) // 2
-    n_fft = _fast_length(max(start + n, 2 * n - 1 - start))
-    spectrum = xp.fft.rfft(signals, n_fft, axis=-1)
+    spectrum = xp.fft.rfft(signals, _autoconv_fft_length(n), axis=-1)
     spectrum *= spectrum
-    return xp.fft.irfft(spectrum, n_fft, axis=-1)[..., start : start + n]
+    return xp.fft.irfft(spectrum, _autoconv_fft_length(n), axis=-1)[..., start : start + n]
+
+
+def _autoconv_fft_length(n: int) -> int:
+    start = (n - 1) // 2
+    return _fast_length(max(start + n, 2 * n - 1 - start))
 
 
 def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
@@ -287,15 +291,20 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
     else:
         lines[1] = _moved_line_means(xp, stack, x_idx, half_lines, 1, signals[0], lines.get(1))
         lines[0] = _moved_line_means(xp, stack, y_idx, half_lines, 0, signals[1], lines.get(0))
-    with quiet(xp):  # inf pixels make NaN lines (inf - inf): found below, not news
-        signals -= signals.mean(axis=2, keepdims=True)
-        # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
-        centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
-        weight = xp.arange(width, dtype=np.float64) - centre
-        weight *= weight
-        weight /= -2 * (width / 6.0) ** 2
-        signals *= xp.exp(weight, out=weight)
-        conv = _same_autoconvolution(xp, signals)
+    centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
+    conv = xp.empty((2, n_images, width))
+    # In blocks of images: the spectra and other temporaries stay small, and
+    # their memory is reused block after block instead of freshly mapped
+    # (page faults cost as much as the transforms on large arrays).
+    for part in blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)):
+        with quiet(xp):  # inf pixels make NaN lines (inf - inf): found below, not news
+            block = signals[:, part] - signals[:, part].mean(axis=2, keepdims=True)
+            # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
+            weight = xp.arange(width, dtype=np.float64) - centre[:, part]
+            weight *= weight
+            weight /= -2 * (width / 6.0) ** 2
+            block *= xp.exp(weight, out=weight)
+            conv[:, part] = _same_autoconvolution(xp, block)
     # A NaN pixel on a sampled line poisons that line's convolution (argmax
     # would report index 0 as if it were a peak); the other axis is unaffected.
     valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x
