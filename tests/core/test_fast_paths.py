@@ -1,0 +1,128 @@
+"""The speed formulations give the plain formulation's numbers.
+
+Each fast path (ring index by mantissa rounding, frame blocks in either memory
+order, the masked line slab, line means kept between refinement rounds, the
+ROI-major crop, where= division) is checked against a direct computation.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import magtrack_dask as md
+from magtrack_dask.core import xy
+from magtrack_dask.simulate import render_beads
+
+
+@pytest.fixture(scope="module")
+def beads():
+    rng = np.random.default_rng(11)
+    n = 150
+    x = 31.5 + rng.uniform(-3, 3, n)
+    y = 31.5 + rng.uniform(-3, 3, n)
+    stack = render_beads(x, y, rng.uniform(600, 4800, n), n_pixels=64, photons=3000, seed=11)
+    return stack, x + rng.uniform(-0.6, 0.6, n), y + rng.uniform(-0.6, 0.6, n)
+
+
+def direct_radial_profile(stack, x, y):
+    """Per image: rint(hypot) bins and their means, one image at a time."""
+    n_px, _, n_images = stack.shape
+    n_bins = n_px // 2
+    out = np.full((n_bins, n_images), np.nan)
+    grid = np.arange(n_px, dtype=np.float64)
+    for i in range(n_images):
+        r = np.rint(np.hypot(grid[None, :] - x[i], grid[:, None] - y[i])).astype(int).ravel()
+        v = stack[:, :, i].astype(np.float64).ravel()
+        keep = r < n_bins
+        sums = np.bincount(r[keep], v[keep], minlength=n_bins)
+        counts = np.bincount(r[keep], minlength=n_bins)
+        with np.errstate(invalid="ignore"):
+            out[:, i] = sums / counts
+    return out
+
+
+def test_radial_profile_exact_half_ties_round_to_even():
+    # Centres on the pixel grid and between pixels put pixels exactly at
+    # distance k + 1/2 (e.g. 2.5 = hypot(1.5, 2)): they go to the even bin.
+    rng = np.random.default_rng(3)
+    stack = rng.normal(100, 10, (32, 32, 6))
+    x = np.array([15.5, 16.0, 15.5, 16.25, 14.75, 16.5])
+    y = np.array([16.0, 15.5, 15.5, 16.0, 15.25, 16.5])
+    np.testing.assert_allclose(md.radial_profile(stack, x, y), direct_radial_profile(stack, x, y), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_radial_profile_same_in_both_memory_orders(beads, dtype):
+    stack, x, y = beads
+    stack = stack.astype(dtype)
+    frame_major = np.ascontiguousarray(stack.transpose(2, 0, 1)).transpose(1, 2, 0)
+    ours = md.radial_profile(stack, x, y)
+    np.testing.assert_array_equal(md.radial_profile(frame_major, x, y), ours)
+    np.testing.assert_allclose(ours, direct_radial_profile(stack, x, y).astype(dtype), rtol=1e-6)
+
+
+@pytest.mark.parametrize("half_lines", [0, 3])
+@pytest.mark.parametrize("axis", [0, 1])
+def test_line_slab_equals_the_gathered_lines(beads, half_lines, axis):
+    stack, x, _ = beads
+    idx = np.rint(x).astype(np.int64)
+    idx[::9] = 1  # some lines run off the frame: left out of the mean
+    out = np.empty((stack.shape[2], stack.shape[0]))
+    xy._line_means(np, stack, idx, half_lines, axis, out)
+    gathered = xy._gathered_line_means(np, stack, idx, half_lines, axis)
+    np.testing.assert_allclose(out, gathered, rtol=1e-13)
+
+
+def test_nan_in_the_band_but_off_an_images_lines(beads):
+    """The slab multiplies unused lines by 0: a NaN there must not reach an
+    image that does not use it (its lines are gathered instead)."""
+    stack, x, y = beads
+    x = x.copy()
+    x[0], x[1] = 28.0, 36.0  # image 0 uses columns 25..31, the band reaches 39
+    clean = md.auto_conv_multiline_sub_pixel(stack, x, y)
+    spoilt = stack.copy()
+    spoilt[20, 37, 0] = np.nan  # image 0, a column only image 1 uses
+    got = md.auto_conv_multiline_sub_pixel(spoilt, x, y)
+    np.testing.assert_array_equal(got[0], clean[0])
+    np.testing.assert_array_equal(got[1], clean[1])
+
+
+def test_refinement_rounds_equal_chained_calls(beads):
+    stack, _, _ = beads
+    x, y = md.center_of_mass(stack, background="median")
+    x, y = md.auto_conv(stack, x, y)
+    xr, yr = xy.refine_rounds(stack, x, y, 5)
+    for _ in range(5):
+        x, y = md.auto_conv_multiline_sub_pixel(stack, x, y)
+    np.testing.assert_array_equal(xr, x)
+    np.testing.assert_array_equal(yr, y)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint16])
+def test_crop_stack_to_rois_values(dtype):
+    rng = np.random.default_rng(4)
+    stack = (rng.uniform(0, 1000, (40, 50, 7))).astype(dtype)
+    rois = np.array([[0, 16, 0, 16], [10, 26, 30, 46], [24, 40, 5, 21]])
+    cropped = md.crop_stack_to_rois(stack, rois)
+    assert cropped.shape == (16, 16, 7, 3) and cropped.dtype == stack.dtype
+    for i, (top, bottom, left, right) in enumerate(rois):
+        np.testing.assert_array_equal(cropped[:, :, :, i], stack[top:bottom, left:right, :])
+        assert cropped[:, :, :, i].flags.c_contiguous  # one block per ROI
+
+
+def test_qi_quadratic_offsets_flat_samples_quietly_nan():
+    samples = np.array([[1.0, 2.0, 1.0], [1.0, 1.0, 1.0], [0.0, 1.0, 3.0], [np.nan, 1.0, 2.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        offsets = md._qi_quadratic_offsets(samples)
+    np.testing.assert_array_equal(offsets, [0.0, np.nan, 0.5 * (0.0 - 3.0) / (0.0 - 2.0 + 3.0), np.nan])
+
+
+def test_pearson_float64_unit_columns_match_the_quotient():
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(31, 20))
+    y = x[:, :5] + rng.normal(scale=0.1, size=(31, 5))
+    xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
+    expected = (yc.T @ xc) / np.outer(np.sqrt((yc * yc).sum(0)), np.sqrt((xc * xc).sum(0)))
+    np.testing.assert_allclose(md.pearson(x, y), expected, rtol=1e-12, atol=1e-15)
