@@ -286,3 +286,26 @@ def test_gpu_matches_cpu(archives, zlut):
     np.testing.assert_allclose(gpu.z.values, cpu.z.values, atol=1e-3)
     np.testing.assert_allclose(gpu.profiles.values, cpu.profiles.values, rtol=1e-6)
     np.testing.assert_array_equal(gpu.flags.values, cpu.flags.values)
+
+
+@pytest.mark.parametrize("photons", [None, 300.0])
+def test_coarse_symmetry_screen_decides_like_the_full_score(photons):
+    from magtrack_dask import core
+    from magtrack_dask.simulate import render_beads
+    from magtrack_dask.tracking import _lost_beads, _radial_symmetry
+
+    # Beads drifting out of a 64 px ROI (cut from 160 px frames), then ROIs of background only.
+    rng = np.random.default_rng(3)
+    n = 240
+    x0 = np.linspace(32, -24, n) + 48
+    beads = render_beads(x0, 80 + rng.uniform(-3, 3, n), rng.uniform(300, 5000, n), n_pixels=160,
+                         photons=photons, seed=1)[48:112, 48:112]
+    empty = render_beads(np.full(40, 5.0), np.full(40, 5.0), np.full(40, 1000.0), n_pixels=160,
+                         photons=photons or 1000.0, seed=2)[90:154, 90:154]
+    stack = np.concatenate([beads, empty], axis=2)
+    x, y = core.stack_to_xyzp(stack)[:2]
+    full = _radial_symmetry(np, stack, x, y)
+    for threshold in (0.3, 0.5, 0.8):
+        with np.errstate(invalid="ignore"):
+            np.testing.assert_array_equal(_lost_beads(np, stack, x, y, threshold), full < threshold)
+    assert 0 < (full < 0.5).sum() < n + 40  # both kinds present
