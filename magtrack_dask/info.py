@@ -50,7 +50,13 @@ def _describe_results(path: str, root: zarr.Group) -> dict[str, Any]:
     if status is not None:
         info["job"] = {"chunks_done": status["n_done"], "n_chunks": status["n_chunks"],
                        "complete": status["complete"],
-                       "missing_chunks": np.flatnonzero(~status["done"])[:20].tolist()}
+                       "missing_chunks": np.flatnonzero(~status["done"])[:20].tolist(),
+                       "unreadable_frames": status["unreadable_frames"]}
+        summary = status.get("summary")
+        if summary:  # per-bead flag counts and stuck beads of the finished chunks
+            info["job"]["frames_flagged_per_bead"] = summary.get("n_flagged")
+            info["job"]["flag_counts"] = {k: v for k, v in summary.get("flag_counts", {}).items() if any(v)}
+            info["job"]["stuck_beads"] = summary.get("stuck")
     return info
 
 
@@ -128,6 +134,12 @@ def format_info(info: dict[str, Any]) -> str:
             state = "complete" if j["complete"] else f"incomplete, missing chunks {j['missing_chunks']}" + (
                 "..." if j["n_chunks"] - j["chunks_done"] > 20 else "")
             lines.append(f"  finished chunks: {j['chunks_done']}/{j['n_chunks']} ({state})")
+            for first, last in j["unreadable_frames"]:
+                lines.append(f"  unreadable input: frames {first}-{last} (repair, then track --resume)")
+            for name, per_bead in j.get("flag_counts", {}).items():
+                lines.append(f"  frames flagged {name}, per bead: {per_bead}")
+            if j.get("stuck_beads"):
+                lines.append(f"  stuck beads: {j['stuck_beads']}")
         for key in ("source", "zlut_source", "magtrack_dask_version"):
             lines.append(f"  {key}: {info[key]}")
         lines.append("  variables:")

@@ -18,6 +18,7 @@ import xarray as xr
 import zarr
 from dask.utils import format_bytes, parse_bytes
 
+from magtrack_dask.info import describe_path, format_info
 from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.storage import write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS
@@ -123,6 +124,9 @@ def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(clien
     assert list(status["done"]) == [True, True, False, True, True] and not status["complete"]
     assert status["unreadable_frames"] == [[32, 47]]
     assert status["summary"]["flag_counts"]["input_unreadable"] == [16, 16, 16]
+    job = describe_path(out)["job"]  # what `magtrack-dask info` shows
+    assert job["unreadable_frames"] == [[32, 47]] and job["flag_counts"]["input_unreadable"] == [16, 16, 16]
+    assert "unreadable input: frames 32-47" in format_info(describe_path(out))
     ds = xr.open_zarr(out, consolidated=False).compute()
     bad = np.zeros(80, dtype=bool)
     bad[32:48] = True
