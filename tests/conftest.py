@@ -1,5 +1,7 @@
 """Shared fixtures: small simulated archives in every layout and a matching Z-LUT."""
 
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -69,3 +71,19 @@ def no_warnings():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         yield
+
+
+def snapshot(*roots) -> dict:
+    """Every path under ``roots`` with its kind, size and mtime."""
+    out = {}
+    for root in roots:
+        root = os.fspath(root)
+        if not os.path.lexists(root):
+            out[root] = None
+            continue
+        for dirpath, dirnames, filenames in os.walk(root):
+            for name in [".", *dirnames, *filenames]:
+                path = os.path.normpath(os.path.join(dirpath, name))
+                st = os.lstat(path)
+                out[path] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
+    return out

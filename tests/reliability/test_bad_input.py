@@ -20,7 +20,6 @@ Semantics chosen where the issue left them open:
 
 import os
 import re
-import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ from magtrack_dask.jobs import JobError, prepare_job, run_job
 from magtrack_dask.storage import ArchiveError, create_archive, open_archive
 from magtrack_dask.tracking import track, write_results
 
-from conftest import ROI
+from conftest import ROI, snapshot
 
 N_BINS = ROI // 2
 RNG = np.random.default_rng(5)
@@ -48,22 +47,6 @@ def stack(shape, dtype=np.float64):
     if np.dtype(dtype).kind == "c":
         return (data + 1j * data).astype(dtype)
     return data.astype(dtype)
-
-
-def snapshot(*roots) -> dict:
-    """Every path under ``roots`` with its kind, size and mtime."""
-    out = {}
-    for root in roots:
-        root = os.fspath(root)
-        if not os.path.lexists(root):
-            out[root] = None
-            continue
-        for dirpath, dirnames, filenames in os.walk(root):
-            for name in [".", *dirnames, *filenames]:
-                path = os.path.normpath(os.path.join(dirpath, name))
-                st = os.lstat(path)
-                out[path] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
-    return out
 
 
 @dataclass

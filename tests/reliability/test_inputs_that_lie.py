@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 
 import numpy as np
 import pytest
@@ -22,6 +21,8 @@ import zarr
 from magtrack_dask.cli import main
 from magtrack_dask.storage import ArchiveError, create_archive, describe_archive, open_archive, read_frames
 from magtrack_dask.tracking import FLAG_BITS, track
+
+from conftest import snapshot
 
 N_FRAMES, CHUNK, SIZE = 8, 4, 32
 
@@ -61,16 +62,6 @@ def replace_array(path, name, values, **kwargs) -> None:
     group = zarr.open_group(path, mode="r+")
     del group[name]
     group.create_array(name, data=np.asarray(values), **kwargs)
-
-
-def snapshot(root) -> dict:
-    out = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in [".", *dirnames, *filenames]:
-            p = os.path.normpath(os.path.join(dirpath, name))
-            st = os.lstat(p)
-            out[p] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
-    return out
 
 
 # -- (name, how the archive lies, expected exception, message) -------------------------------------------------------
