@@ -30,20 +30,25 @@ _ROUND = 1.5 * 2.0**52
 _ROUND_BITS = int(np.array(_ROUND).view(np.int64))
 
 
-def _ring_sums(xp, weights, dist, offset, size: int, oversample: int):
-    """Sum and count of ``weights`` per (frame, ring) slot for one block.
+def _ring_index(xp, dist, first, oversample: int = 1):
+    """Flat (image, ring) slot of every pixel: ``first + round(oversample * distance)``.
 
-    ``dist`` (float64 squared distances, shaped like ``weights``) is
-    overwritten with the slot index, viewed as int64. ``offset`` (int64,
-    broadcast against it) is each frame's first slot minus ``_ROUND_BITS``.
+    ``dist`` (float64 squared distances) is overwritten and returned viewed
+    as int64, raveled. ``first`` (int64, broadcast against it) is each image's
+    first slot minus ``_ROUND_BITS``. Rounding is half to even, like ``rint``.
     """
     xp.sqrt(dist, out=dist)
     if oversample != 1:
         dist *= oversample
     dist += _ROUND
     index = dist.view(np.int64)
-    index += offset
-    index = index.ravel()
+    index += first
+    return index.ravel()
+
+
+def _ring_sums(xp, weights, dist, offset, size: int, oversample: int):
+    """Sum and count of ``weights`` per (frame, ring) slot for one block (see :func:`_ring_index`)."""
+    index = _ring_index(xp, dist, offset, oversample)
     sums = xp.bincount(index, weights=weights.ravel(), minlength=size)
     return sums, xp.bincount(index, minlength=size)
 
