@@ -278,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
                    help="where ours runs; the reference always runs on the CPU")
     p.add_argument("--json", type=Path, help="write the results to this file")
+    p.add_argument("--threads", type=int,
+                   help="threads of our CPU kernels (magtrack_dask.core_threads); default: "
+                        "every CPU this process may use. The reference is single-threaded "
+                        "except inside BLAS")
     a = p.parse_args(argv)
 
     names = [b.name for b in BENCHES]
@@ -292,6 +296,9 @@ def main(argv: list[str] | None = None) -> int:
     to_ours, ours_sync, where = (lambda v: v), _no_sync, "ours on CPU"
     if a.device == "gpu":
         to_ours, ours_sync, where = _gpu()
+    threads = a.threads or magtrack_dask.get_core_threads()
+    if a.device == "cpu":
+        where += f" ({threads} thread{'s' if threads > 1 else ''})"
 
     print(f"magtrack_dask {magtrack_dask.__version__} vs magtrack {REF_VERSION} | "
           f"NumPy {np.__version__} | Python {platform.python_version()} | "
@@ -308,27 +315,28 @@ def main(argv: list[str] | None = None) -> int:
     results: list[dict[str, Any]] = []
     header = f"{'function':<30} {'case':<15} {'ours f/s':>11} {'ref f/s':>11} {'ratio':>7}"
     t_start = time.perf_counter()
-    for n in sizes:
-        n_frames = 100 if a.quick else a.frames or DEFAULT_FRAMES.get(n, 500)
-        cases, source = make_case(n, n_frames, dtypes)
-        print(f"\n{n} px x {n_frames} frames, inputs from {source}, Z-LUT {N_ZLUT} planes")
-        print(header + "\n" + "-" * len(header))
-        for dt, ref_in in cases.items():
-            ours_in = {k: v if k in HOST_ONLY else to_ours(v) for k, v in ref_in.items()}
-            case = f"{n}px {dt}"
-            for b in benches:
-                t_ours, t_ref, status = run_bench(b, ours_in, ref_in, repeats, ours_sync)
-                fps_ref = n_frames / t_ref
-                fps_ours = n_frames / t_ours if t_ours else None
-                ratio = fps_ours / fps_ref if fps_ours else None
-                shown = f"{fps_ours:11.0f} {fps_ref:11.0f} {ratio:6.2f}x" if ratio else \
-                    f"{status[:11]:>11} {fps_ref:11.0f} {'':>7}"
-                print(f"{b.name:<30} {case:<15} {shown}"
-                      + (f"  {status}" if status.startswith("error") else ""), flush=True)
-                results.append(dict(function=b.name, n_pixels=n, dtype=dt, frames=n_frames,
-                                    ours_s=t_ours, reference_s=t_ref, ours_fps=fps_ours,
-                                    reference_fps=fps_ref, ratio=ratio, status=status))
-            del ours_in
+    with magtrack_dask.core_threads(threads):
+        for n in sizes:
+            n_frames = 100 if a.quick else a.frames or DEFAULT_FRAMES.get(n, 500)
+            cases, source = make_case(n, n_frames, dtypes)
+            print(f"\n{n} px x {n_frames} frames, inputs from {source}, Z-LUT {N_ZLUT} planes")
+            print(header + "\n" + "-" * len(header))
+            for dt, ref_in in cases.items():
+                ours_in = {k: v if k in HOST_ONLY else to_ours(v) for k, v in ref_in.items()}
+                case = f"{n}px {dt}"
+                for b in benches:
+                    t_ours, t_ref, status = run_bench(b, ours_in, ref_in, repeats, ours_sync)
+                    fps_ref = n_frames / t_ref
+                    fps_ours = n_frames / t_ours if t_ours else None
+                    ratio = fps_ours / fps_ref if fps_ours else None
+                    shown = f"{fps_ours:11.0f} {fps_ref:11.0f} {ratio:6.2f}x" if ratio else \
+                        f"{status[:11]:>11} {fps_ref:11.0f} {'':>7}"
+                    print(f"{b.name:<30} {case:<15} {shown}"
+                          + (f"  {status}" if status.startswith("error") else ""), flush=True)
+                    results.append(dict(function=b.name, n_pixels=n, dtype=dt, frames=n_frames,
+                                        ours_s=t_ours, reference_s=t_ref, ours_fps=fps_ours,
+                                        reference_fps=fps_ref, ratio=ratio, status=status))
+                del ours_in
 
     ok = [r for r in results if r["ratio"]]
     xyzp = [f"{r['ratio']:.2f}x ({r['n_pixels']}px {r['dtype']})"
@@ -345,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         a.json.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(magtrack_dask=magtrack_dask.__version__, magtrack=REF_VERSION,
                     numpy=np.__version__, device=a.device, where=where, repeats=repeats,
-                    statistic="median", min_sample_s=MIN_SAMPLE_S, cpus=os.cpu_count(),
+                    statistic="median", min_sample_s=MIN_SAMPLE_S, cpus=os.cpu_count(), threads=threads,
                     python=platform.python_version(), zlut_planes=N_ZLUT)
         a.json.write_text(json.dumps(dict(meta=meta, results=results), indent=1))
         print(f"wrote {a.json}")

@@ -271,10 +271,11 @@ def _track_block(
 
         stack = xp.asarray(stack)
         shared_lut = None if shared_lut is None else xp.asarray(shared_lut)
-    if stage_options:
-        x, y, z, prof = core.stack_to_xyzp_advanced(stack, shared_lut, **stage_options)
-    else:
-        x, y, z, prof = core.stack_to_xyzp(stack, shared_lut)
+    with core.core_threads(1):  # Dask runs one task per thread already: more would contend
+        if stage_options:
+            x, y, z, prof = core.stack_to_xyzp_advanced(stack, shared_lut, **stage_options)
+        else:
+            x, y, z, prof = core.stack_to_xyzp(stack, shared_lut)
     if per_bead:  # one lookup per bead, on the device that holds the profiles
         lut_opts = stage_options.get("lookup_z", {})
         z = xp.concatenate([

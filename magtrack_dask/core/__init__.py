@@ -1,5 +1,6 @@
 """Array-agnostic tracking algorithms (NumPy or CuPy), no Dask, no I/O."""
 
+from magtrack_dask.core._blocks import core_threads, get_core_threads
 from magtrack_dask.core.helpers import (
     binmean,
     crop_stack_to_rois,
@@ -43,4 +44,6 @@ __all__ = [
     "lookup_z",
     "stack_to_xyzp",
     "stack_to_xyzp_advanced",
+    "core_threads",
+    "get_core_threads",
 ]

@@ -1,10 +1,29 @@
-"""Cache-sized blocks along an axis, for the CPU kernels that walk a stack."""
+"""Cache-sized blocks along an axis, and the threads that work through them.
+
+The CPU kernels walk a stack in blocks of images small enough to stay in
+cache. Blocks are independent, and NumPy releases the GIL inside most of the
+work on them (ufuncs, reductions, partitions, FFTs), so on NumPy they are
+spread over a few threads: :func:`core_threads` sets how many.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+import os
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 _CPU_BLOCK_BYTES = 2**21  # keeps a few (n, n, block) temporaries in L2/L3
+
+_ENV = "MAGTRACK_DASK_THREADS"
+_threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("magtrack_dask_core_threads", default=None)
+_pool: ThreadPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
 
 
 def blocks(xp, length: int, item_bytes: int) -> list[slice]:
@@ -14,3 +33,93 @@ def blocks(xp, length: int, item_bytes: int) -> list[slice]:
     """
     size = length if xp is not np else max(1, _CPU_BLOCK_BYTES // max(item_bytes, 1))
     return [slice(i, min(i + size, length)) for i in range(0, length, size)]
+
+
+def _default_threads() -> int:
+    value = os.environ.get(_ENV, "").strip()
+    if value:
+        try:
+            return max(1, int(value))
+        except ValueError:
+            raise ValueError(f"{_ENV} must be a whole number of threads >= 1, got {value!r}") from None
+    try:
+        return max(1, len(os.sched_getaffinity(0)))  # the CPUs this process may use (cgroups, taskset)
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def get_core_threads() -> int:
+    """Threads the CPU kernels use for one call: :func:`core_threads`, else
+    ``$MAGTRACK_DASK_THREADS``, else the CPUs this process may run on."""
+    n = _threads.get()
+    return _default_threads() if n is None else n
+
+
+@contextlib.contextmanager
+def core_threads(n: int) -> Iterator[None]:
+    """Run the CPU kernels called inside this block on ``n`` threads.
+
+    The setting belongs to the calling thread (a context variable), so a Dask
+    task can ask for one thread without touching others. Results do not
+    depend on it: every block is computed the same way whichever thread
+    takes it.
+
+    Parameters
+    ----------
+    n : int
+        Threads, >= 1. ``1`` runs everything in the calling thread.
+
+    Examples
+    --------
+    >>> import magtrack_dask
+    >>> with magtrack_dask.core_threads(1):  # e.g. inside a worker process
+    ...     pass
+    """
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be a whole number of threads >= 1, got {n!r}")
+    token = _threads.set(int(n))
+    try:
+        yield
+    finally:
+        _threads.reset(token)
+
+
+def _executor(n: int) -> ThreadPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size < n:
+            old = _pool
+            _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="magtrack-core"), n
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def for_each_block(xp, parts: list[slice], work: Callable[[slice, object], None],
+                   scratch: Callable[[], object] | None = None) -> None:
+    """Call ``work(part, buffers)`` for every block of ``parts``.
+
+    On NumPy with more than one block and :func:`get_core_threads` above 1,
+    the blocks are dealt out to that many threads (the caller's among them);
+    ``scratch()`` makes each thread's own ``buffers``, reused for all its
+    blocks. ``work`` must write only to its own block of the outputs.
+    Returns when every block is done; the first error is raised then.
+    """
+    n = min(get_core_threads(), len(parts)) if xp is np else 1
+
+    def run(share):
+        buffers = scratch() if scratch is not None else None
+        for part in share:
+            work(part, buffers)
+
+    if n <= 1:
+        run(parts)
+        return
+    futures = [_executor(n - 1).submit(run, parts[i::n]) for i in range(1, n)]
+    try:
+        run(parts[0::n])
+    finally:  # never return while another thread still writes to the outputs
+        errors = [f.exception() for f in futures]
+    for error in errors:
+        if error is not None:
+            raise error

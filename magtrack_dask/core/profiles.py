@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks
+from magtrack_dask.core._blocks import blocks, for_each_block
 from magtrack_dask.core._checks import (
     check_centres,
     check_positive_int,
@@ -101,8 +101,10 @@ def radial_profile(stack, x, y, oversample=1):
     # with frames last: frames innermost, so neighbouring pixels land in
     # different slots); one small bincount per block. bincount wants
     # contiguous float64 weights: other blocks are copied into a buffer.
-    buffer = None
-    for part in blocks(xp, n_images, width * width * 8):
+    parts = blocks(xp, n_images, width * width * 8)
+    size = width * width * (parts[0].stop - parts[0].start) if parts else 0
+
+    def work(part, buffer):
         n_part = part.stop - part.start
         first = xp.arange(n_part, dtype=np.int64) * slots - _ROUND_BITS
         if by_frame:
@@ -111,8 +113,6 @@ def radial_profile(stack, x, y, oversample=1):
         else:
             block, source = (width, width, n_part), stack[:, :, part]
             dy, dx = dy2[:, None, part], dx2[None, :, part]
-        if buffer is None:  # one allocation, reused by every block
-            buffer = xp.empty((2, width * width * n_part))
         dist = buffer[1, : width * width * n_part].reshape(block)
         xp.add(dy, dx, out=dist)
         if by_frame and stack.dtype == np.float64:
@@ -123,6 +123,9 @@ def radial_profile(stack, x, y, oversample=1):
         s_part, c_part = _ring_sums(xp, weights, dist, first, n_part * slots, oversample)
         sums[part] = s_part.reshape(n_part, slots)
         counts[part] = c_part.reshape(n_part, slots)
+
+    # One buffer per thread, reused by each of its blocks.
+    for_each_block(xp, parts, work, lambda: xp.empty((2, size)))
     with quiet(xp):
         profiles = (sums[:, :n_bins] / counts[:, :n_bins]).T
     profiles = profiles.astype(stack.dtype)

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks
+from magtrack_dask.core._blocks import blocks, for_each_block
 from magtrack_dask.core._checks import (
     check_centres,
     check_odd_int,
@@ -108,17 +108,19 @@ def center_of_mass(stack, background="none"):
         moments = xp.empty((n_images, 3))
         parts = blocks(xp, n_images, n_px * 8)
         size = parts[0].stop - parts[0].start if parts else 0
-        frames_buf = xp.empty((size, n_px), dtype=stack.dtype)
-        scratch_buf = xp.empty_like(frames_buf) if background == "median" else None
-        dev_buf = xp.empty((size, n_px))
-        for part in parts:
+
+        def scratch():  # each thread's buffers, reused block after block
+            frames = xp.empty((size, n_px), dtype=stack.dtype)
+            return frames, (xp.empty_like(frames) if background == "median" else None), xp.empty((size, n_px))
+
+        def work(part, buffers):
             n_part = part.stop - part.start
-            frames, dev = frames_buf[:n_part], dev_buf[:n_part]
+            frames, partitioned, dev = (None if b is None else b[:n_part] for b in buffers)
             _frame_block(xp, flat, part, frames)
             if background == "mean":
                 level = frames.mean(axis=1, dtype=np.float64)
             else:
-                level = _frame_median(xp, frames, scratch_buf[:n_part])
+                level = _frame_median(xp, frames, partitioned)
             xp.subtract(frames, level[:, None], out=dev)
             xp.abs(dev, out=dev)
             by_pixel = dev.reshape(n_part, n_y, n_x)
@@ -126,6 +128,8 @@ def center_of_mass(stack, background="none"):
             moments[part, 0] = rows.sum(axis=1)
             moments[part, 1] = (cols * col_x).sum(axis=1)
             moments[part, 2] = (rows * row_y).sum(axis=1)
+
+        for_each_block(xp, parts, work, scratch)
         total = xp.where(moments[:, 0] == 0, np.nan, moments[:, 0])
         with quiet(xp):  # inf pixels give inf / inf: NaN for that image, not news
             return moments[:, 1] / total, moments[:, 2] / total
@@ -202,7 +206,13 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
     mask = xp.abs(xp.arange(lo, hi)[:, None] - idx[None, :]) <= half_lines  # (line, image)
     slab = stack[:, lo:hi] if axis == 1 else stack[lo:hi]
     rule = "ylf,lf->yf" if axis == 1 else "lxf,lf->xf"  # the slab's order: much faster than "->fy"
-    sums = xp.einsum(rule, slab, mask.astype(np.float64))
+    mask = mask.astype(np.float64)
+    sums = xp.empty((width, idx.size))
+
+    def work(part, _):
+        sums[:, part] = xp.einsum(rule, slab[..., part], mask[:, part])
+
+    for_each_block(xp, blocks(xp, idx.size, width * (hi - lo) * 8), work)
     if n_lines > 1:
         xp.divide(sums.T, mask.sum(axis=0)[:, None], out=out)
     else:
@@ -298,10 +308,11 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
         lines[0] = _moved_line_means(xp, stack, y_idx, half_lines, 0, signals[1], lines.get(0))
     centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
     conv = xp.empty((2, n_images, width))
-    # In blocks of images: the spectra and other temporaries stay small, and
-    # their memory is reused block after block instead of freshly mapped
-    # (page faults cost as much as the transforms on large arrays).
-    for part in blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)):
+
+    def work(part, _):
+        # In blocks of images: the spectra and other temporaries stay small,
+        # and their memory is reused block after block instead of freshly
+        # mapped (page faults cost as much as the transforms on large arrays).
         with quiet(xp):  # inf pixels make NaN lines (inf - inf): found below, not news
             block = signals[:, part] - signals[:, part].mean(axis=2, keepdims=True)
             # Gaussian weights about the estimates (columns: y, rows: x), as gaussian().
@@ -310,6 +321,8 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
             weight /= -2 * (width / 6.0) ** 2
             block *= xp.exp(weight, out=weight)
             conv[:, part] = _same_autoconvolution(xp, block)
+
+    for_each_block(xp, blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)), work)
     # A NaN pixel on a sampled line poisons that line's convolution (argmax
     # would report index 0 as if it were a peak); the other axis is unaffected.
     valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x

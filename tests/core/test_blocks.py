@@ -1,0 +1,129 @@
+"""Blocks of images on several threads: same bytes as one thread, errors surface."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+import magtrack_dask as md
+from magtrack_dask.core import _blocks
+from magtrack_dask.core._blocks import blocks, core_threads, for_each_block, get_core_threads
+from magtrack_dask.core.xy import refine_rounds
+from magtrack_dask.simulate import make_zlut
+
+
+@pytest.fixture(scope="module")
+def many_blocks(simulated_beads):
+    """300 images of 64 px: 5 blocks of 64 in the CPU kernels; a NaN pixel and a blank image."""
+    stack, x, y = simulated_beads(300, 5, photons=2000, seed=5)
+    stack = stack.astype(np.float64)
+    stack[40, 20, 7] = np.nan
+    stack[:, :, 150] = 1000.0
+    return stack, x, y
+
+
+def _all_kernels(stack, x, y, zlut):
+    return [
+        *md.center_of_mass(stack, background="median"),
+        *md.center_of_mass(stack, background="mean"),
+        md.radial_profile(stack, x, y),
+        md.radial_profile(stack, x, y, oversample=3),
+        *md.auto_conv(stack, x, y, return_conv=True),
+        *md.auto_conv_multiline_sub_pixel(stack, x, y),
+        *refine_rounds(stack, x, y, 5),
+        *md.stack_to_xyzp(stack, zlut),
+    ]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("frame_major", [False, True])
+def test_threads_give_the_same_bytes(many_blocks, dtype, frame_major):
+    stack, x, y = many_blocks
+    stack = stack.astype(dtype)
+    if frame_major:
+        stack = np.ascontiguousarray(stack.transpose(2, 0, 1)).transpose(1, 2, 0)
+    zlut = make_zlut(np.linspace(500, 4500, 41), n_pixels=64).astype(dtype)
+    with core_threads(1):
+        one = _all_kernels(stack, x, y, zlut)
+    for n in (2, 3):
+        with core_threads(n):
+            many = _all_kernels(stack, x, y, zlut)
+        for a, b in zip(one, many):
+            np.testing.assert_array_equal(a, b)
+
+
+def test_blocks_run_on_several_threads():
+    seen = set()
+    out = np.zeros(10)
+
+    def work(part, buffers):
+        time.sleep(0.01)  # long enough for the shares to overlap
+        seen.add(threading.get_ident())
+        assert buffers["owner"] == threading.get_ident()  # each thread has its own scratch
+        out[part] = part.start
+
+    parts = [slice(i, i + 1) for i in range(10)]
+    with core_threads(3):
+        for_each_block(np, parts, work, lambda: {"owner": threading.get_ident()})
+    assert len(seen) == 3 and threading.get_ident() in seen
+    np.testing.assert_array_equal(out, np.arange(10))
+
+
+def test_an_error_in_a_block_is_raised_once_every_thread_has_stopped():
+    done = []
+
+    def work(part, _):
+        time.sleep(0.005)
+        if part.start == 3:
+            raise ArithmeticError("block 3")
+        done.append(part.start)
+
+    parts = [slice(i, i + 1) for i in range(8)]
+    with core_threads(2), pytest.raises(ArithmeticError, match="block 3"):
+        for_each_block(np, parts, work)
+    finished = sorted(done)
+    time.sleep(0.05)
+    assert sorted(done) == finished  # nothing still running after the raise
+    assert {0, 2, 4, 6} <= set(finished) and 5 not in finished  # the other share ran; this one stopped
+
+
+def test_the_setting_belongs_to_the_calling_thread():
+    seen = {}
+
+    def other():
+        seen["other"] = get_core_threads()
+
+    with core_threads(1):
+        t = threading.Thread(target=other)
+        t.start()
+        t.join()
+        assert get_core_threads() == 1
+    assert seen["other"] == get_core_threads() == _blocks._default_threads()
+
+
+def test_default_from_the_environment(monkeypatch):
+    monkeypatch.setenv("MAGTRACK_DASK_THREADS", "3")
+    assert get_core_threads() == 3
+    monkeypatch.setenv("MAGTRACK_DASK_THREADS", "many")
+    with pytest.raises(ValueError, match="MAGTRACK_DASK_THREADS"):
+        get_core_threads()
+    monkeypatch.delenv("MAGTRACK_DASK_THREADS")
+    assert get_core_threads() >= 1
+
+
+@pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
+def test_bad_thread_counts_are_refused(bad):
+    with pytest.raises(ValueError, match="threads >= 1"):
+        with core_threads(bad):
+            pass
+
+
+def test_flat_exports():
+    assert md.core_threads is core_threads and md.get_core_threads is get_core_threads
+
+
+def test_blocks_cover_the_axis_once():
+    parts = blocks(np, 1000, 64 * 64 * 8)
+    assert parts[0].start == 0 and parts[-1].stop == 1000
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
