@@ -558,15 +558,18 @@ def test_nan_and_inf_pixels_give_nan_positions(simulated_beads, no_warnings):
     assert np.isnan(z).all() and profiles.shape == (32, 4)
 
 
-def test_track_flags_nan_frames_and_takes_camera_integers(simulated_beads):
+def test_track_flags_nan_and_inf_frames_and_takes_camera_integers(simulated_beads):
     import dask
 
     images, _, _ = simulated_beads(4, 4)
     with_nan = images.copy()
     with_nan[5, 5, 2] = np.nan
+    with_nan[40, 20, 3] = -np.inf
     with dask.config.set(scheduler="synchronous"):
-        flags = track(with_nan).flags.values[0]
-        assert flags[2] & 1 and not (flags[[0, 1, 3]] & 1).any()
+        ds = track(with_nan).compute()
+        flags = ds.flags.values[0]
+        assert (flags[[2, 3]] & 1).all() and not (flags[[0, 1]] & 1).any()
+        assert np.isnan(ds.x.values[0, [2, 3]]).all() and np.isfinite(ds.x.values[0, [0, 1]]).all()
         for dtype in (np.uint8, np.uint16, np.int16, np.int32):
             counts = np.clip(np.rint(images * 100 / images.max()), 0, 100).astype(dtype)
             assert np.isfinite(track(counts).x.values).all(), dtype
