@@ -539,6 +539,7 @@ def track(
     if edge_margin_px is not None and not (isinstance(edge_margin_px, (int, float, np.number))
                                            and np.isfinite(edge_margin_px) and edge_margin_px >= 0):
         raise ValueError(f"edge_margin_px must be a finite number >= 0 (px), got {edge_margin_px!r}")
+    layout_given = layout is not None
     data, layout, rois, arch, zarr_frames = _open_source(source, layout, rois, frames_per_task)
     if data.dtype.kind not in "uif":
         raise TypeError(f"source must hold integer or float pixels; got dtype {data.dtype}")
@@ -557,7 +558,10 @@ def track(
         roi = int(data.shape[-1] if layout == "tbyx" else data.shape[0])
         ny = data.shape[2] if layout == "tbyx" else data.shape[1]
         if ny != roi:
-            raise ValueError(f"layout {layout!r} needs square images; got {ny} x {roi} px")
+            hint = "" if layout_given or arch is not None else (
+                f" (layout {layout!r} was inferred from a {data.ndim}-D array"
+                + (" without rois; (frame, y, x) frames need layout='tyx' and rois)" if layout == "yxt" else ")"))
+            raise ValueError(f"layout {layout!r} needs square images; got {ny} x {roi} px{hint}")
         nb = data.shape[1] if layout == "tbyx" else 1
         if nb == 0:
             raise ValueError(f"source has no beads: shape {tuple(data.shape)} (layout 'tbyx', bead axis 1)")

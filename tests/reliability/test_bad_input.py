@@ -263,6 +263,11 @@ TRACK = [
          r"source has no frames: shape \(32, 32, 0\) \(layout 'yxt', frame axis 2\)"),
     Case("track-non-square", lambda c: track(stack((4, 2, 32, 30))), ValueError,
          r"layout 'tbyx' needs square images; got 32 x 30 px"),
+    Case("track-frames-first-no-layout", lambda c: track(stack((45, 32, 32))), ValueError,
+         r"layout 'yxt' needs square images; got 32 x 45 px \(layout 'yxt' was inferred from a 3-D array without "
+         r"rois; \(frame, y, x\) frames need layout='tyx' and rois\)"),
+    Case("track-zarr-array-no-layout", lambda c: track(zarr.open_array(c.arch["tyx"] + "/frames", mode="r")),
+         ValueError, r"layout 'yxt' needs square images; got \d+ x 45 px \(layout 'yxt' was inferred"),
     Case("track-empty-images", lambda c: track(stack((0, 0, 4))), ValueError,
          r"source images are 0 x 0 px; tracking needs at least 5 x 5 px"),
     Case("track-no-beads", lambda c: track(stack((4, 0, 32, 32))), ValueError,
