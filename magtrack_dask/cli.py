@@ -199,6 +199,24 @@ def _check_gpu(gpu: bool) -> None:
             raise UsageError("--gpu needs CuPy and a working CUDA GPU (pip install 'magtrack-dask[gpu]'); none found")
 
 
+def _check_writable(path: str, option: str, *, folder: bool) -> None:
+    """Fail now, not after the job, when ``path`` (written at the end) cannot be written."""
+    path = os.path.abspath(path)
+    if os.path.exists(path):
+        if folder and not os.path.isdir(path):
+            raise UsageError(f"{option}: {path} is a file; expected a folder (created if missing)")
+        if not folder and os.path.isdir(path):
+            raise UsageError(f"{option}: {path} is a folder; expected the name of a PNG file")
+        return
+    parent = os.path.dirname(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{option}: cannot create {path}: {parent} is a file")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"{option}: cannot create {path}: {parent} is not writable")
+
+
 def _cmd_demo(args) -> int:
     from magtrack_dask.demo import run_demo
 
@@ -213,6 +231,8 @@ def _cmd_demo(args) -> int:
 def _cmd_track(args) -> int:
     from magtrack_dask.jobs import prepare_job
 
+    if args.plots:
+        _check_writable(args.plots, "--plots", folder=True)
     # A remote cluster is connected first, so that track() checks its workers' GPUs, not this node's.
     _check_gpu(args.gpu and not args.scheduler)
     client = _client(args) if args.scheduler else None
@@ -261,6 +281,8 @@ def _cmd_zlut(args) -> int:
         raise UsageError(f"calibration archive not found: {args.calibration}")
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
+    if args.png:
+        _check_writable(args.png, "--png", folder=False)
     info = describe_archive(args.calibration)
     client = _client(args) if (args.scheduler or args.workers) else None
     try:

@@ -138,7 +138,8 @@ def check_rois(rois, frame_shape: tuple[int, int] | None = None) -> np.ndarray:
     """
     arr = np.asarray(rois)
     if arr.ndim != 2 or arr.shape[1] != 4 or arr.shape[0] < 1:
-        raise ValueError(f"rois must have shape (n_beads, 4) [top, bottom, left, right]; got {arr.shape}")
+        raise ValueError(f"rois must have shape (n_beads, 4) [top, bottom, left, right] with n_beads >= 1; "
+                         f"got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.integer):
         if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
             raise ValueError("rois must hold whole pixel numbers")
@@ -257,6 +258,8 @@ def check_zarr_path(path, name: str = "source", kind: str = "group") -> str:
 def _as_group(source, mode: str = "r") -> zarr.Group:
     if isinstance(source, zarr.Group):
         return source
+    if source is None or isinstance(source, (bool, int, float, complex, bytes)):
+        raise TypeError(f"source must be an archive path, a zarr.Group or a Zarr store; got {type(source).__name__}")
     if isinstance(source, os.PathLike):
         source = os.fspath(source)
     if isinstance(source, str) and mode == "r":

@@ -390,7 +390,12 @@ def _load_zlut(zlut):
         if path.endswith(".npy"):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"zlut: {path} does not exist; expected a .npy file or a Zarr v3 array")
-            arr, source = np.load(path), path
+            try:
+                arr, source = np.load(path), path  # allow_pickle=False: a table, never code
+            except (ValueError, OSError, EOFError) as err:
+                raise ValueError(f"zlut: {path} is not a readable .npy array ({err.__class__.__name__}: "
+                                 f"{str(err).splitlines()[0] if str(err) else 'empty'}); expected a "
+                                 f"(1 + n_bins, n_ref) table saved with numpy.save") from None
         else:
             arr, source = zarr.open_array(check_zarr_path(path, "zlut", "array"), mode="r")[...], path
     else:
@@ -404,6 +409,9 @@ def _load_zlut(zlut):
 
 def _open_source(source, layout, rois, frames_per_task):
     """Return (dask array, layout, rois, Archive or None, zarr.Array or None)."""
+    if source is None or isinstance(source, (bool, int, float, complex, bytes)):
+        raise TypeError(f"source must be an archive (a path, zarr.Group or Zarr store) or an image array; "
+                        f"got {type(source).__name__}")
     if isinstance(source, (str, os.PathLike, zarr.Group)) or (
         not hasattr(source, "ndim") and not isinstance(source, (list, tuple))
     ):
@@ -425,7 +433,7 @@ def _open_source(source, layout, rois, frames_per_task):
             data = data.rechunk({ax: frames_per_task})
     else:
         n_beads = source.shape[1] if layout == "tbyx" else (len(rois) if layout == "tyx" and rois is not None else 1)
-        step = frames_per_task or max(1, TARGET_ROIS_PER_CHUNK // n_beads)
+        step = frames_per_task or max(1, TARGET_ROIS_PER_CHUNK // max(1, n_beads))
         data = da.from_array(np.asarray(source), chunks=tuple(step if i == ax else -1 for i in range(np.ndim(source))))
     # Chunked along frames only: a task must see whole frames (and all beads).
     data = data.rechunk({i: -1 for i in range(data.ndim) if i != ax})
@@ -532,6 +540,7 @@ def track(
     if edge_margin_px is not None and not (isinstance(edge_margin_px, (int, float, np.number))
                                            and np.isfinite(edge_margin_px) and edge_margin_px >= 0):
         raise ValueError(f"edge_margin_px must be a finite number >= 0 (px), got {edge_margin_px!r}")
+    layout_given = layout is not None
     data, layout, rois, arch, zarr_frames = _open_source(source, layout, rois, frames_per_task)
     if data.dtype.kind not in "uif":
         raise TypeError(f"source must hold integer or float pixels; got dtype {data.dtype}")
@@ -550,8 +559,13 @@ def track(
         roi = int(data.shape[-1] if layout == "tbyx" else data.shape[0])
         ny = data.shape[2] if layout == "tbyx" else data.shape[1]
         if ny != roi:
-            raise ValueError(f"layout {layout!r} needs square images; got {ny} x {roi} px")
+            hint = "" if layout_given or arch is not None else (
+                f" (layout {layout!r} was inferred from a {data.ndim}-D array"
+                + (" without rois; (frame, y, x) frames need layout='tyx' and rois)" if layout == "yxt" else ")"))
+            raise ValueError(f"layout {layout!r} needs square images; got {ny} x {roi} px{hint}")
         nb = data.shape[1] if layout == "tbyx" else 1
+        if nb == 0:
+            raise ValueError(f"source has no beads: shape {tuple(data.shape)} (layout 'tbyx', bead axis 1)")
         if rois is not None:
             rois = check_rois(rois)
             if rois.shape[0] != nb or rois[0, 1] - rois[0, 0] != roi:
@@ -561,6 +575,14 @@ def track(
             rois = np.tile(np.array([[0, roi, 0, roi]], dtype=np.int64), (nb, 1))
         offsets = rois
     n_beads = len(rois)
+
+    from magtrack_dask.core.pipeline import min_image_pixels
+
+    need = min_image_pixels(**stage_options)  # also checks the stage options
+    if roi < need:
+        what = "rois are" if layout == "tyx" else "source images are"
+        raise ValueError(f"{what} {roi} x {roi} px; tracking needs at least {need} x {need} px (the sub-pixel "
+                         f"fit's n_local)")
 
     zlut_arr, zlut_source = _load_zlut(zlut)
     n_bins, radius, radius_units = _profile_bins(roi, stage_options)

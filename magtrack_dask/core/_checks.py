@@ -14,8 +14,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CAMERA_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
 
 
-def check_stack(stack, *, name: str = "stack", square: bool = True, even: bool = False) -> None:
-    """Validate a float image stack of shape (n_pixels, n_pixels, n_images)."""
+def check_stack(stack, *, name: str = "stack", square: bool = True, even: bool = False, min_pixels: int = 3) -> None:
+    """Validate a float image stack of shape (n_pixels, n_pixels, n_images), at least ``min_pixels`` wide."""
     shape = getattr(stack, "shape", None)
     if shape is None or len(shape) != 3:
         raise ValueError(
@@ -27,8 +27,8 @@ def check_stack(stack, *, name: str = "stack", square: bool = True, even: bool =
             f"{name} images must be square: shape (n_pixels, n_pixels, n_images) expected, "
             f"got {tuple(shape)} (is the frame axis last?)"
         )
-    if shape[0] < 3:
-        raise ValueError(f"{name} images must be at least 3 x 3 pixels, got {tuple(shape)}")
+    if shape[0] < min_pixels or shape[1] < min_pixels:
+        raise ValueError(f"{name} images must be at least {min_pixels} x {min_pixels} pixels, got {tuple(shape)}")
     if even and shape[0] % 2:
         raise ValueError(f"{name} images must have an even width, got {shape[0]} pixels")
     if np.dtype(stack.dtype) not in FLOAT_DTYPES:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_stack
+from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_odd_int, check_stack
 from magtrack_dask.core.profiles import fft_profile_with_center, radial_profile
 from magtrack_dask.core.xy import auto_conv, center_of_mass, refine_rounds
 from magtrack_dask.core.z import check_zlut, lookup_z
 
-__all__ = ["stack_to_xyzp", "stack_to_xyzp_advanced", "as_float_stack"]
+__all__ = ["stack_to_xyzp", "stack_to_xyzp_advanced", "as_float_stack", "min_image_pixels"]
 
 # The seed of the pipeline: |pixel - median| makes the bead's rings, not the
 # bright background, carry the mass. The reference pipeline uses it too.
@@ -28,11 +28,12 @@ _STAGE_KEYS = {
 }
 
 
-def as_float_stack(stack):
+def as_float_stack(stack, min_pixels: int = 3):
     """Validate a pipeline input and return it as float32/float64.
 
     uint8 and uint16 camera data are converted to float64 (exactly); float
-    stacks are returned as they are, without a copy.
+    stacks are returned as they are, without a copy. Images narrower than
+    ``min_pixels`` are a ValueError.
     """
     if not hasattr(stack, "dtype"):  # np.dtype(None) would pass for float64
         raise TypeError(f"stack must be a NumPy or CuPy array (n_pixels, n_pixels, n_images), "
@@ -42,15 +43,60 @@ def as_float_stack(stack):
         stack = stack.astype(np.float64)
     elif dtype not in FLOAT_DTYPES:
         raise TypeError(f"stack must be float32, float64, uint8 or uint16, got {dtype}")
-    check_stack(stack)
+    check_stack(stack, min_pixels=min_pixels)
     if stack.shape[2] == 0:
         raise ValueError("stack has no images: shape (n_pixels, n_pixels, 0)")
     return stack
 
 
+def _check_stage_options(options: dict) -> int:
+    """Validate the stage options of :func:`stack_to_xyzp_advanced`; return the refinement rounds."""
+    for key, value in options.items():
+        expected = _STAGE_KEYS.get(key)
+        if expected is None:
+            raise ValueError(f"unknown stage option {key!r}; expected one of {sorted(_STAGE_KEYS)}")
+        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ValueError(f"stage option {key!r} must be a {expected.__name__}, got {value!r}")
+    n_refine = options.get("n auto_conv_multiline_sub_pixel", 5)
+    if n_refine < 0:
+        raise ValueError(f"stage option 'n auto_conv_multiline_sub_pixel' must be >= 0, got {n_refine}")
+    return n_refine
+
+
+def _min_pixels(n_refine: int, refine: dict | None) -> int:
+    # The refinement fits a parabola to n_local points of a convolution as long as the image.
+    if n_refine == 0:
+        return 3
+    return max(3, check_odd_int((refine or {}).get("n_local", 5), "n_local"))
+
+
+def min_image_pixels(**stage_options) -> int:
+    """Smallest image side (px) that the pipeline can track with these stage options.
+
+    Parameters
+    ----------
+    **stage_options
+        As :func:`stack_to_xyzp_advanced` takes them (none: :func:`stack_to_xyzp`).
+
+    Returns
+    -------
+    int
+        ``n_local`` of the sub-pixel refinement (default 5), or 3 without
+        refinement rounds.
+
+    Raises
+    ------
+    ValueError
+        An unknown stage option or a value of the wrong type.
+    """
+    n_refine = _check_stage_options(stage_options)
+    return _min_pixels(n_refine, stage_options.get("auto_conv_multiline_sub_pixel"))
+
+
 def _run(stack, zlut, *, com=None, conv=None, n_refine=5, refine=None, use_fft=False, fft=None, radial=None, lut=None):
     xp = array_module(stack)
-    stack = as_float_stack(stack)
+    # the sub-pixel refinement fits n_local points of lines as long as the image
+    stack = as_float_stack(stack, min_pixels=_min_pixels(n_refine, refine))
     if zlut is not None:
         zlut = xp.asarray(zlut)
         check_zlut(zlut)  # fail before the work, not after it
@@ -81,8 +127,8 @@ def stack_to_xyzp(stack, zlut=None):
     Parameters
     ----------
     stack : (n_pixels, n_pixels, n_images) array
-        Square images: float32, float64, or uint8/uint16 camera counts
-        (converted to float64). NumPy or CuPy.
+        Square images of at least 5 x 5 pixels: float32, float64, or
+        uint8/uint16 camera counts (converted to float64). NumPy or CuPy.
     zlut : (1 + n_bins, n_ref) array, optional
         Z look-up table (see :func:`lookup_z`), ``n_bins = n_pixels // 2``.
 
@@ -146,15 +192,7 @@ def stack_to_xyzp_advanced(stack, zlut=None, **kwargs):
         For an unknown key (so that a typo does not silently fall back to a
         default) or a value of the wrong type.
     """
-    for key, value in kwargs.items():
-        expected = _STAGE_KEYS.get(key)
-        if expected is None:
-            raise ValueError(f"unknown stage option {key!r}; expected one of {sorted(_STAGE_KEYS)}")
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ValueError(f"stage option {key!r} must be a {expected.__name__}, got {value!r}")
-    n_refine = kwargs.get("n auto_conv_multiline_sub_pixel", 5)
-    if n_refine < 0:
-        raise ValueError(f"stage option 'n auto_conv_multiline_sub_pixel' must be >= 0, got {n_refine}")
+    n_refine = _check_stage_options(kwargs)
     return _run(
         stack,
         zlut,

@@ -1,7 +1,8 @@
 """Bad data, not bad input: tracking never raises, gives NaN where a value is unknown and flags it.
 
 One simulated camera archive (tyx, 4 beads, 64 frames) is doctored on disk: blank and saturated
-frames, a bead that drifts out of its ROI, a stuck bead, a bead beyond the Z-LUT's range. The job's
+frames, a bead that drifts out of its ROI, a stuck bead, a bead at the Z-LUT's end references and
+beyond its range. The job's
 per-bead summary must count each case.
 """
 
@@ -26,6 +27,7 @@ NO_XY, Z_EDGE, SAT, NEAR = (FLAG_BITS[k] for k in ("xy_not_found", "z_at_lut_edg
 ZEROS, CONSTANT, ALL_SATURATED, PART_SATURATED = 5, 6, 7, 9  # frames
 DRIFT, STUCK, BEYOND_LUT, NORMAL = 0, 2, 3, 1  # beads
 BEYOND = np.r_[48:56]  # frames in which bead 3 sits beyond the LUT (its z range: 300-2900 nm)
+AT_END = np.r_[40:44]  # frames in which bead 3 sits at the LUT's last (40, 41) or first (42, 43) z
 
 
 def _render(x, y, z, seed):
@@ -37,7 +39,7 @@ def _render(x, y, z, seed):
 
 
 @pytest.fixture(scope="module")
-def doctored(tmp_path_factory):
+def doctored(tmp_path_factory, zlut):
     """(archive path, truth dict: bead -> (x, y) in ROI px)."""
     path = str(tmp_path_factory.mktemp("bad") / "bad.zarr")
     arch = write_simulated_archive(path, N, 4, roi=ROI, chunk_frames=CHUNK, photons=1e4, seed=11,
@@ -56,6 +58,7 @@ def doctored(tmp_path_factory):
     # bead 3 wanders about the centre, and in z from the middle of the LUT to beyond both of its ends
     z3 = np.full(N, 1600.0)
     z3[BEYOND[:4]], z3[BEYOND[4:]] = 3600.0, 50.0
+    z3[AT_END[:2]], z3[AT_END[2:]] = zlut[0, -1], zlut[0, 0]
     truth[BEYOND_LUT] = (c - 0.4 + 0.5 * np.sin(t / 5), c + 0.1 + 0.5 * np.cos(t / 7))
     for b, z, seed in ((DRIFT, np.full(N, 1600.0), 1), (STUCK, np.full(N, 1500.0), 2), (BEYOND_LUT, z3, 3)):
         top, bottom, left, right = rois[b]
@@ -118,16 +121,22 @@ def test_bead_leaving_its_roi_is_nan_not_a_wrong_position(results, doctored):
     assert np.isnan(ds.profiles.values[DRIFT, gone]).all()
 
 
-def test_z_beyond_the_lut_is_nan_and_flagged(results, doctored):
+@pytest.mark.parametrize("frames", [AT_END, BEYOND], ids=["at-the-end", "beyond"])
+def test_z_matched_at_the_lut_end_is_nan_and_flagged(results, doctored, frames):
     _, ds = results
     _, truth, rois = doctored
     z, f = ds.z.values[BEYOND_LUT], ds.flags.values[BEYOND_LUT]
-    assert np.isnan(z[BEYOND]).all() and (f[BEYOND] & Z_EDGE > 0).all()
+    assert np.isnan(z[frames]).all() and (f[frames] & Z_EDGE > 0).all()
     # x, y are still known there
-    np.testing.assert_allclose(ds.x.values[BEYOND_LUT, BEYOND] - rois[BEYOND_LUT, 2], truth[BEYOND_LUT][0][BEYOND],
+    np.testing.assert_allclose(ds.x.values[BEYOND_LUT, frames] - rois[BEYOND_LUT, 2], truth[BEYOND_LUT][0][frames],
                                atol=0.25)
-    assert not (f[BEYOND] & NO_XY).any()
-    inside = np.setdiff1d(np.arange(N), np.r_[BEYOND, ZEROS, CONSTANT, ALL_SATURATED])
+    assert not (f[frames] & NO_XY).any()
+
+
+def test_z_inside_the_lut_is_kept(results):
+    _, ds = results
+    z, f = ds.z.values[BEYOND_LUT], ds.flags.values[BEYOND_LUT]
+    inside = np.setdiff1d(np.arange(N), np.r_[AT_END, BEYOND, ZEROS, CONSTANT, ALL_SATURATED])
     assert np.abs(z[inside] - 1600.0).max() < 300 and not (f[inside] & Z_EDGE).any()
 
 
@@ -141,8 +150,10 @@ def test_summary_counts_per_bead(results, doctored):
         assert s["flag_counts"][name] == [int(v) for v in ((f & bit) > 0).sum(axis=1)], name
     assert s["n_flagged"] == [int(v) for v in (f > 0).sum(axis=1)]
     assert s["flag_counts"]["saturated"] == [1, 2, 1, 1]
-    assert s["flag_counts"]["z_at_lut_edge_or_nan"][BEYOND_LUT] >= len(BEYOND) + 3
+    assert s["flag_counts"]["z_at_lut_edge_or_nan"][BEYOND_LUT] == len(AT_END) + len(BEYOND) + 3
     assert s["flag_counts"]["xy_not_found"][DRIFT] > 20
+    for bead in (NORMAL, STUCK, BEYOND_LUT):  # found in every frame but the blank ones
+        assert s["flag_counts"]["xy_not_found"][bead] == 3, bead
     assert s["flag_counts"]["input_unreadable"] == [0, 0, 0, 0]
     assert s["stuck"] == [STUCK] and max(s["xy_std_px"][STUCK]) < 0.03
     table = report.bead_table()

@@ -80,15 +80,30 @@ def inputs(tmp_path_factory, zlut):
     npy("zlut_nan", nan)
     npy("zlut_small", zlut[:9])
     npy("zlut_two_beads", np.stack([zlut, zlut]))
+    paths["zlut_garbage"] = str(root / "zlut_garbage.npy")
+    with open(paths["zlut_garbage"], "w") as f:
+        f.write("z,profile\n1,2\n")  # a CSV under a .npy name
     paths["xyz"] = str(root / "xyz.zarr")
     create_archive(paths["xyz"], np.ones((4, 40, 40), "uint16"), rois=[[4, 36, 4, 36]])
     zarr.open_group(paths["xyz"], mode="r+").attrs["layout"] = "xyz"
+    paths["empty"] = str(root / "empty.zarr")  # an archive whose frames array holds no frames
+    create_archive(paths["empty"], np.ones((4, 40, 40), "uint16"), rois=[[4, 36, 4, 36]])
+    zarr.open_group(paths["empty"], mode="r+")["frames"].resize((0, 40, 40))
     paths["plain"] = str(root / "plain.zarr")
     zarr.open_group(paths["plain"], mode="w", zarr_format=3)
     paths["folder"] = str(root / "folder")
     os.makedirs(paths["folder"])
     with open(os.path.join(paths["folder"], "notes.txt"), "w") as f:
         f.write("not an archive")
+    try:
+        import tifffile
+    except ImportError:  # the CLI import cases skip
+        return paths
+    paths["tif"] = str(root / "frames.tif")
+    tifffile.imwrite(paths["tif"], np.ones((4, 64, 64), "uint16"), photometric="minisblack")
+    for name, rois in (("outside", [[0, 16, 0, 16], [56, 72, 0, 16]]), ("unequal", [[0, 16, 0, 16], [0, 8, 0, 8]])):
+        paths[f"rois_{name}"] = str(root / f"rois_{name}.csv")
+        np.savetxt(paths[f"rois_{name}"], rois, fmt="%d", delimiter=",", header="top,bottom,left,right", comments="")
     return paths
 
 
@@ -111,6 +126,12 @@ def unchanged(ctx, inputs, archives):
     added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
     changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
     assert not (added or removed or changed), f"created {added}, removed {removed}, changed {changed}"
+
+
+def tif(c: Ctx) -> str:
+    """The 4-frame 64 px TIFF of ``inputs`` (skips without tifffile)."""
+    pytest.importorskip("tifffile")
+    return c.inputs["tif"]
 
 
 def zlut_with(c: Ctx, **rows) -> np.ndarray:
@@ -162,7 +183,12 @@ CORE = [
     Case("stack_to_xyzp-non-square", lambda c: core.stack_to_xyzp(stack((32, 30, 4))), ValueError,
          r"stack images must be square: shape \(n_pixels, n_pixels, n_images\) expected, got \(32, 30, 4\)"),
     Case("stack_to_xyzp-empty-images", lambda c: core.stack_to_xyzp(stack((0, 0, 4))), ValueError,
-         r"stack images must be at least 3 x 3 pixels, got \(0, 0, 4\)"),
+         r"stack images must be at least 5 x 5 pixels, got \(0, 0, 4\)"),
+    Case("stack_to_xyzp-4px", lambda c: core.stack_to_xyzp(stack((4, 4, 4))), ValueError,
+         r"stack images must be at least 5 x 5 pixels, got \(4, 4, 4\)"),
+    Case("advanced-narrower-than-n_local",
+         lambda c: core.stack_to_xyzp_advanced(stack((8, 8, 2)), auto_conv_multiline_sub_pixel={"n_local": 9}),
+         ValueError, r"stack images must be at least 9 x 9 pixels, got \(8, 8, 2\)"),
     Case("stack_to_xyzp-zero-frames", lambda c: core.stack_to_xyzp(stack((32, 32, 0))), ValueError,
          r"stack has no images: shape \(n_pixels, n_pixels, 0\)"),
     Case("stack_to_xyzp-int32", lambda c: core.stack_to_xyzp(stack((32, 32, 4), np.int32)), TypeError,
@@ -237,12 +263,27 @@ TRACK = [
          r"source has no frames: shape \(32, 32, 0\) \(layout 'yxt', frame axis 2\)"),
     Case("track-non-square", lambda c: track(stack((4, 2, 32, 30))), ValueError,
          r"layout 'tbyx' needs square images; got 32 x 30 px"),
+    Case("track-frames-first-no-layout", lambda c: track(stack((45, 32, 32))), ValueError,
+         r"layout 'yxt' needs square images; got 32 x 45 px \(layout 'yxt' was inferred from a 3-D array without "
+         r"rois; \(frame, y, x\) frames need layout='tyx' and rois\)"),
+    Case("track-zarr-array-no-layout", lambda c: track(zarr.open_array(c.arch["tyx"] + "/frames", mode="r")),
+         ValueError, r"layout 'yxt' needs square images; got \d+ x 45 px \(layout 'yxt' was inferred"),
+    Case("track-empty-images", lambda c: track(stack((0, 0, 4))), ValueError,
+         r"source images are 0 x 0 px; tracking needs at least 5 x 5 px"),
+    Case("track-no-beads", lambda c: track(stack((4, 0, 32, 32))), ValueError,
+         r"source has no beads: shape \(4, 0, 32, 32\) \(layout 'tbyx', bead axis 1\)"),
+    Case("track-source-none", lambda c: track(None), TypeError,
+         r"source must be an archive \(a path, zarr\.Group or Zarr store\) or an image array; got NoneType"),
     Case("track-rois-missing", lambda c: track(stack((4, 64, 64)), layout="tyx"), ValueError,
          r"rois is required for layout 'tyx' \(an \(n_beads, 4\)"),
     Case("track-roi-outside", lambda c: track(stack((4, 64, 64)), rois=[[0, 32, 0, 32], [40, 72, 0, 32]]),
          ValueError, r"rois: ROI 1 \[40, 72, 0, 32\] lies outside the frame of shape \(height=64, width=64\)"),
     Case("track-rois-unequal", lambda c: track(stack((4, 64, 64)), rois=[[0, 32, 0, 32], [32, 48, 32, 48]]),
          ValueError, r"rois must all have the same size; got sizes \[16, 32\] px"),
+    Case("track-rois-empty", lambda c: track(stack((4, 64, 64)), rois=np.empty((0, 4), int)), ValueError,
+         r"rois must have shape \(n_beads, 4\) \[top, bottom, left, right\] with n_beads >= 1; got \(0, 4\)"),
+    Case("track-rois-too-small", lambda c: track(stack((4, 64, 64)), rois=[[0, 4, 0, 4]]), ValueError,
+         r"rois are 4 x 4 px; tracking needs at least 5 x 5 px"),
     Case("track-rois-for-yxt", lambda c: track(stack((32, 32, 4)), layout="yxt", rois=[[0, 32, 0, 32]] * 2),
          ValueError, r"rois has 2 ROIs of 32 px; the source has 1 beads of 32 px"),
     Case("track-zlut-bins", lambda c: track(c.arch["tyx"], c.zlut[:11]), ValueError,
@@ -261,6 +302,8 @@ TRACK = [
          r"zlut must be real numbers, got dtype complex128"),
     Case("track-zlut-missing-npy", lambda c: track(c.arch["tyx"], c("nope.npy")), FileNotFoundError,
          r"zlut: .*nope\.npy does not exist; expected a \.npy file or a Zarr v3 array"),
+    Case("track-zlut-not-npy", lambda c: track(c.arch["tyx"], c.inputs["zlut_garbage"]), ValueError,
+         r"zlut: .*zlut_garbage\.npy is not a readable \.npy array \(.*\); expected a \(1 \+ n_bins, n_ref\) table"),
     Case("track-zlut-folder", lambda c: track(c.arch["tyx"], c("folder")), ValueError,
          r"zlut: .*folder is a folder but not a Zarr store; expected a Zarr v3 array"),
     Case("track-zlut-is-archive", lambda c: track(c.arch["tyx"], c.arch["yxt"]), ValueError,
@@ -273,6 +316,8 @@ TRACK = [
          r"source: .*folder is a folder but not a Zarr store"),
     Case("track-source-frames-array", lambda c: track(c.arch["tyx"] + "/frames"), ValueError,
          r"source: .*frames is a Zarr array; expected a Zarr v3 group \(an archive is the group"),
+    Case("track-archive-no-frames", lambda c: track(c.inputs["empty"]), ValueError,
+         r"source has no frames: shape \(0, 40, 40\) \(layout 'tyx', frame axis 0\)"),
     Case("track-unknown-layout-attr", lambda c: track(c.inputs["xyz"]), ArchiveError,
          r"archive attribute 'layout' is 'xyz'; expected one of 'tyx', 'tbyx', 'yxt'"),
     Case("track-layout-conflict", lambda c: track(c.arch["tyx"], layout="tbyx"), ValueError,
@@ -324,6 +369,8 @@ JOBS = [
          r"out: .*yxt\.zarr overlaps the archive .*yxt\.zarr; the results store must be a separate path"),
     Case("run_job-out-inside-archive", lambda c: run_job(c.arch["yxt"], c.arch["yxt"] + "/results"), JobError,
          r"out: .*yxt\.zarr/results overlaps the archive"),
+    Case("run_job-rois-too-small", lambda c: run_job(c.arch["tyx"], c("r.zarr"), rois=[[0, 4, 0, 4]]), JobError,
+         r"cannot track .*: rois are 4 x 4 px; tracking needs at least 5 x 5 px"),
     Case("prepare_job-frames_per_task", lambda c: prepare_job(c.arch["yxt"], c("r.zarr"), frames_per_task=-4),
          JobError, r"frames_per_task must be an integer >= 1, got -4"),
     Case("prepare_job-unknown-option", lambda c: prepare_job(c.arch["yxt"], c("r.zarr"), rios=[[0, 32, 0, 32]]),
@@ -335,6 +382,8 @@ JOBS = [
 ARCHIVES = [
     Case("open_archive-missing", lambda c: open_archive(c("missing.zarr")), FileNotFoundError,
          r"source: .*missing\.zarr does not exist; expected a Zarr v3 group"),
+    Case("open_archive-none", lambda c: open_archive(None), TypeError,
+         r"source must be an archive path, a zarr\.Group or a Zarr store; got NoneType"),
     Case("open_archive-file", lambda c: open_archive(c("file.txt")), ValueError, r"source: .*file\.txt is a file"),
     Case("open_archive-plain-group", lambda c: open_archive(c.inputs["plain"]), ValueError,
          r"plain\.zarr' is not a magtrack-dask archive \(no 'layout' attribute or 'frames' array\)"),
@@ -422,6 +471,16 @@ CLI = [
      r"argument --scheduler: not allowed with argument --workers"),
     ("track-zlut-missing", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut", c("nope.zarr")],
      r"Z-LUT not found: .*nope\.zarr"),
+    ("track-archive-no-frames", lambda c: ["track", c.inputs["empty"], "--out", c("r.zarr")],
+     r"source has no frames: shape \(0, 40, 40\)"),
+    ("track-zlut-not-npy", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut",
+                                      c.inputs["zlut_garbage"]],
+     r"zlut: .*zlut_garbage\.npy is not a readable \.npy array"),
+    ("track-plots-is-file", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--plots", c("file.txt")],
+     r"--plots: .*file\.txt is a file; expected a folder"),
+    ("track-plots-under-file", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--plots",
+                                          os.path.join(c("file.txt"), "png")],
+     r"--plots: cannot create .*file\.txt/png: .*file\.txt is a file"),
     ("track-zlut-folder", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut", c("folder")],
      r"zlut: .*folder is a folder but not a Zarr store; expected a Zarr v3 array"),
     ("track-zlut-non-monotonic", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut",
@@ -441,6 +500,13 @@ CLI = [
      r"argument --z-resolution-nm: expected a number > 0, got -1"),
     ("zlut-build-out-exists", lambda c: ["zlut", "build", c.arch["tyx"], "--out", c("file.txt")],
      r"file\.txt exists; pass --overwrite to replace it"),
+    ("zlut-build-png-is-folder", lambda c: ["zlut", "build", c.arch["tyx"], "--out", c("z.zarr"), "--png",
+                                            c("folder")],
+     r"--png: .*folder is a folder; expected the name of a PNG file"),
+    ("import-rois-outside", lambda c: ["import", tif(c), "--out", c("a.zarr"), "--rois", c.inputs["rois_outside"]],
+     r"rois: ROI 1 \[56, 72, 0, 16\] lies outside the frame of shape \(height=64, width=64\)"),
+    ("import-rois-unequal", lambda c: ["import", tif(c), "--out", c("a.zarr"), "--rois", c.inputs["rois_unequal"]],
+     r"rois must all have the same size; got sizes \[8, 16\] px"),
     ("import-tiff-missing", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr")],
      r"TIFF file not found: .*nope\.tif"),
     ("import-chunk-frames", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--chunk-frames", "-2"],
@@ -497,15 +563,18 @@ def test_nan_and_inf_pixels_give_nan_positions(simulated_beads, no_warnings):
     assert np.isnan(z).all() and profiles.shape == (32, 4)
 
 
-def test_track_flags_nan_frames_and_takes_camera_integers(simulated_beads):
+def test_track_flags_nan_and_inf_frames_and_takes_camera_integers(simulated_beads):
     import dask
 
     images, _, _ = simulated_beads(4, 4)
     with_nan = images.copy()
     with_nan[5, 5, 2] = np.nan
+    with_nan[40, 20, 3] = -np.inf
     with dask.config.set(scheduler="synchronous"):
-        flags = track(with_nan).flags.values[0]
-        assert flags[2] & 1 and not (flags[[0, 1, 3]] & 1).any()
+        ds = track(with_nan).compute()
+        flags = ds.flags.values[0]
+        assert (flags[[2, 3]] & 1).all() and not (flags[[0, 1]] & 1).any()
+        assert np.isnan(ds.x.values[0, [2, 3]]).all() and np.isfinite(ds.x.values[0, [0, 1]]).all()
         for dtype in (np.uint8, np.uint16, np.int16, np.int32):
             counts = np.clip(np.rint(images * 100 / images.max()), 0, 100).astype(dtype)
             assert np.isfinite(track(counts).x.values).all(), dtype

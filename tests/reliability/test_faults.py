@@ -1,13 +1,16 @@
 """Faults, with real processes: a killed worker, a killed job, a corrupt input chunk, an archive
 larger than the workers' memory.
 
-Each test compares the results with an uninterrupted run byte for byte (every file of the store).
+Each test compares the results with an uninterrupted run byte for byte (every file of the store);
+a resumed run must also leave the files of the chunks finished before untouched.
 """
 
 import importlib.util
+import json
 import os
 import re
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -23,7 +26,7 @@ from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.storage import write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS
 
-from conftest import ROI, Z_RANGE_NM
+from conftest import ROI, Z_RANGE_NM, snapshot
 from test_jobs import store_bytes
 
 distributed = pytest.importorskip("distributed")
@@ -44,6 +47,30 @@ def uninterrupted(client, many_chunks, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "uninterrupted.zarr"
     run_job(many_chunks, out, client=client)
     return store_bytes(out)
+
+
+def written_chunks(store, before: dict, after: dict) -> set[int]:
+    """First frames of the frame chunks whose data files changed between two snapshots of ``store``.
+
+    A chunk file written again (even with the same bytes), created or removed (zarr
+    drops a chunk that equals the fill value) counts; metadata and the job record do not.
+    """
+    store = os.fspath(store)
+    firsts = set()
+    for path in set(before) | set(after):
+        old, new = before.get(path), after.get(path)
+        if old == new or stat.S_IFREG not in (old and old[0], new and new[0]):  # unchanged, or a folder
+            continue
+        parts = os.path.relpath(path, store).split(os.sep)
+        if len(parts) < 3 or parts[1] != "c" or parts[0].startswith("_"):
+            continue
+        with open(os.path.join(store, parts[0], "zarr.json")) as f:
+            meta = json.load(f)
+        dims = meta.get("dimension_names") or []
+        if "frame" in dims:
+            ax = dims.index("frame")
+            firsts.add(int(parts[2 + ax]) * meta["chunk_grid"]["configuration"]["chunk_shape"][ax])
+    return firsts
 
 
 def cli(*args, **kwargs):
@@ -93,6 +120,7 @@ def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrup
     assert n_chunks == 150 and 3 <= status["n_done"] < n_chunks, "the job was not killed part-way"
     assert not status["complete"]
     n_done = status["n_done"]
+    before = snapshot(out)
 
     # rerun on the module's cluster: only the unfinished chunks are computed
     res = cli("track", many_chunks, "--out", out, "--resume", "--no-progress",
@@ -101,6 +129,8 @@ def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrup
     m = re.search(r"(\d+) chunks computed, (\d+) already done, (\d+) in all", res.stdout)
     assert m, res.stdout
     assert (int(m[1]), int(m[2]), int(m[3])) == (n_chunks - n_done, n_done, n_chunks)
+    # on disk: exactly the chunks (of 2 frames) not recorded as done were written, none of the others
+    assert written_chunks(out, before, snapshot(out)) == {2 * i for i in np.flatnonzero(~status["done"])}
     assert store_bytes(out) == uninterrupted
 
 
@@ -138,15 +168,20 @@ def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(clien
     assert np.isfinite(ds.x.values[:, ~bad]).all()  # every other chunk was tracked
 
     # still damaged: a resume retries that chunk only, and says so again
+    before = snapshot(out)
     again = run_job(arch, out, client=client, resume=True)
     assert (again.n_computed, again.n_skipped, again.complete) == (0, 4, False)
     assert again.unreadable_frames == [(32, 47)]
+    assert written_chunks(out, before, snapshot(out)) == {32}
 
     with open(chunk, "wb") as f:
         f.write(intact)  # repaired
+    before = snapshot(out)
     res = cli("track", arch, "--out", out, "--resume", "--no-progress", "--scheduler", address)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 chunks computed, 4 already done, 5 in all" in res.stdout and "unreadable" not in res.stdout
+    assert written_chunks(out, before, snapshot(out)) == {32}  # just those frames filled in
+    assert job_status(out)["complete"]
     run_job(arch, tmp_path / "ref.zarr", client=client)
     assert store_bytes(out) == store_bytes(tmp_path / "ref.zarr")
     assert job_status(out)["unreadable_frames"] == []

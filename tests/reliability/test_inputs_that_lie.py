@@ -3,7 +3,9 @@
 ``zarr.json`` and the group attributes are edited on disk after the chunks
 were written. ``open_archive`` must notice (cheap checks: the metadata, one
 listing of the chunk keys, a 16-byte Blosc header) with an ArchiveError that
-names the array or attribute and says what was expected and what was found.
+names the array or attribute and says what was expected and what was found;
+``magtrack-dask track`` refuses each of them (exit 2, one line) before it
+writes anything.
 A lie that only one chunk tells is seen when that chunk is read
 (``read_frames``): never silently misread, never read as fill values.
 """
@@ -273,11 +275,14 @@ def test_a_single_chunk_that_lies_is_caught_when_read(tmp_path, caplog):
     assert "the chunk holding frames 4-7 decodes to 4096 bytes" in caplog.text
 
 
-def test_cli_refuses_a_lying_archive_before_writing(tmp_path, capsys):
-    path = make(tmp_path)
-    _chunks_smaller(path)
+@pytest.mark.parametrize("options, lie, match", [(c[1], c[2], c[4]) for c in LIES], ids=[c[0] for c in LIES])
+def test_cli_refuses_a_lying_archive_before_writing(tmp_path, capsys, options, lie, match):
+    path = make(tmp_path, **options)
+    _with_extras(path, lie)
+    lie(path)
+    before = snapshot(tmp_path)
     out = tmp_path / "results.zarr"
     assert main(["track", path, "--out", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and re.search(r"frames: chunk 0/0/0 \(frames 0-1\) holds 8192 bytes", err[0]), err
-    assert not out.exists()
+    assert len(err) == 1 and err[0].startswith("magtrack-dask: error: ") and re.search(match, err[0]), err
+    assert snapshot(tmp_path) == before  # no results store, the archive untouched
