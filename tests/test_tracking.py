@@ -45,7 +45,7 @@ def in_memory(path, zlut=None):
         else:
             st, top, left = frames, 0, 0
         lut = zlut[b] if zlut is not None and zlut.ndim == 3 else zlut
-        # C order: a frame-major view is mis-tracked by the core (its median partitions in place)
+        # Frames-last C order, as a user of the core would stack them (the tracking crops frame-major)
         x, y, z, p = _core().stack_to_xyzp(np.ascontiguousarray(st, dtype=np.float64), lut)
         for k, v in zip(out, (x + left, y + top, z, p.T)):
             out[k].append(v)
@@ -305,9 +305,16 @@ def test_coarse_symmetry_screen_decides_like_the_full_score(photons):
     stack = np.concatenate([beads, empty], axis=2)
     x, y = core.stack_to_xyzp(stack)[:2]
     full = _radial_symmetry(np, stack, x, y)
+    # The tracking crops frame-major: the (roi, roi, n) view of an (n, roi, roi) buffer scores alike.
+    by_frame = np.moveaxis(np.ascontiguousarray(np.moveaxis(stack, 2, 0)), 0, 2)
+    np.testing.assert_allclose(_radial_symmetry(np, by_frame, x, y), full, rtol=0, atol=1e-12)
+    some = np.arange(3, n + 40, 7)
+    np.testing.assert_allclose(_radial_symmetry(np, by_frame, x[some], y[some], images=some), full[some], rtol=0,
+                               atol=1e-12)
     for threshold in (0.3, 0.5, 0.8):
         with np.errstate(invalid="ignore"):
             np.testing.assert_array_equal(_lost_beads(np, stack, x, y, threshold), full < threshold)
+            np.testing.assert_array_equal(_lost_beads(np, by_frame, x, y, threshold), full < threshold)
     assert 0 < (full < 0.5).sum() < n + 40  # both kinds present
 
 
