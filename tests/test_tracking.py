@@ -338,3 +338,39 @@ def test_saturation_flags_match_a_per_roi_maximum():
     flipped = block[:, ::-1]  # a chunk that is not C-contiguous
     np.testing.assert_array_equal(_saturated(flipped, "tyx", rois), per_roi(flipped))
     assert not _saturated(block.astype(np.float32), "tyx", rois).any()
+
+
+def test_screen_sample_from_camera_integers_scores_like_the_float_stack():
+    from magtrack_dask import core
+    from magtrack_dask.simulate import render_beads
+    from magtrack_dask.tracking import _crop, _lost_beads, _radial_symmetry, _ring_scores, _screen_sample
+
+    # tyx frames of two beads, one drifting out of its ROI; the same frames as tbyx
+    rng = np.random.default_rng(5)
+    n = 120
+    frames = np.concatenate([
+        render_beads(np.linspace(40, 79, n), 40 + rng.uniform(-2, 2, n), rng.uniform(300, 5000, n), n_pixels=80,
+                     photons=300.0, seed=4, dtype="float64")[:, :, None],
+        render_beads(40 + rng.uniform(-2, 2, n), 40 + rng.uniform(-2, 2, n), rng.uniform(300, 5000, n),
+                     n_pixels=80, photons=300.0, seed=5, dtype="float64")[:, :, None],
+    ], axis=2)  # (80, 80, 2, n)
+    frames = np.clip(np.rint(frames), 0, 65535).astype(np.uint16)
+    block = np.zeros((n, 80, 160), dtype=np.uint16)
+    block[:, :, :80], block[:, :, 80:] = frames[:, :, 0].transpose(2, 0, 1), frames[:, :, 1].transpose(2, 0, 1)
+    rois = np.array([[8, 72, 8, 72], [8, 72, 88, 152]])
+    stack = _crop(block, "tyx", rois, np.float64)
+    x, y = core.stack_to_xyzp(np.ascontiguousarray(stack))[:2]
+    x[3] = np.nan
+    sample = _screen_sample(block, "tyx", rois)
+    assert sample.dtype == np.uint16 and sample.shape == (2 * n, 16, 16)
+    tbyx = np.stack([block[:, t:b, l:r] for t, b, l, r in rois], axis=1)
+    np.testing.assert_array_equal(_screen_sample(tbyx, "tbyx", None), sample)
+    np.testing.assert_array_equal(_crop(tbyx, "tbyx", None, np.float64), stack)
+    assert _screen_sample(block.astype(np.float32), "tyx", rois) is None
+    want = _radial_symmetry(np, stack, x, y, step=4)
+    got = _ring_scores(np, sample, x, y, 64, 4)  # one bincount for counts and sums (exact integer sums)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert np.isnan(got[3]) and np.nanmin(want) < 0.5 < np.nanmax(want)
+    for threshold in (0.3, 0.5, 0.8):
+        np.testing.assert_array_equal(_lost_beads(np, stack, x, y, threshold, sample),
+                                      _lost_beads(np, stack, x, y, threshold))
