@@ -352,10 +352,11 @@ def _track_block(
             raise RuntimeError("device='gpu': CuPy is not installed on this worker (pip install "
                                "'magtrack-dask[gpu]')") from err
 
-        # Copied in the crop's memory order: a frame-major view stays frame-major.
+        # Sent in the crop's memory order (one contiguous copy), then made C-ordered
+        # frames-last on the GPU: the layout the GPU path has always been given.
         by_frame = np.moveaxis(stack, 2, 0)
         if by_frame.flags.c_contiguous:
-            stack = xp.moveaxis(xp.asarray(by_frame), 0, 2)
+            stack = xp.ascontiguousarray(xp.moveaxis(xp.asarray(by_frame), 0, 2))
         else:
             stack = xp.asarray(np.ascontiguousarray(stack))
         shared_lut = None if shared_lut is None else xp.asarray(shared_lut)
