@@ -112,37 +112,57 @@ def _tune_worker() -> None:
 
 
 def _crop(block: np.ndarray, layout: str, rois: np.ndarray | None, dtype) -> np.ndarray:
-    """Crop one chunk to a float stack ``(roi, roi, n_beads * n_frames)``, bead-major."""
+    """Crop one chunk to a float stack ``(roi, roi, n_beads * n_frames)``, bead-major.
+
+    ``tyx`` and ``tbyx`` chunks are cropped into a frame-major buffer ``(n_beads
+    * n_frames, roi, roi)`` (every ROI row one contiguous copy) and returned as
+    its ``(roi, roi, n)`` view: the core accepts any memory order and runs
+    faster on frame-major images. Per 1000-frame task (4 beads x 64 px, uint16):
+    crop 51 -> 22 ms, core -6 %, same results to the bit.
+    """
     if layout == "yxt":
         return block.astype(dtype, copy=True)
     if layout == "tbyx":
         nt, nb, r, _ = block.shape
-        out = np.empty((r, r, nb, nt), dtype=dtype)
-        out[...] = block.transpose(2, 3, 1, 0)
-        return out.reshape(r, r, nb * nt)
+        out = np.empty((nb, nt, r, r), dtype=dtype)
+        out[...] = block.transpose(1, 0, 2, 3)
+        return np.moveaxis(out.reshape(nb * nt, r, r), 0, 2)
     nt = block.shape[0]
     r = int(rois[0, 1] - rois[0, 0])
-    out = np.empty((r, r, len(rois), nt), dtype=dtype)
+    out = np.empty((len(rois) * nt, r, r), dtype=dtype)
     for b, (top, bottom, left, right) in enumerate(rois):
-        out[:, :, b, :] = block[:, top:bottom, left:right].transpose(1, 2, 0)
-    return out.reshape(r, r, len(rois) * nt)
+        out[b * nt : (b + 1) * nt] = block[:, top:bottom, left:right]
+    return np.moveaxis(out, 0, 2)
 
 
 def _saturated(block: np.ndarray, layout: str, rois: np.ndarray | None) -> np.ndarray:
     """(bead, frame) bool: a pixel of the ROI at the integer dtype's maximum."""
+    nb = 1 if layout == "yxt" else (block.shape[1] if layout == "tbyx" else len(rois))
+    nt = block.shape[-1] if layout == "yxt" else block.shape[0]
     if not np.issubdtype(block.dtype, np.integer):
-        nb = 1 if layout == "yxt" else (block.shape[1] if layout == "tbyx" else len(rois))
-        nt = block.shape[-1] if layout == "yxt" else block.shape[0]
         return np.zeros((nb, nt), dtype=bool)
     top = np.iinfo(block.dtype).max
     if layout == "yxt":
         return (block.max(axis=(0, 1)) == top)[None, :]
     if layout == "tbyx":
         return (block.max(axis=(2, 3)) == top).T
-    return np.stack([block[:, t:b, l:r].max(axis=(1, 2)) == top for t, b, l, r in rois])
+    # Each frame's maximum over the rows the ROIs span (contiguous, ~2x faster
+    # than per-ROI maxima); only frames that reach the top are checked per ROI.
+    rows = block[:, rois[:, 0].min() : rois[:, 1].max()]
+    hot = np.flatnonzero(rows.reshape(nt, -1).max(axis=1) == top)
+    out = np.zeros((nb, nt), dtype=bool)
+    if hot.size:
+        hit = block[hot]
+        out[:, hot] = np.stack([hit[:, t:b, l:r].max(axis=(1, 2)) == top for t, b, l, r in rois])
+    return out
 
 
-def _radial_symmetry(xp, stack, x, y, step: int = 2):
+#: The lost-bead check's coarse screen scores every ``_SCREEN_STEP``-th row and
+#: column of ROIs of ``_SCREEN_MIN_ROI`` px and more (see :func:`_lost_beads`).
+_SCREEN_STEP, _SCREEN_MIN_ROI = 4, 48
+
+
+def _radial_symmetry(xp, stack, x, y, step: int = 2, images=None):
     """Fraction of each image's variance that rings about ``(x, y)`` explain.
 
     ``1 - (sum of squares within 1 px rings) / (sum of squares about the
@@ -150,51 +170,110 @@ def _radial_symmetry(xp, stack, x, y, step: int = 2):
     ``(x, y)``, near 0 for noise, a blank frame or rings of a bead that has left
     the ROI (the core then still returns some position). Scored on every
     ``step``-th row and column: every second is enough for that distinction.
+    ``images`` (optional indices) scores only those images of the stack;
+    ``x`` and ``y`` are then theirs.
 
     Returns
     -------
     score : (n_images,) float64 array on the stack's device
         NaN where ``x`` or ``y`` is NaN or the image is constant.
     """
+    by_image = xp.moveaxis(stack, 2, 0)
+    # The sample, copied once image by image (contiguous rows for the blocks of _ring_scores).
+    sample = by_image[:, ::step, ::step] if images is None else by_image[images, ::step, ::step]
+    return _ring_scores(xp, xp.ascontiguousarray(sample), x, y, stack.shape[0], step)
+
+
+def _screen_sample(block: np.ndarray, layout: str, rois: np.ndarray | None):
+    """The coarse screen's sample of every ROI, ``(n_beads * n_frames, w, w)``, taken
+    from an integer chunk (the crop's order, camera integers: a third cheaper
+    to gather than from the float stack, and exact sums in :func:`_ring_scores`);
+    None for float chunks and the ``yxt`` layout."""
+    if layout == "yxt" or not np.issubdtype(block.dtype, np.integer):
+        return None
+    k = _SCREEN_STEP
+    if layout == "tbyx":
+        nt, nb, r, _ = block.shape
+        return np.ascontiguousarray(block[:, :, ::k, ::k].transpose(1, 0, 2, 3)).reshape(nb * nt, -(-r // k), -1)
+    nt = block.shape[0]
+    r = int(rois[0, 1] - rois[0, 0])
+    out = np.empty((len(rois) * nt, -(-r // k), -(-r // k)), dtype=block.dtype)
+    for b, (top, bottom, left, right) in enumerate(rois):
+        out[b * nt : (b + 1) * nt] = block[:, top:bottom:k, left:right:k]
+    return out
+
+
+def _ring_scores(xp, sample, x, y, full: int, step: int):
+    """:func:`_radial_symmetry` of images from their sample ``(n, w, w)``, C-contiguous,
+    taken on every ``step``-th row and column of ``full`` px images.
+
+    Per image, one ``bincount`` gives each ring's count and sum, one masked dot
+    product the sum of squares over the disc (the score needs no per-ring sum of
+    squares). Integer samples (camera counts, |value| < 2**32) are counted in the
+    same ``bincount`` as the sums: each value is shifted by K, a power of 2 above
+    twice any ring's sum, and each sum of ``count * K + sum`` integers is exact
+    in float64, so the two come apart exactly. Float samples take a second
+    ``bincount`` for the counts.
+    """
     from magtrack_dask.core._blocks import blocks
     from magtrack_dask.core.profiles import _ROUND_BITS, _ring_index
 
-    full = stack.shape[0]
-    sub = stack[::step, ::step]
-    width, n = sub.shape[0], sub.shape[2]
+    n, width = sample.shape[0], sample.shape[1]
     n_rings = full // 2
     ok = xp.isfinite(x) & xp.isfinite(y)
     grid = xp.arange(width, dtype=np.float64) * step
     # Centres far outside the ROI are clipped (bounding the slots below); they score low either way.
-    dx2 = (grid[:, None] - xp.clip(xp.where(ok, x, 0.0), -full, 2 * full)) ** 2  # (column, image)
-    dy2 = (grid[:, None] - xp.clip(xp.where(ok, y, 0.0), -full, 2 * full)) ** 2
+    dx2 = (xp.clip(xp.where(ok, x, 0.0), -full, 2 * full)[:, None] - grid) ** 2  # (image, column)
+    dy2 = (xp.clip(xp.where(ok, y, 0.0), -full, 2 * full)[:, None] - grid) ** 2  # (image, row)
     # Slots per image: room for the farthest sample from any centre, so no clipping pass.
     slots = max(int(np.sqrt(float(dx2.max() + dy2.max()))) + 2, n_rings)
-    level = sub[0].mean(axis=0, dtype=np.float64)  # cancels most of the mean before squaring
-    s0, s1, s2 = (xp.empty((n, slots)) for _ in range(3))
-    buffer = None
+    level = sample[:, 0, :].mean(axis=1, dtype=np.float64)  # cancels most of the mean before squaring
+    shift = 0.0
+    if np.issubdtype(sample.dtype, np.integer):
+        span = float(np.iinfo(sample.dtype).max) - float(np.iinfo(sample.dtype).min)
+        shift = 2.0 ** int(np.ceil(np.log2(2 * width * width * span + 1)))
+        if span >= 2**32 or width * width * (shift + span) >= 2**53:  # not exact: count apart
+            shift = 0.0
+        else:
+            level = xp.rint(level)  # integer values: every sum below is exact
+    sums, s2 = xp.empty((n, slots)), xp.empty(n)
+    counts = sums if shift else xp.empty((n, slots))
+    buffer = mask = None
     for part in blocks(xp, n, 8 * width * width):  # cache-sized blocks of images
         m = part.stop - part.start
         if buffer is None:  # one allocation, reused by every block
-            buffer = xp.empty((2, width, width, m))
-        dist, value = buffer[0, :, :, :m], buffer[1, :, :, :m]
-        xp.add(dy2[:, None, part], dx2[None, :, part], out=dist)
-        index = _ring_index(xp, dist, xp.arange(m, dtype=np.int64) * slots - _ROUND_BITS)
-        xp.subtract(sub[:, :, part], level[part], out=value)
+            buffer, mask = xp.empty((2, m, width, width)), xp.empty((m, width * width), dtype=bool)
+        dist, value = buffer[0, :m], buffer[1, :m]
+        xp.add(dy2[part, :, None], dx2[part, None, :], out=dist)
+        first = xp.arange(m, dtype=np.int64) * slots
+        index = _ring_index(xp, dist, (first - _ROUND_BITS)[:, None, None])
+        xp.subtract(sample[part], (level[part] - shift)[:, None, None], out=value)
         size = m * slots
-        s0[part] = xp.bincount(index, minlength=size).reshape(m, slots)
-        s1[part] = xp.bincount(index, weights=value.ravel(), minlength=size).reshape(m, slots)
-        value *= value
-        s2[part] = xp.bincount(index, weights=value.ravel(), minlength=size).reshape(m, slots)
-    s0, s1, s2 = s0[:, :n_rings], s1[:, :n_rings], s2[:, :n_rings]
+        sums[part] = xp.bincount(index, weights=value.ravel(), minlength=size).reshape(m, slots)
+        if shift:
+            value -= shift
+        else:
+            counts[part] = xp.bincount(index, minlength=size).reshape(m, slots)
+        # Sum of squares over the disc: rings 0 .. n_rings - 1 of each image.
+        inside = mask[:m]
+        xp.less(index.reshape(m, -1), (first + n_rings)[:, None], out=inside)
+        value = value.reshape(m, -1)
+        value *= inside
+        s2[part] = xp.einsum("ij,ij->i", value, value)
+    sums = sums[:, :n_rings]
+    if shift:
+        counts = xp.rint(sums / shift)
+        sums = sums - counts * shift
+    else:
+        counts = counts[:, :n_rings]
     with np.errstate(divide="ignore", invalid="ignore"):
-        within = (s2 - xp.where(s0 > 0, s1 * s1 / s0, 0.0)).sum(axis=1)
-        total = s2.sum(axis=1) - s1.sum(axis=1) ** 2 / s0.sum(axis=1)
+        within = s2 - (sums * sums / xp.maximum(counts, 1.0)).sum(axis=1)  # an empty ring has sum 0
+        total = s2 - sums.sum(axis=1) ** 2 / counts.sum(axis=1)
         score = 1.0 - within / total
     return xp.where(ok & (total > 0), score, np.nan)
 
 
-def _lost_beads(xp, stack, x, y, min_symmetry: float):
+def _lost_beads(xp, stack, x, y, min_symmetry: float, coarse=None):
     """(n_images,) bool: the radial symmetry about ``(x, y)`` is below ``min_symmetry``.
 
     A NaN score (no centre, constant image) is not "lost": x and y are NaN
@@ -205,16 +284,20 @@ def _lost_beads(xp, stack, x, y, min_symmetry: float):
     on the coarse one (0.72 below 0.6, 0.85 below 0.8), so an image whose
     coarse ``1 - score`` is at most ``min(0.2, 0.4 * (1 - min_symmetry))`` keeps
     its bead; only the rest (~8 % of beads) are scored on every second row and
-    column.
+    column. ``coarse`` (optional) is that screen's sample, from
+    :func:`_screen_sample`.
     """
-    n = stack.shape[2]
-    if stack.shape[0] < 48:
+    n, full = stack.shape[2], stack.shape[0]
+    if full < _SCREEN_MIN_ROI:
         return _radial_symmetry(xp, stack, x, y) < min_symmetry  # NaN compares False
-    coarse = _radial_symmetry(xp, stack, x, y, step=4)
+    if coarse is None:
+        coarse = _radial_symmetry(xp, stack, x, y, step=_SCREEN_STEP)
+    else:
+        coarse = _ring_scores(xp, coarse, x, y, full, _SCREEN_STEP)
     unsure = xp.flatnonzero(1.0 - coarse > min(0.2, 0.4 * (1.0 - min_symmetry)))  # NaN compares False
     lost = xp.zeros(n, dtype=bool)
     if unsure.size:
-        lost[unsure] = _radial_symmetry(xp, stack[:, :, unsure], x[unsure], y[unsure]) < min_symmetry
+        lost[unsure] = _radial_symmetry(xp, stack, x[unsure], y[unsure], images=unsure) < min_symmetry
     return lost
 
 
@@ -269,7 +352,13 @@ def _track_block(
             raise RuntimeError("device='gpu': CuPy is not installed on this worker (pip install "
                                "'magtrack-dask[gpu]')") from err
 
-        stack = xp.asarray(stack)
+        # Sent in the crop's memory order (one contiguous copy), then made C-ordered
+        # frames-last on the GPU: the layout the GPU path has always been given.
+        by_frame = np.moveaxis(stack, 2, 0)
+        if by_frame.flags.c_contiguous:
+            stack = xp.ascontiguousarray(xp.moveaxis(xp.asarray(by_frame), 0, 2))
+        else:
+            stack = xp.asarray(np.ascontiguousarray(stack))
         shared_lut = None if shared_lut is None else xp.asarray(shared_lut)
     with core.core_threads(1):  # Dask runs one task per thread already: more would contend
         if stage_options:
@@ -282,7 +371,9 @@ def _track_block(
             core.lookup_z(prof[:, b * nt : (b + 1) * nt], xp.asarray(zlut[b]), **lut_opts) for b in range(nb)
         ])
     if min_symmetry > 0:  # the core returns a position for any image, even one without a bead
-        lost = _lost_beads(xp, stack, x, y, min_symmetry)
+        # the screen's sample from the camera integers, on the CPU (the GPU takes it from the stack)
+        coarse = _screen_sample(block, layout, rois) if xp is np and roi >= _SCREEN_MIN_ROI else None
+        lost = _lost_beads(xp, stack, x, y, min_symmetry, coarse)
         x, y, z = (xp.where(lost, np.nan, a) for a in (x, y, z))
         prof = xp.where(lost[None, :], np.nan, prof)
     if xp is not np:

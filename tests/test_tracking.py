@@ -45,7 +45,7 @@ def in_memory(path, zlut=None):
         else:
             st, top, left = frames, 0, 0
         lut = zlut[b] if zlut is not None and zlut.ndim == 3 else zlut
-        # C order: a frame-major view is mis-tracked by the core (its median partitions in place)
+        # Frames-last C order, as a user of the core would stack them (the tracking crops frame-major)
         x, y, z, p = _core().stack_to_xyzp(np.ascontiguousarray(st, dtype=np.float64), lut)
         for k, v in zip(out, (x + left, y + top, z, p.T)):
             out[k].append(v)
@@ -305,7 +305,72 @@ def test_coarse_symmetry_screen_decides_like_the_full_score(photons):
     stack = np.concatenate([beads, empty], axis=2)
     x, y = core.stack_to_xyzp(stack)[:2]
     full = _radial_symmetry(np, stack, x, y)
+    # The tracking crops frame-major: the (roi, roi, n) view of an (n, roi, roi) buffer scores alike.
+    by_frame = np.moveaxis(np.ascontiguousarray(np.moveaxis(stack, 2, 0)), 0, 2)
+    np.testing.assert_allclose(_radial_symmetry(np, by_frame, x, y), full, rtol=0, atol=1e-12)
+    some = np.arange(3, n + 40, 7)
+    np.testing.assert_allclose(_radial_symmetry(np, by_frame, x[some], y[some], images=some), full[some], rtol=0,
+                               atol=1e-12)
     for threshold in (0.3, 0.5, 0.8):
         with np.errstate(invalid="ignore"):
             np.testing.assert_array_equal(_lost_beads(np, stack, x, y, threshold), full < threshold)
+            np.testing.assert_array_equal(_lost_beads(np, by_frame, x, y, threshold), full < threshold)
     assert 0 < (full < 0.5).sum() < n + 40  # both kinds present
+
+
+def test_saturation_flags_match_a_per_roi_maximum():
+    from magtrack_dask.tracking import _saturated
+
+    rng = np.random.default_rng(0)
+    rois = np.array([[4, 20, 2, 18], [4, 20, 22, 38], [24, 40, 10, 26]])
+    block = rng.integers(0, 60000, (40, 48, 44), dtype=np.uint16)
+    # Hot pixels anywhere in frames 6..39; in frames 3, 4, 5 only above, between and below the ROIs.
+    for f, yy, xx in zip(rng.integers(6, 40, 30), rng.integers(0, 48, 30), rng.integers(0, 44, 30)):
+        block[f, yy, xx] = 65535
+    block[3, 2, 5] = block[4, 10, 20] = block[5, 45, 3] = 65535
+
+    def per_roi(frames):
+        return np.stack([frames[:, t:b, l:r].max(axis=(1, 2)) == 65535 for t, b, l, r in rois])
+
+    want = per_roi(block)
+    assert want.sum() > 5 and not want[:, :6].any()
+    np.testing.assert_array_equal(_saturated(block, "tyx", rois), want)
+    flipped = block[:, ::-1]  # a chunk that is not C-contiguous
+    np.testing.assert_array_equal(_saturated(flipped, "tyx", rois), per_roi(flipped))
+    assert not _saturated(block.astype(np.float32), "tyx", rois).any()
+
+
+def test_screen_sample_from_camera_integers_scores_like_the_float_stack():
+    from magtrack_dask import core
+    from magtrack_dask.simulate import render_beads
+    from magtrack_dask.tracking import _crop, _lost_beads, _radial_symmetry, _ring_scores, _screen_sample
+
+    # tyx frames of two beads, one drifting out of its ROI; the same frames as tbyx
+    rng = np.random.default_rng(5)
+    n = 120
+    frames = np.concatenate([
+        render_beads(np.linspace(40, 79, n), 40 + rng.uniform(-2, 2, n), rng.uniform(300, 5000, n), n_pixels=80,
+                     photons=300.0, seed=4, dtype="float64")[:, :, None],
+        render_beads(40 + rng.uniform(-2, 2, n), 40 + rng.uniform(-2, 2, n), rng.uniform(300, 5000, n),
+                     n_pixels=80, photons=300.0, seed=5, dtype="float64")[:, :, None],
+    ], axis=2)  # (80, 80, 2, n)
+    frames = np.clip(np.rint(frames), 0, 65535).astype(np.uint16)
+    block = np.zeros((n, 80, 160), dtype=np.uint16)
+    block[:, :, :80], block[:, :, 80:] = frames[:, :, 0].transpose(2, 0, 1), frames[:, :, 1].transpose(2, 0, 1)
+    rois = np.array([[8, 72, 8, 72], [8, 72, 88, 152]])
+    stack = _crop(block, "tyx", rois, np.float64)
+    x, y = core.stack_to_xyzp(np.ascontiguousarray(stack))[:2]
+    x[3] = np.nan
+    sample = _screen_sample(block, "tyx", rois)
+    assert sample.dtype == np.uint16 and sample.shape == (2 * n, 16, 16)
+    tbyx = np.stack([block[:, t:b, l:r] for t, b, l, r in rois], axis=1)
+    np.testing.assert_array_equal(_screen_sample(tbyx, "tbyx", None), sample)
+    np.testing.assert_array_equal(_crop(tbyx, "tbyx", None, np.float64), stack)
+    assert _screen_sample(block.astype(np.float32), "tyx", rois) is None
+    want = _radial_symmetry(np, stack, x, y, step=4)
+    got = _ring_scores(np, sample, x, y, 64, 4)  # one bincount for counts and sums (exact integer sums)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    assert np.isnan(got[3]) and np.nanmin(want) < 0.5 < np.nanmax(want)
+    for threshold in (0.3, 0.5, 0.8):
+        np.testing.assert_array_equal(_lost_beads(np, stack, x, y, threshold, sample),
+                                      _lost_beads(np, stack, x, y, threshold))
