@@ -12,8 +12,9 @@ workers' maximum resident set size.
     python benchmarks/dask_speed.py                # 24000 frames, 4 beads, 64 px
     python benchmarks/dask_speed.py --frames 4000 --chunk-frames 500   # quick
 
-BLAS/OpenMP threads are pinned to 1 (as Dask does in its workers) so both
-sides use one core per process. Both sides are measured ``--repeat`` times,
+BLAS/OpenMP threads are pinned to 1 (as Dask does in its workers), and the
+in-memory core runs on one thread (``core_threads(1)``, as inside every task),
+so both sides use one core per process. Both sides are measured ``--repeat`` times,
 alternately, and the best of each is reported: run it on a quiet machine, other
 processes on the same cores change the numbers by 2x.
 """
@@ -60,7 +61,8 @@ def in_memory_rate(archive, chunk: int):
             stack[:, :, b, :] = block[:, t:bo, le:ri].transpose(1, 2, 0)
         stack = stack.reshape(r, r, -1)
         t1 = time.perf_counter()
-        x = core.stack_to_xyzp(stack)[0]
+        with core.core_threads(1):  # one core, as each worker
+            x = core.stack_to_xyzp(stack)[0]
         t2 = time.perf_counter()
         t_crop, t_core = t_crop + t1 - t0, t_core + t2 - t1
         xs.append(np.asarray(x).reshape(len(rois), -1) + rois[:, 2:3])
