@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import magtrack_dask as md
-from magtrack_dask.core import xy
+from magtrack_dask.core import helpers, xy
 from magtrack_dask.simulate import render_beads
 
 
@@ -126,3 +126,62 @@ def test_pearson_float64_unit_columns_match_the_quotient():
     xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
     expected = (yc.T @ xc) / np.outer(np.sqrt((yc * yc).sum(0)), np.sqrt((xc * xc).sum(0)))
     np.testing.assert_allclose(md.pearson(x, y), expected, rtol=1e-12, atol=1e-15)
+
+
+def direct_gaussian(x, mu, sigma):
+    return np.exp(-((x - mu) ** 2) / (2 * sigma**2))
+
+
+@pytest.mark.parametrize("xdtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("sigma", [0.4, 3.0, 64 / 6, 500.0])
+def test_gaussian_outer_product_gemm_path(xdtype, sigma):
+    """The GEMM path (column x, row mu, >= 8192 values) gives the direct
+    formula's values to 1e-12, tails included, never above 1."""
+    rng = np.random.default_rng(int(sigma * 10))
+    x = np.arange(64).astype(xdtype)[:, None]
+    mu = rng.uniform(-10, 74, (1, 700))
+    x0, mu0 = x.copy(), mu.copy()
+    assert helpers._gaussian_outer(x, mu, sigma) is not None or sigma == 0.4  # small sigma: far tails
+    got = md.gaussian(x, mu, sigma)
+    expected = direct_gaussian(x.astype(np.float64), mu, sigma)
+    assert got.shape == (64, 700) and got.dtype == np.float64 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    assert got.max() <= 1.0
+    assert np.array_equal(x, x0) and np.array_equal(mu, mu0)
+
+
+def test_gaussian_gemm_path_peak_and_1d_mu():
+    x = np.arange(128.0)[:, None]
+    mu = np.linspace(0.0, 127.0, 128)  # on the grid: the peak is 1 - a few 1e-15
+    got = md.gaussian(x, mu, 20.0)
+    np.testing.assert_allclose(got, direct_gaussian(x, mu, 20.0), rtol=1e-13)
+    assert got.max() <= 1.0 and np.diag(got).min() > 1 - 1e-13
+
+
+@pytest.mark.parametrize("case", ["far_tails", "nan_mu", "inf_x", "float32", "small", "sigma0"])
+def test_gaussian_falls_back_to_the_direct_formula(case):
+    """Where the GEMM path would lose accuracy or meaning, the direct formula
+    is evaluated: same values (and NaN, 0, inf) as the formula itself."""
+    x = np.arange(100.0)[:, None]
+    mu = np.random.default_rng(1).uniform(0, 100, (1, 300))
+    sigma = 5.0
+    if case == "far_tails":  # (max|x~| + max|mu~|)**2 > 860: exp underflows in the corners
+        sigma = 1.5
+    elif case == "nan_mu":
+        mu[0, 7] = np.nan
+    elif case == "inf_x":
+        x[3, 0] = np.inf
+    elif case == "float32":
+        x, mu = x.astype(np.float32), mu.astype(np.float32)
+    elif case == "small":
+        x, mu = x[:20], mu[:, :200]
+    elif case == "sigma0":
+        sigma = 0.0
+    assert helpers._gaussian_outer(x, mu, sigma) is None
+    with np.errstate(all="ignore"):
+        expected = direct_gaussian(x, mu, sigma)
+        got = md.gaussian(x, mu, sigma)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if case == "float32" else 1e-15, atol=0)
+    if case == "far_tails":
+        assert (got == 0).any()  # underflow, as in the formula
