@@ -185,3 +185,35 @@ def test_gaussian_falls_back_to_the_direct_formula(case):
     np.testing.assert_allclose(got, expected, rtol=1e-6 if case == "float32" else 1e-15, atol=0)
     if case == "far_tails":
         assert (got == 0).any()  # underflow, as in the formula
+
+
+def direct_qi_offsets(samples):
+    """The reference's formula, term by term."""
+    v = np.asarray(samples, dtype=np.float64)
+    left, centre, right = v[:, 0], v[:, 1], v[:, 2]
+    with np.errstate(all="ignore"):
+        denom = left - 2.0 * centre + right
+        return np.where(np.abs(denom) > np.finfo(np.float64).eps, 0.5 * (left - right) / denom, np.nan)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_qi_quadratic_offsets_matrix_vector_product_is_exact(dtype):
+    """2 (left - 2 centre + right) by one matrix-vector product, divided into
+    left - right: bitwise the reference's 0.5 (left - right) / curvature, at
+    every scale, for nearly collinear samples and at the flatness threshold."""
+    rng = np.random.default_rng(12)
+    parts = []
+    for scale in (1e-12, 1e-3, 1.0, 1e3, 1e9):
+        base = rng.normal(size=(400, 1)) * scale
+        parts.append(base + rng.normal(size=(400, 3)) * scale)
+        parts.append(base + np.array([0.0, 1.0, 2.0]) * scale * rng.uniform(0, 1e-14, (400, 1)))  # nearly collinear
+    eps = np.finfo(np.float64).eps
+    parts.append(np.array([[0.0, -eps / 2, 0.0], [0.0, -eps / 4, 0.0], [0.0, -eps, 0.0], [1.0, np.inf, 2.0],
+                           [np.nan, 1.0, 2.0], [1.0, -np.inf, 1.0]]))
+    samples = np.concatenate(parts).astype(dtype)
+    s0 = samples.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = md._qi_quadratic_offsets(samples)
+    np.testing.assert_array_equal(got, direct_qi_offsets(samples))
+    assert got.dtype == np.float64 and np.array_equal(samples, s0, equal_nan=True)
