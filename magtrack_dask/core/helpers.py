@@ -6,6 +6,7 @@ array argument lives.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 
@@ -284,6 +285,7 @@ def crop_stack_to_rois(stack, rois):
     return out.transpose(1, 2, 3, 0)
 
 
+@functools.lru_cache(maxsize=16)
 def _parabola_kernels(n_local: int, weighted: bool):
     """Dot-product kernels giving the slope ``b`` and curvature ``a`` of a
     least-squares parabola through ``n_local`` equally spaced points.
@@ -300,6 +302,7 @@ def _parabola_kernels(n_local: int, weighted: bool):
     s0, s2, s4 = w2.sum(), (w2 * u**2).sum(), (w2 * u**4).sum()
     k_b = w2 * u / s2
     k_a = w2 * (s0 * u**2 - s2) / (s0 * s4 - s2**2)
+    k_a.flags.writeable = k_b.flags.writeable = False  # cached: shared by every call
     return k_a, k_b
 
 

@@ -217,3 +217,77 @@ def test_qi_quadratic_offsets_matrix_vector_product_is_exact(dtype):
         got = md._qi_quadratic_offsets(samples)
     np.testing.assert_array_equal(got, direct_qi_offsets(samples))
     assert got.dtype == np.float64 and np.array_equal(samples, s0, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def lut_and_profiles():
+    from magtrack_dask.simulate import make_zlut
+
+    rng = np.random.default_rng(21)
+    zlut = make_zlut(np.arange(300.0, 5701.0, 30.0), n_pixels=64)  # 181 references
+    zlut[1] = np.where(np.isfinite(zlut[1]), zlut[1], zlut[2])
+    n = 700  # more images than one block of scores (3 blocks, the last partial)
+    x = 31.5 + rng.uniform(-2, 2, n)
+    y = 31.5 + rng.uniform(-2, 2, n)
+    stack = render_beads(x, y, rng.uniform(100, 5900, n), n_pixels=64, photons=3000, seed=21)
+    return zlut, md.radial_profile(stack, x, y)
+
+
+@pytest.mark.parametrize("n_local", [3, 5, 7, 9])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lookup_z_blocks_equal_the_direct_computation(lut_and_profiles, n_local, dtype):
+    """Unnormalised scores in row blocks, the window fit and the index
+    interpolation give the full-matrix computation's z (NaN at the ends)."""
+    from magtrack_dask.core import z as zmod
+
+    zlut, profiles = lut_and_profiles
+    zlut, profiles = zlut.astype(dtype), profiles.astype(dtype)
+    z0, p0 = zlut.copy(), profiles.copy()
+    fast = zmod._lookup_z_blocks(profiles, zlut, n_local)
+    direct = zmod._lookup_z_direct(np, profiles, zlut, n_local)
+    assert np.isnan(direct).any() and np.isfinite(direct).sum() > 500  # both cases present
+    np.testing.assert_allclose(fast, direct, rtol=1e-10, atol=0, equal_nan=True)
+    np.testing.assert_array_equal(md.lookup_z(profiles, zlut, n_local), fast)
+    assert np.array_equal(zlut, z0, equal_nan=True) and np.array_equal(profiles, p0, equal_nan=True)
+
+
+def test_lookup_z_blocks_redo_non_finite_profiles(lut_and_profiles):
+    """Profiles with NaN bins (a lost bead, a partly masked one) or an inf bin
+    are recomputed the direct way: NaN bins ignored, inf giving NaN."""
+    from magtrack_dask.core import z as zmod
+
+    zlut, profiles = lut_and_profiles
+    profiles = profiles.copy()
+    profiles[:, 5] = np.nan  # lost bead
+    profiles[3:6, 40] = np.nan  # a few masked bins
+    profiles[7, 90] = np.inf
+    profiles[0, 120] = np.nan  # the central bin is not correlated: no effect
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        fast = zmod._lookup_z_blocks(profiles, zlut, 7)
+        direct = zmod._lookup_z_direct(np, profiles, zlut, 7)
+    np.testing.assert_allclose(fast, direct, rtol=1e-10, atol=0, equal_nan=True)
+    assert np.isnan(fast[[5, 90]]).all() and np.isfinite(fast[[40, 120]]).all()
+
+
+def test_lookup_z_constant_reference_takes_the_direct_path(lut_and_profiles):
+    from magtrack_dask.core import z as zmod
+
+    zlut, profiles = lut_and_profiles
+    zlut = zlut.copy()
+    zlut[2:, 50] = 7.0  # zero variance: NaN correlations, never the best match
+    assert zmod._lookup_z_blocks(profiles, zlut, 7) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_array_equal(md.lookup_z(profiles, zlut), zmod._lookup_z_direct(np, profiles, zlut, 7))
+
+
+def test_interp_unit_grid_is_np_interp():
+    from magtrack_dask.core.z import _interp_unit_grid
+
+    rng = np.random.default_rng(2)
+    fp = np.cumsum(rng.uniform(1, 50, 201)) * rng.choice([-1, 1])
+    x = np.concatenate([rng.uniform(-2, 202, 5000), np.arange(201.0), [-0.0, 200.0, 199.999999, -1e-300, np.nan, np.inf, -np.inf]])
+    expected = np.interp(x, np.arange(201.0), fp, left=np.nan, right=np.nan)
+    got = _interp_unit_grid(x.copy(), fp)
+    np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0, equal_nan=True)
