@@ -75,8 +75,11 @@ def binmean(x, weights, n_bins: int):
 
 def _centred(xp, a):
     """Columns minus their NaN-ignoring mean, NaN entries set to zero."""
-    if not bool(xp.isnan(a).any()):  # the common case skips the NaN machinery
-        return a - a.mean(axis=0, keepdims=True)
+    mean = a.mean(axis=0, keepdims=True)
+    # A NaN entry makes its column's mean NaN: the common case tests the means
+    # only and skips the NaN machinery.
+    if not (bool(xp.isnan(mean).any()) and bool(xp.isnan(a).any())):
+        return a - mean
     with warnings.catch_warnings():  # an all-NaN column is a lost bead, not news
         warnings.simplefilter("ignore", RuntimeWarning)
         return xp.nan_to_num(a - xp.nanmean(a, axis=0, keepdims=True))
@@ -103,15 +106,24 @@ def pearson(x, y):
         )
     with quiet(xp):
         xc, yc = _centred(xp, x), _centred(xp, y)  # fresh arrays: scaled in place
-        sx = xp.sqrt((xc * xc).sum(axis=0))
-        sy = xp.sqrt((yc * yc).sum(axis=0))
         if xc.dtype != np.float64 or yc.dtype != np.float64:
-            # float32: the reference's order of rounding (small r differ otherwise)
+            # float32: the reference's norms and GEMM of the centred columns
+            # (unit columns would change the rounding of small r), then two
+            # in-place scalings instead of the (k, m) outer product of the
+            # norms and a division: within 3 float32 ulps of r / (sy sx).
+            sx = xp.sqrt((xc * xc).sum(axis=0))
+            sy = xp.sqrt((yc * yc).sum(axis=0))
             r = yc.T @ xc
-            r /= sy[:, None] * sx[None, :]
+            if r.dtype != np.float32:  # mixed float32 and float64: as the reference
+                r /= sy[:, None] * sx[None, :]
+                return r
+            r *= (1 / sy)[:, None]
+            r *= 1 / sx
             return r
         # Unit columns first: the (k, m) result is then one GEMM, with no
         # outer product of the norms and no division pass over it.
+        sx = xp.sqrt(xp.einsum("ij,ij->j", xc, xc))
+        sy = xp.sqrt(xp.einsum("ij,ij->j", yc, yc))
         xc /= sx
         yc /= sy
         return yc.T @ xc
