@@ -226,7 +226,7 @@ def lut_and_profiles():
     rng = np.random.default_rng(21)
     zlut = make_zlut(np.arange(300.0, 5701.0, 30.0), n_pixels=64)  # 181 references
     zlut[1] = np.where(np.isfinite(zlut[1]), zlut[1], zlut[2])
-    n = 700  # more images than one block of scores (3 blocks, the last partial)
+    n = 700
     x = 31.5 + rng.uniform(-2, 2, n)
     y = 31.5 + rng.uniform(-2, 2, n)
     stack = render_beads(x, y, rng.uniform(100, 5900, n), n_pixels=64, photons=3000, seed=21)
@@ -235,12 +235,15 @@ def lut_and_profiles():
 
 @pytest.mark.parametrize("n_local", [3, 5, 7, 9])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_lookup_z_blocks_equal_the_direct_computation(lut_and_profiles, n_local, dtype):
-    """Unnormalised scores in row blocks, the window fit and the index
-    interpolation give the full-matrix computation's z (NaN at the ends)."""
+@pytest.mark.parametrize("block_rows", [300, 10_000])
+def test_lookup_z_blocks_equal_the_direct_computation(lut_and_profiles, n_local, dtype, block_rows, monkeypatch):
+    """Unnormalised scores in row blocks (3, the last partial, or 1), the
+    window fit and the index interpolation give the full-matrix computation's
+    z (NaN at the ends)."""
     from magtrack_dask.core import z as zmod
 
     zlut, profiles = lut_and_profiles
+    monkeypatch.setattr(zmod, "_SCORE_BLOCK_BYTES", block_rows * zlut.shape[1] * 8)
     zlut, profiles = zlut.astype(dtype), profiles.astype(dtype)
     z0, p0 = zlut.copy(), profiles.copy()
     fast = zmod._lookup_z_blocks(profiles, zlut, n_local)
