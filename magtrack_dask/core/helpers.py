@@ -318,6 +318,16 @@ def _parabola_kernels(n_local: int, weighted: bool):
     return k_a, k_b
 
 
+@functools.lru_cache(maxsize=16)
+def _parabola_kernel_matrix(n_local: int, weighted: bool):
+    """``[k_b, k_a]`` of :func:`_parabola_kernels` as the columns of one
+    ``(n_local, 2)`` matrix."""
+    k_a, k_b = _parabola_kernels(n_local, weighted)
+    matrix = np.stack([k_b, k_a], axis=1)
+    matrix.flags.writeable = False
+    return matrix
+
+
 def parabolic_vertex(data, vertex_est, n_local: int, weighted=True):
     """Refine the position of a local extremum with a parabola fit.
 
@@ -351,10 +361,20 @@ def parabolic_vertex(data, vertex_est, n_local: int, weighted=True):
         raise ValueError(f"vertex_est must have shape ({n_sets},), got {est.shape}")
     half = n_local // 2
     lo, hi = half, n_points - half - 1
-    finite = xp.isfinite(est)
-    centre = xp.rint(xp.clip(xp.where(finite, est, lo), lo, hi)).astype(np.int64)
-    window = xp.take_along_axis(data, centre[:, None] + xp.arange(-half, half + 1), axis=1)
-    k_a, k_b = (xp.asarray(k) for k in _parabola_kernels(n_local, bool(weighted)))
+    # fmax sends NaN to lo and fmin sends inf to hi: estimates that are not
+    # finite end on an edge, NaN below like the edges themselves.
+    centre = xp.rint(xp.fmin(xp.fmax(est, lo), hi))
+    index = centre.astype(np.intp)
+    if xp is np and data.flags.c_contiguous:  # flat indices: no index grids
+        index += np.arange(0, n_sets * n_points, n_points)
+        window = data.reshape(-1)[index[:, None] + np.arange(-half, half + 1)]
+    else:
+        window = xp.take_along_axis(data, index[:, None] + xp.arange(-half, half + 1), axis=1)
+    # Slope and curvature sums in one product: b / (2 a) is 0.5 (b / a) exactly.
+    sums = window @ xp.asarray(_parabola_kernel_matrix(n_local, bool(weighted)))
     with quiet(xp):
-        vertex = centre - (window @ k_b) / (2.0 * (window @ k_a))
-    return xp.where(finite & (centre != lo) & (centre != hi), vertex, np.nan)
+        vertex = xp.divide(sums[:, 0], sums[:, 1])
+    vertex *= -0.5
+    vertex += centre
+    vertex[(centre == lo) | (centre == hi)] = np.nan
+    return vertex

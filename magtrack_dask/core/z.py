@@ -9,7 +9,7 @@ import numpy as np
 
 from magtrack_dask._backend import array_module
 from magtrack_dask.core._checks import check_odd_int, quiet
-from magtrack_dask.core.helpers import _parabola_kernels, parabolic_vertex, pearson
+from magtrack_dask.core.helpers import _parabola_kernel_matrix, parabolic_vertex, pearson
 
 __all__ = ["lookup_z", "check_zlut"]
 
@@ -176,9 +176,11 @@ def _lookup_z_blocks(profiles, zlut, n_local):
         best[start:stop] = top
         top += row_starts[: stop - start]
         np.take(flat, top[:, None] + offsets, out=window[start:stop], mode="wrap")
-    k_a, k_b = _parabola_kernels(n_local, True)
+    sums = window @ _parabola_kernel_matrix(n_local, True)  # as parabolic_vertex
     with quiet(np):
-        index = best - (window @ k_b) / (2.0 * (window @ k_a))
+        index = np.divide(sums[:, 0], sums[:, 1])
+    index *= -0.5
+    index += best
     index[(best <= lo) | (best >= hi)] = np.nan
     z = _interp_unit_grid(index, zlut[0].astype(np.float64))
     if not bool(np.isfinite(window).all()):

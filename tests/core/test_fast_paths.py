@@ -319,3 +319,47 @@ def test_pearson_against_the_quotient_of_the_gemm(dtypes):
     np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-15, equal_nan=True)
     assert np.isnan(got[7]).all() and np.isfinite(got[3]).all()
     assert np.array_equal(x, x0) and np.array_equal(y, y0, equal_nan=True)
+
+
+def direct_parabolic_vertex(data, est, n_local, weighted):
+    """Per row: np.polyfit on the window around the rounded, clipped estimate."""
+    half = n_local // 2
+    out = np.full(len(est), np.nan)
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    w = (half - np.abs(u) + 1) if weighted else None
+    for i, e in enumerate(est):
+        if not np.isfinite(e):
+            continue
+        c = int(np.rint(np.clip(e, half, data.shape[1] - half - 1)))
+        if c in (half, data.shape[1] - half - 1):
+            continue
+        a, b, _ = np.polyfit(u, data[i, c - half : c + half + 1].astype(np.float64), 2, w=w)
+        out[i] = c - b / (2 * a)
+    return out
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_parabolic_vertex_flat_gather_and_one_product(layout, dtype, weighted):
+    """The flat-index window gather (C-contiguous data) and take_along_axis
+    (other layouts) with one (n_local, 2) kernel product give polyfit's
+    vertex; NaN, inf and edge estimates give NaN."""
+    rng = np.random.default_rng(17)
+    n_sets, n_points = 300, 40
+    t = np.arange(n_points)
+    vertex = rng.uniform(2, n_points - 3, n_sets)
+    data = -((t - vertex[:, None]) ** 2) * rng.uniform(0.5, 2, (n_sets, 1)) + rng.normal(scale=0.3, size=(n_sets, n_points))
+    data = data.astype(dtype)
+    if layout == "F":
+        data = np.asfortranarray(data)
+    elif layout == "strided":
+        data = np.repeat(data, 2, axis=1)[:, ::2]
+    est = np.round(vertex) + rng.uniform(-0.45, 0.45, n_sets)
+    est[:7] = [np.nan, np.inf, -np.inf, 0.0, 2.4, n_points - 1.0, n_points - 3.0]
+    d0, e0 = data.copy(), est.copy()
+    for n_local in (3, 5, 7):
+        got = md.parabolic_vertex(data, est, n_local, weighted=weighted)
+        np.testing.assert_allclose(got, direct_parabolic_vertex(data, est, n_local, weighted), rtol=0, atol=1e-9)
+        assert got.dtype == np.float64 and np.isnan(got[:3]).all()
+    assert np.array_equal(data, d0) and np.array_equal(est, e0, equal_nan=True)
