@@ -168,16 +168,16 @@ def _lookup_z_blocks(profiles, zlut, n_local):
     best = np.empty(n_images, dtype=np.intp)
     offsets = np.arange(-half, half + 1)
     row_starts = np.arange(0, block * n_ref, n_ref)
-    for start in range(0, n_images, block):
-        stop = min(start + block, n_images)
-        scores = buf[: stop - start]
-        np.matmul(rows[start:stop], units, out=scores)
-        top = scores.argmax(axis=1)
-        best[start:stop] = top
-        top += row_starts[: stop - start]
-        np.take(flat, top[:, None] + offsets, out=window[start:stop], mode="wrap")
-    sums = window @ _parabola_kernel_matrix(n_local, True)  # as parabolic_vertex
-    with quiet(np):
+    with quiet(np):  # inf bins: inf - inf in the products, redone below
+        for start in range(0, n_images, block):
+            stop = min(start + block, n_images)
+            scores = buf[: stop - start]
+            np.matmul(rows[start:stop], units, out=scores)
+            top = scores.argmax(axis=1)
+            best[start:stop] = top
+            top += row_starts[: stop - start]
+            np.take(flat, top[:, None] + offsets, out=window[start:stop], mode="wrap")
+        sums = window @ _parabola_kernel_matrix(n_local, True)  # as parabolic_vertex
         index = np.divide(sums[:, 0], sums[:, 1])
     index *= -0.5
     index += best
