@@ -6,6 +6,8 @@ array argument lives.
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
 
 import numpy as np
@@ -73,8 +75,11 @@ def binmean(x, weights, n_bins: int):
 
 def _centred(xp, a):
     """Columns minus their NaN-ignoring mean, NaN entries set to zero."""
-    if not bool(xp.isnan(a).any()):  # the common case skips the NaN machinery
-        return a - a.mean(axis=0, keepdims=True)
+    mean = a.mean(axis=0, keepdims=True)
+    # A NaN entry makes its column's mean NaN: the common case tests the means
+    # only and skips the NaN machinery.
+    if not (bool(xp.isnan(mean).any()) and bool(xp.isnan(a).any())):
+        return a - mean
     with warnings.catch_warnings():  # an all-NaN column is a lost bead, not news
         warnings.simplefilter("ignore", RuntimeWarning)
         return xp.nan_to_num(a - xp.nanmean(a, axis=0, keepdims=True))
@@ -101,18 +106,32 @@ def pearson(x, y):
         )
     with quiet(xp):
         xc, yc = _centred(xp, x), _centred(xp, y)  # fresh arrays: scaled in place
-        sx = xp.sqrt((xc * xc).sum(axis=0))
-        sy = xp.sqrt((yc * yc).sum(axis=0))
         if xc.dtype != np.float64 or yc.dtype != np.float64:
-            # float32: the reference's order of rounding (small r differ otherwise)
+            # float32: the reference's norms and GEMM of the centred columns
+            # (unit columns would change the rounding of small r), then two
+            # in-place scalings instead of the (k, m) outer product of the
+            # norms and a division: within 3 float32 ulps of r / (sy sx).
+            sx = xp.sqrt((xc * xc).sum(axis=0))
+            sy = xp.sqrt((yc * yc).sum(axis=0))
             r = yc.T @ xc
-            r /= sy[:, None] * sx[None, :]
+            if r.dtype != np.float32:  # mixed float32 and float64: as the reference
+                r /= sy[:, None] * sx[None, :]
+                return r
+            r *= (1 / sy)[:, None]
+            r *= 1 / sx
             return r
         # Unit columns first: the (k, m) result is then one GEMM, with no
         # outer product of the norms and no division pass over it.
+        sx = xp.sqrt(xp.einsum("ij,ij->j", xc, xc))
+        sy = xp.sqrt(xp.einsum("ij,ij->j", yc, yc))
         xc /= sx
         yc /= sy
         return yc.T @ xc
+
+
+_GAUSS_MIN_SIZE = 8192  # outer products from this many values take the GEMM path (faster from ~8000)
+_GAUSS_MAX_SPAN = 860.0  # bound on (max|x~| + max|mu~|)**2 there (base 2): see gaussian's Notes
+_EPS = float(np.finfo(np.float64).eps)
 
 
 def gaussian(x, mu, sigma):
@@ -131,10 +150,36 @@ def gaussian(x, mu, sigma):
     -------
     array_like
         Values in ``(0, 1]``, shaped like ``x - mu``.
+
+    Notes
+    -----
+    An outer product with a float64 result -- ``x`` an ``(n, 1)`` column and
+    ``mu`` a ``(1, m)`` row, as :func:`gaussian_2d` and the pipeline pass them
+    -- is computed on NumPy by one matrix product and one ``exp2`` instead of
+    three full-size passes before the exponential. With ``x~ = (x - x0) s``
+    and ``mu~ = (mu - x0) s``, ``s = sqrt(log2(e) / 2) / sigma`` and ``x0``
+    the middle of ``x``, the result is ``2**E`` for
+    ``E = -(x~ - mu~)**2 - beta = [2 x~, -1, -x~**2 - beta] @ [mu~, mu~**2, 1]``.
+    Expanding the square costs cancellation: the product's rounding moves
+    ``E`` by at most ``2 eps U**2`` (``U = max|x~| + max|mu~|``), so the
+    path is taken only where ``U**2 <= 860``. There the relative error is
+    below 2e-12 (a few 1e-15 for a bead window, ``U**2 ~ 10``), about what
+    the direct formula's own rounding gives in the tails, and every value is
+    above ``2**-860``, far from float64's subnormals; the far tails (where
+    the direct formula underflows) take the direct formula. The bias
+    ``beta = 4 eps U**2`` exceeds that rounding, so values stay <= 1; the
+    value at ``x == mu`` is ``1 - beta ln 2`` (a few 1e-15) instead of
+    exactly 1. Elsewhere -- fewer than 8192 values, other shapes, float32
+    results (the reference's float32 rounding), CuPy (the direct formula is
+    one memory-bound pass there) -- the direct formula is evaluated.
     """
     xp = array_module(x, mu)
     if not isinstance(sigma, (int, float)):
         return xp.exp(-((x - mu) ** 2) / (2 * sigma**2))
+    if xp is np:
+        out = _gaussian_outer(x, mu, float(sigma))
+        if out is not None:
+            return out
     # One temporary, updated in place: three passes fewer than the formula.
     d = xp.asarray(xp.subtract(x, mu))
     if d.dtype.kind not in "fc":
@@ -142,6 +187,43 @@ def gaussian(x, mu, sigma):
     d *= d
     d /= -2 * sigma**2
     return xp.exp(d, out=d) if d.ndim else xp.exp(d)
+
+
+def _gaussian_outer(x, mu, sigma: float):
+    """:func:`gaussian` of a column ``x`` and a row ``mu`` through one GEMM
+    (see its Notes); None where that path does not apply."""
+    if not (type(x) is np.ndarray and type(mu) is np.ndarray and x.ndim == 2 and x.shape[1] == 1):
+        return None
+    if mu.ndim not in (1, 2) or (mu.ndim == 2 and mu.shape[0] != 1):
+        return None
+    n, m = x.shape[0], mu.shape[-1]
+    if n * m < _GAUSS_MIN_SIZE or np.result_type(x, mu) != np.float64 or x.dtype.kind not in "fiu":
+        return None
+    if sigma == 0:  # the direct formula's inf / NaN
+        return None
+    # In base 2 (exp2 is the faster of the two): exponent * log2(e).
+    scale = math.sqrt(0.5 / math.log(2.0)) / sigma  # NaN sigma: the span test below fails
+    col = x[:, 0]
+    centre = 0.5 * (float(col[0]) + float(col[-1]))
+    lhs = np.empty((n, 3))  # [2 x~, -1, -x~**2 - beta]
+    rhs = np.empty((3, m))  # [mu~, mu~**2, 1]
+    xs, ms = lhs[:, 0], rhs[0]
+    np.subtract(col, centre, out=xs)
+    xs *= scale
+    np.subtract(mu.reshape(m), centre, out=ms)
+    ms *= scale
+    span = float(np.abs(xs).max()) + float(np.abs(ms).max())
+    span *= span
+    if not span <= _GAUSS_MAX_SPAN:  # NaN or inf anywhere fails here too
+        return None
+    np.multiply(ms, ms, out=rhs[1])
+    rhs[2] = 1.0
+    np.multiply(xs, xs, out=lhs[:, 2])
+    np.subtract(-4 * _EPS * span, lhs[:, 2], out=lhs[:, 2])
+    lhs[:, 1] = -1.0
+    xs *= 2.0
+    out = lhs @ rhs
+    return np.exp2(out, out=out)
 
 
 def gaussian_2d(x, y, mu_x, mu_y, sigma):
@@ -215,6 +297,7 @@ def crop_stack_to_rois(stack, rois):
     return out.transpose(1, 2, 3, 0)
 
 
+@functools.lru_cache(maxsize=16)
 def _parabola_kernels(n_local: int, weighted: bool):
     """Dot-product kernels giving the slope ``b`` and curvature ``a`` of a
     least-squares parabola through ``n_local`` equally spaced points.
@@ -231,7 +314,18 @@ def _parabola_kernels(n_local: int, weighted: bool):
     s0, s2, s4 = w2.sum(), (w2 * u**2).sum(), (w2 * u**4).sum()
     k_b = w2 * u / s2
     k_a = w2 * (s0 * u**2 - s2) / (s0 * s4 - s2**2)
+    k_a.flags.writeable = k_b.flags.writeable = False  # cached: shared by every call
     return k_a, k_b
+
+
+@functools.lru_cache(maxsize=16)
+def _parabola_kernel_matrix(n_local: int, weighted: bool):
+    """``[k_b, k_a]`` of :func:`_parabola_kernels` as the columns of one
+    ``(n_local, 2)`` matrix."""
+    k_a, k_b = _parabola_kernels(n_local, weighted)
+    matrix = np.stack([k_b, k_a], axis=1)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def parabolic_vertex(data, vertex_est, n_local: int, weighted=True):
@@ -267,10 +361,20 @@ def parabolic_vertex(data, vertex_est, n_local: int, weighted=True):
         raise ValueError(f"vertex_est must have shape ({n_sets},), got {est.shape}")
     half = n_local // 2
     lo, hi = half, n_points - half - 1
-    finite = xp.isfinite(est)
-    centre = xp.rint(xp.clip(xp.where(finite, est, lo), lo, hi)).astype(np.int64)
-    window = xp.take_along_axis(data, centre[:, None] + xp.arange(-half, half + 1), axis=1)
-    k_a, k_b = (xp.asarray(k) for k in _parabola_kernels(n_local, bool(weighted)))
+    # fmax sends NaN to lo and fmin sends inf to hi: estimates that are not
+    # finite end on an edge, NaN below like the edges themselves.
+    centre = xp.rint(xp.fmin(xp.fmax(est, lo), hi))
+    index = centre.astype(np.intp)
+    if xp is np and data.flags.c_contiguous:  # flat indices: no index grids
+        index += np.arange(0, n_sets * n_points, n_points)
+        window = data.reshape(-1)[index[:, None] + np.arange(-half, half + 1)]
+    else:
+        window = xp.take_along_axis(data, index[:, None] + xp.arange(-half, half + 1), axis=1)
+    # Slope and curvature sums in one product: b / (2 a) is 0.5 (b / a) exactly.
+    sums = window @ xp.asarray(_parabola_kernel_matrix(n_local, bool(weighted)))
     with quiet(xp):
-        vertex = centre - (window @ k_b) / (2.0 * (window @ k_a))
-    return xp.where(finite & (centre != lo) & (centre != hi), vertex, np.nan)
+        vertex = xp.divide(sums[:, 0], sums[:, 1])
+    vertex *= -0.5
+    vertex += centre
+    vertex[(centre == lo) | (centre == hi)] = np.nan
+    return vertex

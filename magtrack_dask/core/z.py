@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._checks import check_odd_int
-from magtrack_dask.core.helpers import parabolic_vertex, pearson
+from magtrack_dask.core._checks import check_odd_int, quiet
+from magtrack_dask.core.helpers import _parabola_kernel_matrix, parabolic_vertex, pearson
 
 __all__ = ["lookup_z", "check_zlut"]
 
@@ -35,15 +36,18 @@ def check_zlut(zlut, n_bins: int | None = None, *, name: str = "zlut") -> None:
         raise TypeError(f"{name} must be real numbers, got dtype {zlut.dtype}")
     # Row 1 (the central bin) is never correlated and may be NaN when a
     # reference centre sat between pixels, so it is not checked.
-    if not (bool(xp.isfinite(zlut[0]).all()) and bool(xp.isfinite(zlut[2:]).all())):
+    # One sum per part: NaN and inf propagate (an overflowing sum only sends
+    # a finite LUT through the exact test).
+    if not (math.isfinite(float(zlut[0].sum()) + float(zlut[2:].sum()))
+            or (bool(xp.isfinite(zlut[0]).all()) and bool(xp.isfinite(zlut[2:]).all()))):
         bad = ~xp.isfinite(zlut)
         bad[1] = False
         row, col = (int(i[0]) for i in xp.nonzero(bad))
         raise ValueError(f"{name} contains NaN or inf (at row {row}, column {col}); z positions and "
                          "profile bins 1.. must be finite")
     z = zlut[0].astype(np.float64)
-    step = xp.diff(z)
-    if not (bool((step > 0).all()) or bool((step < 0).all())):
+    step = z[1:] - z[:-1]
+    if not (float(step.min()) > 0 or float(step.max()) < 0):
         i = int(xp.argmax(step == 0)) if bool((step == 0).any()) else int(xp.argmax(step * step[0] <= 0))
         what = "repeats" if float(step[i]) == 0 else "reverses the order"
         raise ValueError(f"{name}[0] (the z positions) must be strictly increasing or decreasing, without "
@@ -84,6 +88,17 @@ def lookup_z(profiles, zlut, n_local=7):
         raise ValueError(f"profiles must be 2-D (n_bins, n_images), got shape {getattr(profiles, 'shape', None)}")
     zlut = xp.asarray(zlut)
     check_zlut(zlut, profiles.shape[0])
+    n_ref = zlut.shape[1]
+    if xp is np and n_ref >= n_local:
+        z = _lookup_z_blocks(profiles, zlut, n_local)
+        if z is not None:
+            return z
+    return _lookup_z_direct(xp, profiles, zlut, n_local)
+
+
+def _lookup_z_direct(xp, profiles, zlut, n_local):
+    """:func:`lookup_z` as the reference computes it: the full correlation
+    matrix, its row maxima and :func:`parabolic_vertex`."""
     ref_z = zlut[0].astype(np.float64)
     n_ref = zlut.shape[1]
     # Correlate in float64: profiles are small and float32 rounding in r would
@@ -97,9 +112,92 @@ def lookup_z(profiles, zlut, n_local=7):
             f"lookup_z: zlut has {n_ref} reference profiles, fewer than n_local={n_local}; "
             "returning the best match without sub-step refinement",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
         index = best
     else:
         index = parabolic_vertex(r, best, n_local)
     return xp.interp(index, xp.arange(n_ref, dtype=np.float64), ref_z, left=np.nan, right=np.nan)
+
+
+_SCORE_BLOCK_BYTES = 4 << 20  # bounds the scratch; blocks in L2 measured no faster with threaded BLAS
+
+
+def _lookup_z_blocks(profiles, zlut, n_local):
+    """:func:`lookup_z` on NumPy without the ``(n_images, n_ref)`` correlation
+    matrix; None where the direct computation is needed (a constant
+    reference profile).
+
+    Three shortcuts, each giving the direct computation's z to rounding:
+
+    * Scores ``s[i, j] = profile_i . u_j`` with ``u_j`` the centred,
+      unit-norm reference profile: the Pearson ``r`` times the norm of the
+      centred profile ``i`` (its mean drops out: ``u_j`` sums to zero).
+      Per image a positive factor, which moves neither the best match nor
+      the parabola's vertex (both sums of the fit scale alike).
+    * Row blocks (a bounded scratch, reused): each block of scores goes from
+      the GEMM to ``argmax`` and to the ``n_local`` values around its
+      maximum; no ``(n_images, n_ref)`` result is allocated, kept or checked
+      for NaN.
+    * The z grid ``zlut[0]`` is indexed ``0 .. n_ref - 1``: ``np.interp``'s
+      formula without its binary search.
+
+    Images with a non-finite value in their fit window (a NaN or infinite
+    profile bin; a NaN is the maximum ``argmax`` returns) are recomputed by
+    the direct method, which ignores NaN bins.
+    """
+    refs = zlut[2:]
+    n_ref = refs.shape[1]
+    units = np.subtract(refs, refs.mean(axis=0, dtype=np.float64), dtype=np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->j", units, units))
+    if not bool((norms > 0).all()):  # a constant reference: NaN correlations
+        return None
+    units /= norms
+    rows = profiles[1:].T  # (n_images, n_bins)
+    if rows.dtype != np.float64:
+        rows = rows.astype(np.float64)
+    n_images = rows.shape[0]
+    half = n_local // 2
+    lo, hi = half, n_ref - half - 1
+    block = max(1, min(n_images, _SCORE_BLOCK_BYTES // (8 * n_ref)))
+    # One spare row: the windows of edge maxima (NaN below) may run past the block.
+    buf = np.empty((block + 1, n_ref))
+    buf[block] = 0.0
+    flat = buf.ravel()
+    window = np.empty((n_images, n_local))
+    best = np.empty(n_images, dtype=np.intp)
+    offsets = np.arange(-half, half + 1)
+    row_starts = np.arange(0, block * n_ref, n_ref)
+    with quiet(np):  # inf bins: inf - inf in the products, redone below
+        for start in range(0, n_images, block):
+            stop = min(start + block, n_images)
+            scores = buf[: stop - start]
+            np.matmul(rows[start:stop], units, out=scores)
+            top = scores.argmax(axis=1)
+            best[start:stop] = top
+            top += row_starts[: stop - start]
+            np.take(flat, top[:, None] + offsets, out=window[start:stop], mode="wrap")
+        sums = window @ _parabola_kernel_matrix(n_local, True)  # as parabolic_vertex
+        index = np.divide(sums[:, 0], sums[:, 1])
+    index *= -0.5
+    index += best
+    index[(best <= lo) | (best >= hi)] = np.nan
+    z = _interp_unit_grid(index, zlut[0].astype(np.float64))
+    if not bool(np.isfinite(window).all()):
+        redo = np.flatnonzero(~np.isfinite(window).all(axis=1))
+        z[redo] = _lookup_z_direct(np, profiles[:, redo], zlut, n_local)
+    return z
+
+
+def _interp_unit_grid(x, fp):
+    """``np.interp(x, arange(len(fp)), fp, left=nan, right=nan)`` (the same
+    formula, ``(fp[j + 1] - fp[j]) * (x - j) + fp[j]``), by index instead of
+    a binary search per value."""
+    last = len(fp) - 1
+    j = np.floor(np.fmin(np.fmax(x, 0.0), last - 1))  # fmax: NaN -> 0, NaN again below
+    at = j.astype(np.intp)
+    z = x - j
+    z *= (fp[1:] - fp[:-1])[at]
+    z += fp[at]
+    z[(x < 0) | (x > last)] = np.nan
+    return z

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import magtrack_dask as md
-from magtrack_dask.core import xy
+from magtrack_dask.core import helpers, xy
 from magtrack_dask.simulate import render_beads
 
 
@@ -126,3 +126,240 @@ def test_pearson_float64_unit_columns_match_the_quotient():
     xc, yc = x - x.mean(axis=0), y - y.mean(axis=0)
     expected = (yc.T @ xc) / np.outer(np.sqrt((yc * yc).sum(0)), np.sqrt((xc * xc).sum(0)))
     np.testing.assert_allclose(md.pearson(x, y), expected, rtol=1e-12, atol=1e-15)
+
+
+def direct_gaussian(x, mu, sigma):
+    return np.exp(-((x - mu) ** 2) / (2 * sigma**2))
+
+
+@pytest.mark.parametrize("xdtype", [np.float64, np.float32, np.int64])
+@pytest.mark.parametrize("sigma", [0.4, 3.0, 64 / 6, 500.0])
+def test_gaussian_outer_product_gemm_path(xdtype, sigma):
+    """The GEMM path (column x, row mu, >= 8192 values) gives the direct
+    formula's values to 1e-12, tails included, never above 1."""
+    rng = np.random.default_rng(int(sigma * 10))
+    x = np.arange(64).astype(xdtype)[:, None]
+    mu = rng.uniform(-10, 74, (1, 700))
+    x0, mu0 = x.copy(), mu.copy()
+    assert helpers._gaussian_outer(x, mu, sigma) is not None or sigma == 0.4  # small sigma: far tails
+    got = md.gaussian(x, mu, sigma)
+    expected = direct_gaussian(x.astype(np.float64), mu, sigma)
+    assert got.shape == (64, 700) and got.dtype == np.float64 and got.flags.c_contiguous
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    assert got.max() <= 1.0
+    assert np.array_equal(x, x0) and np.array_equal(mu, mu0)
+
+
+def test_gaussian_gemm_path_peak_and_1d_mu():
+    x = np.arange(128.0)[:, None]
+    mu = np.linspace(0.0, 127.0, 128)  # on the grid: the peak is 1 - a few 1e-15
+    got = md.gaussian(x, mu, 20.0)
+    np.testing.assert_allclose(got, direct_gaussian(x, mu, 20.0), rtol=1e-13)
+    assert got.max() <= 1.0 and np.diag(got).min() > 1 - 1e-13
+
+
+@pytest.mark.parametrize("case", ["far_tails", "nan_mu", "inf_x", "float32", "small", "sigma0"])
+def test_gaussian_falls_back_to_the_direct_formula(case):
+    """Where the GEMM path would lose accuracy or meaning, the direct formula
+    is evaluated: same values (and NaN, 0, inf) as the formula itself."""
+    x = np.arange(100.0)[:, None]
+    mu = np.random.default_rng(1).uniform(0, 100, (1, 300))
+    sigma = 5.0
+    if case == "far_tails":  # (max|x~| + max|mu~|)**2 > 860: exp underflows in the corners
+        sigma = 1.5
+    elif case == "nan_mu":
+        mu[0, 7] = np.nan
+    elif case == "inf_x":
+        x[3, 0] = np.inf
+    elif case == "float32":
+        x, mu = x.astype(np.float32), mu.astype(np.float32)
+    elif case == "small":
+        x, mu = x[:20], mu[:, :200]
+    elif case == "sigma0":
+        sigma = 0.0
+    assert helpers._gaussian_outer(x, mu, sigma) is None
+    with np.errstate(all="ignore"):
+        expected = direct_gaussian(x, mu, sigma)
+        got = md.gaussian(x, mu, sigma)
+    assert got.dtype == expected.dtype
+    np.testing.assert_allclose(got, expected, rtol=1e-6 if case == "float32" else 1e-15, atol=0)
+    if case == "far_tails":
+        assert (got == 0).any()  # underflow, as in the formula
+
+
+def direct_qi_offsets(samples):
+    """The reference's formula, term by term."""
+    v = np.asarray(samples, dtype=np.float64)
+    left, centre, right = v[:, 0], v[:, 1], v[:, 2]
+    with np.errstate(all="ignore"):
+        denom = left - 2.0 * centre + right
+        return np.where(np.abs(denom) > np.finfo(np.float64).eps, 0.5 * (left - right) / denom, np.nan)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_qi_quadratic_offsets_matrix_vector_product_is_exact(dtype):
+    """2 (left - 2 centre + right) by one matrix-vector product, divided into
+    left - right: bitwise the reference's 0.5 (left - right) / curvature, at
+    every scale, for nearly collinear samples and at the flatness threshold."""
+    rng = np.random.default_rng(12)
+    parts = []
+    for scale in (1e-12, 1e-3, 1.0, 1e3, 1e9):
+        base = rng.normal(size=(400, 1)) * scale
+        parts.append(base + rng.normal(size=(400, 3)) * scale)
+        parts.append(base + np.array([0.0, 1.0, 2.0]) * scale * rng.uniform(0, 1e-14, (400, 1)))  # nearly collinear
+    eps = np.finfo(np.float64).eps
+    parts.append(np.array([[0.0, -eps / 2, 0.0], [0.0, -eps / 4, 0.0], [0.0, -eps, 0.0], [1.0, np.inf, 2.0],
+                           [np.nan, 1.0, 2.0], [1.0, -np.inf, 1.0]]))
+    samples = np.concatenate(parts).astype(dtype)
+    s0 = samples.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = md._qi_quadratic_offsets(samples)
+    np.testing.assert_array_equal(got, direct_qi_offsets(samples))
+    assert got.dtype == np.float64 and np.array_equal(samples, s0, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def lut_and_profiles():
+    from magtrack_dask.simulate import make_zlut
+
+    rng = np.random.default_rng(21)
+    zlut = make_zlut(np.arange(300.0, 5701.0, 30.0), n_pixels=64)  # 181 references
+    zlut[1] = np.where(np.isfinite(zlut[1]), zlut[1], zlut[2])
+    n = 700
+    x = 31.5 + rng.uniform(-2, 2, n)
+    y = 31.5 + rng.uniform(-2, 2, n)
+    stack = render_beads(x, y, rng.uniform(100, 5900, n), n_pixels=64, photons=3000, seed=21)
+    return zlut, md.radial_profile(stack, x, y)
+
+
+@pytest.mark.parametrize("n_local", [3, 5, 7, 9])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("block_rows", [300, 10_000])
+def test_lookup_z_blocks_equal_the_direct_computation(lut_and_profiles, n_local, dtype, block_rows, monkeypatch):
+    """Unnormalised scores in row blocks (3, the last partial, or 1), the
+    window fit and the index interpolation give the full-matrix computation's
+    z (NaN at the ends)."""
+    from magtrack_dask.core import z as zmod
+
+    zlut, profiles = lut_and_profiles
+    monkeypatch.setattr(zmod, "_SCORE_BLOCK_BYTES", block_rows * zlut.shape[1] * 8)
+    zlut, profiles = zlut.astype(dtype), profiles.astype(dtype)
+    z0, p0 = zlut.copy(), profiles.copy()
+    fast = zmod._lookup_z_blocks(profiles, zlut, n_local)
+    direct = zmod._lookup_z_direct(np, profiles, zlut, n_local)
+    assert np.isnan(direct).any() and np.isfinite(direct).sum() > 500  # both cases present
+    np.testing.assert_allclose(fast, direct, rtol=1e-10, atol=0, equal_nan=True)
+    np.testing.assert_array_equal(md.lookup_z(profiles, zlut, n_local), fast)
+    assert np.array_equal(zlut, z0, equal_nan=True) and np.array_equal(profiles, p0, equal_nan=True)
+
+
+def test_lookup_z_blocks_redo_non_finite_profiles(lut_and_profiles):
+    """Profiles with NaN bins (a lost bead, a partly masked one) or an inf bin
+    are recomputed the direct way: NaN bins ignored, inf giving NaN."""
+    from magtrack_dask.core import z as zmod
+
+    zlut, profiles = lut_and_profiles
+    profiles = profiles.copy()
+    profiles[:, 5] = np.nan  # lost bead
+    profiles[3:6, 40] = np.nan  # a few masked bins
+    profiles[7, 90] = np.inf
+    profiles[0, 120] = np.nan  # the central bin is not correlated: no effect
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # quietly, as the direct computation
+        fast = zmod._lookup_z_blocks(profiles, zlut, 7)
+        direct = zmod._lookup_z_direct(np, profiles, zlut, 7)
+    np.testing.assert_allclose(fast, direct, rtol=1e-10, atol=0, equal_nan=True)
+    assert np.isnan(fast[[5, 90]]).all() and np.isfinite(fast[[40, 120]]).all()
+
+
+def test_lookup_z_constant_reference_takes_the_direct_path(lut_and_profiles):
+    from magtrack_dask.core import z as zmod
+
+    zlut, profiles = lut_and_profiles
+    zlut = zlut.copy()
+    zlut[2:, 50] = 7.0  # zero variance: NaN correlations, never the best match
+    assert zmod._lookup_z_blocks(profiles, zlut, 7) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        np.testing.assert_array_equal(md.lookup_z(profiles, zlut), zmod._lookup_z_direct(np, profiles, zlut, 7))
+
+
+def test_interp_unit_grid_is_np_interp():
+    from magtrack_dask.core.z import _interp_unit_grid
+
+    rng = np.random.default_rng(2)
+    fp = np.cumsum(rng.uniform(1, 50, 201)) * rng.choice([-1, 1])
+    x = np.concatenate([rng.uniform(-2, 202, 5000), np.arange(201.0), [-0.0, 200.0, 199.999999, -1e-300, np.nan, np.inf, -np.inf]])
+    expected = np.interp(x, np.arange(201.0), fp, left=np.nan, right=np.nan)
+    got = _interp_unit_grid(x.copy(), fp)
+    np.testing.assert_allclose(got, expected, rtol=1e-15, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtypes", [(np.float32, np.float32), (np.float64, np.float32), (np.float64, np.float64)])
+def test_pearson_against_the_quotient_of_the_gemm(dtypes):
+    """float32: the reference's GEMM of the centred columns, scaled by the
+    reciprocal norms in place (within 3 float32 ulps of r / (sy sx)); NaN
+    entries (found through the column means) ignored as before."""
+    rng = np.random.default_rng(9)
+    x = (rng.normal(size=(40, 150)) * 30 + 500).astype(dtypes[0])
+    y = (x[:, :60].astype(np.float64) * 0.5 + rng.normal(size=(40, 60)) * 20).astype(dtypes[1])
+    y[5, 3] = np.nan
+    y[:, 7] = np.nan
+    x0, y0 = x.copy(), y.copy()
+    xc = x - np.nanmean(x, axis=0)
+    with warnings.catch_warnings():  # the all-NaN column
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yc = np.nan_to_num(y - np.nanmean(y, axis=0))
+    with np.errstate(invalid="ignore"):
+        expected = (yc.T @ xc) / (np.sqrt((yc * yc).sum(0))[:, None] * np.sqrt((xc * xc).sum(0))[None, :])
+        got = md.pearson(x, y)
+    assert got.dtype == expected.dtype
+    rtol = 3 * np.finfo(np.float32).eps if got.dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(got, expected, rtol=rtol, atol=1e-15, equal_nan=True)
+    assert np.isnan(got[7]).all() and np.isfinite(got[3]).all()
+    assert np.array_equal(x, x0) and np.array_equal(y, y0, equal_nan=True)
+
+
+def direct_parabolic_vertex(data, est, n_local, weighted):
+    """Per row: np.polyfit on the window around the rounded, clipped estimate."""
+    half = n_local // 2
+    out = np.full(len(est), np.nan)
+    u = np.arange(-half, half + 1, dtype=np.float64)
+    w = (half - np.abs(u) + 1) if weighted else None
+    for i, e in enumerate(est):
+        if not np.isfinite(e):
+            continue
+        c = int(np.rint(np.clip(e, half, data.shape[1] - half - 1)))
+        if c in (half, data.shape[1] - half - 1):
+            continue
+        a, b, _ = np.polyfit(u, data[i, c - half : c + half + 1].astype(np.float64), 2, w=w)
+        out[i] = c - b / (2 * a)
+    return out
+
+
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("weighted", [True, False])
+def test_parabolic_vertex_flat_gather_and_one_product(layout, dtype, weighted):
+    """The flat-index window gather (C-contiguous data) and take_along_axis
+    (other layouts) with one (n_local, 2) kernel product give polyfit's
+    vertex; NaN, inf and edge estimates give NaN."""
+    rng = np.random.default_rng(17)
+    n_sets, n_points = 300, 40
+    t = np.arange(n_points)
+    vertex = rng.uniform(2, n_points - 3, n_sets)
+    data = -((t - vertex[:, None]) ** 2) * rng.uniform(0.5, 2, (n_sets, 1)) + rng.normal(scale=0.3, size=(n_sets, n_points))
+    data = data.astype(dtype)
+    if layout == "F":
+        data = np.asfortranarray(data)
+    elif layout == "strided":
+        data = np.repeat(data, 2, axis=1)[:, ::2]
+    est = np.round(vertex) + rng.uniform(-0.45, 0.45, n_sets)
+    est[:7] = [np.nan, np.inf, -np.inf, 0.0, 2.4, n_points - 1.0, n_points - 3.0]
+    d0, e0 = data.copy(), est.copy()
+    for n_local in (3, 5, 7):
+        got = md.parabolic_vertex(data, est, n_local, weighted=weighted)
+        np.testing.assert_allclose(got, direct_parabolic_vertex(data, est, n_local, weighted), rtol=0, atol=1e-9)
+        assert got.dtype == np.float64 and np.isnan(got[:3]).all()
+    assert np.array_equal(data, d0) and np.array_equal(est, e0, equal_nan=True)
