@@ -216,6 +216,7 @@ def _ring_scores(xp, sample, x, y, full: int, step: int):
     ``bincount`` for the counts.
     """
     from magtrack_dask.core._blocks import blocks
+    from magtrack_dask.core._checks import quiet
     from magtrack_dask.core.profiles import _ROUND_BITS, _ring_index
 
     n, width = sample.shape[0], sample.shape[1]
@@ -258,8 +259,9 @@ def _ring_scores(xp, sample, x, y, full: int, step: int):
         inside = mask[:m]
         xp.less(index.reshape(m, -1), (first + n_rings)[:, None], out=inside)
         value = value.reshape(m, -1)
-        value *= inside
-        s2[part] = xp.einsum("ij,ij->i", value, value)
+        with quiet(xp):  # inf pixels (inf * 0): that image's score is NaN, not news
+            value *= inside
+            s2[part] = xp.einsum("ij,ij->i", value, value)
     sums = sums[:, :n_rings]
     if shift:
         counts = xp.rint(sums / shift)

@@ -563,7 +563,7 @@ def test_nan_and_inf_pixels_give_nan_positions(simulated_beads, no_warnings):
     assert np.isnan(z).all() and profiles.shape == (32, 4)
 
 
-def test_track_flags_nan_and_inf_frames_and_takes_camera_integers(simulated_beads):
+def test_track_flags_nan_and_inf_frames_and_takes_camera_integers(simulated_beads, no_warnings):
     import dask
 
     images, _, _ = simulated_beads(4, 4)
