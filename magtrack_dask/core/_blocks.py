@@ -84,6 +84,17 @@ def core_threads(n: int) -> Iterator[None]:
         _threads.reset(token)
 
 
+def _forget_pool() -> None:
+    # A forked child inherits the pool object but not its threads: work
+    # submitted there would wait forever. The child starts its own pool.
+    global _pool, _pool_size, _pool_lock
+    _pool, _pool_size, _pool_lock = None, 0, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _executor(n: int) -> ThreadPoolExecutor:
     global _pool, _pool_size
     with _pool_lock:

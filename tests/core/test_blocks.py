@@ -1,5 +1,6 @@
 """Blocks of images on several threads: same bytes as one thread, errors surface."""
 
+import os
 import threading
 import time
 
@@ -127,3 +128,28 @@ def test_blocks_cover_the_axis_once():
     parts = blocks(np, 1000, 64 * 64 * 8)
     assert parts[0].start == 0 and parts[-1].stop == 1000
     assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+
+
+def _threaded_profile_in_child(queue):
+    stack = np.random.default_rng(1).normal(100, 5, (32, 32, 400))
+    with core_threads(2):
+        queue.put(md.radial_profile(stack, np.full(400, 15.5), np.full(400, 16.0)).shape)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_runs_threaded_kernels():
+    import multiprocessing
+
+    stack = np.random.default_rng(1).normal(100, 5, (32, 32, 400))
+    with core_threads(2):  # the parent's pool exists before the fork
+        md.radial_profile(stack, np.full(400, 15.5), np.full(400, 16.0))
+    ctx = multiprocessing.get_context("fork")
+    queue = ctx.Queue()
+    child = ctx.Process(target=_threaded_profile_in_child, args=(queue,))
+    child.start()
+    child.join(60)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive and child.exitcode == 0
+    assert queue.get(timeout=5) == (16, 400)
