@@ -322,8 +322,7 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
             block *= xp.exp(weight, out=weight)
             conv[:, part] = _same_autoconvolution(xp, block)
 
-    # ~170 images a block at 64 px: enough blocks to share between threads
-    for_each_block(xp, blocks(xp, n_images, 8 * 16 * _autoconv_fft_length(width)), work)
+    for_each_block(xp, blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)), work)
     # A NaN pixel on a sampled line poisons that line's convolution (argmax
     # would report index 0 as if it were a peak); the other axis is unaffected.
     valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x
