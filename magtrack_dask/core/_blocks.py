@@ -96,13 +96,13 @@ if hasattr(os, "register_at_fork"):
 
 
 def _executor(n: int) -> ThreadPoolExecutor:
+    """A pool of at least ``n`` threads. A smaller one is replaced, not shut
+    down: a call still holding it finishes with it, and its idle threads end
+    when it is collected."""
     global _pool, _pool_size
     with _pool_lock:
         if _pool is None or _pool_size < n:
-            old = _pool
             _pool, _pool_size = ThreadPoolExecutor(n, thread_name_prefix="magtrack-core"), n
-            if old is not None:
-                old.shutdown(wait=False)
         return _pool
 
 
@@ -126,7 +126,8 @@ def for_each_block(xp, parts: list[slice], work: Callable[[slice, object], None]
     if n <= 1:
         run(parts)
         return
-    futures = [_executor(n - 1).submit(run, parts[i::n]) for i in range(1, n)]
+    pool = _executor(n - 1)
+    futures = [pool.submit(run, parts[i::n]) for i in range(1, n)]
     try:
         run(parts[0::n])
     finally:  # never return while another thread still writes to the outputs

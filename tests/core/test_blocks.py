@@ -155,3 +155,27 @@ def test_a_forked_child_runs_threaded_kernels():
         child.kill()
     assert not alive and child.exitcode == 0
     assert queue.get(timeout=5) == (16, 400)
+
+
+def test_callers_on_different_thread_counts_at_once(many_blocks):
+    # Each caller may grow the shared pool while others use it.
+    stack, x, y = many_blocks
+    with core_threads(1):
+        expected = md.radial_profile(stack, x, y)
+    results, errors = {}, []
+
+    def call(n):
+        try:
+            with core_threads(n):
+                results[n] = md.radial_profile(stack, x, y)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    callers = [threading.Thread(target=call, args=(n,)) for n in (2, 3, 4, 5)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(60)
+    assert not errors and sorted(results) == [2, 3, 4, 5]
+    for got in results.values():
+        np.testing.assert_array_equal(got, expected)
