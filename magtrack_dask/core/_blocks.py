@@ -42,6 +42,11 @@ def _default_threads() -> int:
             return max(1, int(value))
         except ValueError:
             raise ValueError(f"{_ENV} must be a whole number of threads >= 1, got {value!r}") from None
+    # The usual knob of threaded numerics; Dask's nanny sets it to 1 in its
+    # workers, so the core does not compete with the worker's own threads.
+    omp = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if omp.isdigit() and int(omp) >= 1:
+        return int(omp)
     try:
         return max(1, len(os.sched_getaffinity(0)))  # the CPUs this process may use (cgroups, taskset)
     except AttributeError:  # not Linux
@@ -50,7 +55,8 @@ def _default_threads() -> int:
 
 def get_core_threads() -> int:
     """Threads the CPU kernels use for one call: :func:`core_threads`, else
-    ``$MAGTRACK_DASK_THREADS``, else the CPUs this process may run on."""
+    ``$MAGTRACK_DASK_THREADS``, else ``$OMP_NUM_THREADS``, else the CPUs this
+    process may run on."""
     n = _threads.get()
     return _default_threads() if n is None else n
 

@@ -106,13 +106,21 @@ def test_the_setting_belongs_to_the_calling_thread():
 
 
 def test_default_from_the_environment(monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert get_core_threads() == 2
     monkeypatch.setenv("MAGTRACK_DASK_THREADS", "3")
     assert get_core_threads() == 3
     monkeypatch.setenv("MAGTRACK_DASK_THREADS", "many")
     with pytest.raises(ValueError, match="MAGTRACK_DASK_THREADS"):
         get_core_threads()
     monkeypatch.delenv("MAGTRACK_DASK_THREADS")
+    monkeypatch.delenv("OMP_NUM_THREADS")
     assert get_core_threads() >= 1
+
+
+def test_dask_workers_default_to_one_thread(client):
+    # The nanny sets OMP_NUM_THREADS=1 in its workers: user code calling the core there stays on one thread.
+    assert set(client.run(get_core_threads).values()) == {1}
 
 
 @pytest.mark.parametrize("bad", [0, -2, 1.5, True, "2", None])
