@@ -111,28 +111,35 @@ def _tune_worker() -> None:
         pass
 
 
+def _roi_major(block: np.ndarray, layout: str, rois: np.ndarray | None, dtype, step: int = 1) -> np.ndarray:
+    """Every ROI of a ``tyx`` or ``tbyx`` chunk, image-major ``(n_beads * n_frames, w, w)``,
+    bead by bead, on every ``step``-th row and column (each ROI row one contiguous copy)."""
+    if layout == "tbyx":
+        nt, nb, r, _ = block.shape
+        w = -(-r // step)
+        out = np.empty((nb, nt, w, w), dtype=dtype)
+        out[...] = block[:, :, ::step, ::step].transpose(1, 0, 2, 3)
+        return out.reshape(nb * nt, w, w)
+    nt = block.shape[0]
+    w = -(-int(rois[0, 1] - rois[0, 0]) // step)
+    out = np.empty((len(rois) * nt, w, w), dtype=dtype)
+    for b, (top, bottom, left, right) in enumerate(rois):
+        out[b * nt : (b + 1) * nt] = block[:, top:bottom:step, left:right:step]
+    return out
+
+
 def _crop(block: np.ndarray, layout: str, rois: np.ndarray | None, dtype) -> np.ndarray:
     """Crop one chunk to a float stack ``(roi, roi, n_beads * n_frames)``, bead-major.
 
-    ``tyx`` and ``tbyx`` chunks are cropped into a frame-major buffer ``(n_beads
-    * n_frames, roi, roi)`` (every ROI row one contiguous copy) and returned as
-    its ``(roi, roi, n)`` view: the core accepts any memory order and runs
-    faster on frame-major images. Per 1000-frame task (4 beads x 64 px, uint16):
-    crop 51 -> 22 ms, core -6 %, same results to the bit.
+    ``tyx`` and ``tbyx`` chunks are cropped into a frame-major buffer (see
+    :func:`_roi_major`) and returned as its ``(roi, roi, n)`` view: the core
+    accepts any memory order and runs faster on frame-major images. Per
+    1000-frame task (4 beads x 64 px, uint16): crop 51 -> 22 ms, core -6 %,
+    same results to the bit.
     """
     if layout == "yxt":
         return block.astype(dtype, copy=True)
-    if layout == "tbyx":
-        nt, nb, r, _ = block.shape
-        out = np.empty((nb, nt, r, r), dtype=dtype)
-        out[...] = block.transpose(1, 0, 2, 3)
-        return np.moveaxis(out.reshape(nb * nt, r, r), 0, 2)
-    nt = block.shape[0]
-    r = int(rois[0, 1] - rois[0, 0])
-    out = np.empty((len(rois) * nt, r, r), dtype=dtype)
-    for b, (top, bottom, left, right) in enumerate(rois):
-        out[b * nt : (b + 1) * nt] = block[:, top:bottom, left:right]
-    return np.moveaxis(out, 0, 2)
+    return np.moveaxis(_roi_major(block, layout, rois, dtype), 0, 2)
 
 
 def _saturated(block: np.ndarray, layout: str, rois: np.ndarray | None) -> np.ndarray:
@@ -191,16 +198,7 @@ def _screen_sample(block: np.ndarray, layout: str, rois: np.ndarray | None):
     None for float chunks and the ``yxt`` layout."""
     if layout == "yxt" or not np.issubdtype(block.dtype, np.integer):
         return None
-    k = _SCREEN_STEP
-    if layout == "tbyx":
-        nt, nb, r, _ = block.shape
-        return np.ascontiguousarray(block[:, :, ::k, ::k].transpose(1, 0, 2, 3)).reshape(nb * nt, -(-r // k), -1)
-    nt = block.shape[0]
-    r = int(rois[0, 1] - rois[0, 0])
-    out = np.empty((len(rois) * nt, -(-r // k), -(-r // k)), dtype=block.dtype)
-    for b, (top, bottom, left, right) in enumerate(rois):
-        out[b * nt : (b + 1) * nt] = block[:, top:bottom:k, left:right:k]
-    return out
+    return _roi_major(block, layout, rois, block.dtype, _SCREEN_STEP)
 
 
 def _ring_scores(xp, sample, x, y, full: int, step: int):

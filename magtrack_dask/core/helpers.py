@@ -370,11 +370,18 @@ def parabolic_vertex(data, vertex_est, n_local: int, weighted=True):
         window = data.reshape(-1)[index[:, None] + np.arange(-half, half + 1)]
     else:
         window = xp.take_along_axis(data, index[:, None] + xp.arange(-half, half + 1), axis=1)
+    return _window_vertex(xp, window, centre, n_local, weighted, lo, hi)
+
+
+def _window_vertex(xp, window, centre, n_local: int, weighted: bool, lo: int, hi: int):
+    """Vertex of the least-squares parabola through each row of ``window``
+    ``(n, n_local)``, the values about index ``centre`` ``(n,)``; NaN where the
+    centre is at or beyond ``lo`` or ``hi`` (the window touches an end)."""
     # Slope and curvature sums in one product: b / (2 a) is 0.5 (b / a) exactly.
     sums = window @ xp.asarray(_parabola_kernel_matrix(n_local, bool(weighted)))
     with quiet(xp):
         vertex = xp.divide(sums[:, 0], sums[:, 1])
     vertex *= -0.5
     vertex += centre
-    vertex[(centre == lo) | (centre == hi)] = np.nan
+    vertex[(centre <= lo) | (centre >= hi)] = np.nan
     return vertex

@@ -95,7 +95,6 @@ def min_image_pixels(**stage_options) -> int:
 
 def _run(stack, zlut, *, com=None, conv=None, n_refine=5, refine=None, use_fft=False, fft=None, radial=None, lut=None):
     xp = array_module(stack)
-    # the sub-pixel refinement fits n_local points of lines as long as the image
     stack = as_float_stack(stack, min_pixels=_min_pixels(n_refine, refine))
     if zlut is not None:
         zlut = xp.asarray(zlut)

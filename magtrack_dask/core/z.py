@@ -9,7 +9,7 @@ import numpy as np
 
 from magtrack_dask._backend import array_module
 from magtrack_dask.core._checks import check_odd_int, quiet
-from magtrack_dask.core.helpers import _parabola_kernel_matrix, parabolic_vertex, pearson
+from magtrack_dask.core.helpers import parabolic_vertex, pearson, _window_vertex
 
 __all__ = ["lookup_z", "check_zlut"]
 
@@ -177,11 +177,7 @@ def _lookup_z_blocks(profiles, zlut, n_local):
             best[start:stop] = top
             top += row_starts[: stop - start]
             np.take(flat, top[:, None] + offsets, out=window[start:stop], mode="wrap")
-        sums = window @ _parabola_kernel_matrix(n_local, True)  # as parabolic_vertex
-        index = np.divide(sums[:, 0], sums[:, 1])
-    index *= -0.5
-    index += best
-    index[(best <= lo) | (best >= hi)] = np.nan
+        index = _window_vertex(np, window, best, n_local, True, lo, hi)  # as parabolic_vertex
     z = _interp_unit_grid(index, zlut[0].astype(np.float64))
     if not bool(np.isfinite(window).all()):
         redo = np.flatnonzero(~np.isfinite(window).all(axis=1))
