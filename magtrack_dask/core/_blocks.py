@@ -18,6 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 _CPU_BLOCK_BYTES = 2**21  # keeps a few (n, n, block) temporaries in L2/L3
+# OpenBLAS runs a matrix product of up to about this many multiply-adds in the
+# calling thread. Larger ones wake its own threads, which keep spinning for a
+# while after the call and take the CPUs from the core's threads (measured on
+# 2 CPUs: the next center_of_mass 1.7x slower, stack_to_xyzp 1.25x). The
+# bound measured on OpenBLAS 0.3.31 lies between 6.4e5 and 1.3e6.
+_SERIAL_GEMM_MACS = 2**19
 
 _ENV = "MAGTRACK_DASK_THREADS"
 _threads: contextvars.ContextVar[int | None] = contextvars.ContextVar("magtrack_dask_core_threads", default=None)
@@ -33,6 +39,14 @@ def blocks(xp, length: int, item_bytes: int) -> list[slice]:
     """
     size = length if xp is not np else max(1, _CPU_BLOCK_BYTES // max(item_bytes, 1))
     return [slice(i, min(i + size, length)) for i in range(0, length, size)]
+
+
+def gemm_blocks(xp, n_rows: int, n_inner: int, n_cols: int) -> list[slice]:
+    """Row blocks of an ``(n_rows, n_inner) @ (n_inner, n_cols)`` product, each
+    small enough for the BLAS to compute in the calling thread. One block
+    on CuPy."""
+    size = n_rows if xp is not np else max(1, _SERIAL_GEMM_MACS // max(n_inner * n_cols, 1))
+    return [slice(i, min(i + size, n_rows)) for i in range(0, n_rows, size)]
 
 
 def _default_threads() -> int:
@@ -133,7 +147,9 @@ def for_each_block(xp, parts: list[slice], work: Callable[[slice, object], None]
         run(parts)
         return
     pool = _executor(n - 1)
-    futures = [pool.submit(run, parts[i::n]) for i in range(1, n)]
+    # Each thread runs in a copy of the caller's context: NumPy's errstate
+    # (e.g. quiet()) applies to the blocks the pool threads take too.
+    futures = [pool.submit(contextvars.copy_context().run, run, parts[i::n]) for i in range(1, n)]
     try:
         run(parts[0::n])
     finally:  # never return while another thread still writes to the outputs

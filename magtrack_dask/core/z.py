@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 
 from magtrack_dask._backend import array_module
+from magtrack_dask.core._blocks import gemm_blocks
 from magtrack_dask.core._checks import check_odd_int, quiet
 from magtrack_dask.core.helpers import parabolic_vertex, pearson, _window_vertex
 
@@ -120,9 +121,6 @@ def _lookup_z_direct(xp, profiles, zlut, n_local):
     return xp.interp(index, xp.arange(n_ref, dtype=np.float64), ref_z, left=np.nan, right=np.nan)
 
 
-_SCORE_BLOCK_BYTES = 4 << 20  # bounds the scratch; blocks in L2 measured no faster with threaded BLAS
-
-
 def _lookup_z_blocks(profiles, zlut, n_local):
     """:func:`lookup_z` on NumPy without the ``(n_images, n_ref)`` correlation
     matrix; None where the direct computation is needed (a constant
@@ -135,10 +133,10 @@ def _lookup_z_blocks(profiles, zlut, n_local):
       centred profile ``i`` (its mean drops out: ``u_j`` sums to zero).
       Per image a positive factor, which moves neither the best match nor
       the parabola's vertex (both sums of the fit scale alike).
-    * Row blocks (a bounded scratch, reused): each block of scores goes from
-      the GEMM to ``argmax`` and to the ``n_local`` values around its
-      maximum; no ``(n_images, n_ref)`` result is allocated, kept or checked
-      for NaN.
+    * Row blocks small enough for a one-thread GEMM (:func:`gemm_blocks`),
+      in a reused scratch: a block of scores goes from the GEMM to ``argmax`` and to the
+      ``n_local`` values around its maximum; no ``(n_images, n_ref)`` result
+      is allocated, kept or checked for NaN.
     * The z grid ``zlut[0]`` is indexed ``0 .. n_ref - 1``: ``np.interp``'s
       formula without its binary search.
 
@@ -159,7 +157,8 @@ def _lookup_z_blocks(profiles, zlut, n_local):
     n_images = rows.shape[0]
     half = n_local // 2
     lo, hi = half, n_ref - half - 1
-    block = max(1, min(n_images, _SCORE_BLOCK_BYTES // (8 * n_ref)))
+    parts = gemm_blocks(np, n_images, rows.shape[1], n_ref)
+    block = parts[0].stop - parts[0].start
     # One spare row: the windows of edge maxima (NaN below) may run past the block.
     buf = np.empty((block + 1, n_ref))
     buf[block] = 0.0
@@ -169,14 +168,14 @@ def _lookup_z_blocks(profiles, zlut, n_local):
     offsets = np.arange(-half, half + 1)
     row_starts = np.arange(0, block * n_ref, n_ref)
     with quiet(np):  # inf bins: inf - inf in the products, redone below
-        for start in range(0, n_images, block):
-            stop = min(start + block, n_images)
-            scores = buf[: stop - start]
-            np.matmul(rows[start:stop], units, out=scores)
+        # In the calling thread: the blocks are too small to gain from more.
+        for part in parts:
+            scores = buf[: part.stop - part.start]
+            np.matmul(rows[part], units, out=scores)
             top = scores.argmax(axis=1)
-            best[start:stop] = top
-            top += row_starts[: stop - start]
-            np.take(flat, top[:, None] + offsets, out=window[start:stop], mode="wrap")
+            best[part] = top
+            top += row_starts[: part.stop - part.start]
+            np.take(flat, top[:, None] + offsets, out=window[part], mode="wrap")
         index = _window_vertex(np, window, best, n_local, True, lo, hi)  # as parabolic_vertex
     z = _interp_unit_grid(index, zlut[0].astype(np.float64))
     if not bool(np.isfinite(window).all()):

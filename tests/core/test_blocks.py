@@ -3,6 +3,7 @@
 import os
 import threading
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -89,6 +90,32 @@ def test_an_error_in_a_block_is_raised_once_every_thread_has_stopped():
     time.sleep(0.05)
     assert sorted(done) == finished  # nothing still running after the raise
     assert {0, 2, 4, 6} <= set(finished) and 5 not in finished  # the other share ran; this one stopped
+
+
+def test_pool_threads_run_in_the_callers_numpy_errstate():
+    """A block on a pool thread warns, or keeps quiet, exactly as the caller asked."""
+    seen = {}
+
+    def work(part, _):
+        seen[part.start] = (np.geterr()["invalid"], threading.current_thread().name)
+        np.log(np.array([-1.0]))  # invalid: warns unless the caller silenced it
+
+    parts = [slice(i, i + 1) for i in range(4)]
+    with core_threads(2), np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for_each_block(np, parts, work)
+    assert {mode for mode, _ in seen.values()} == {"ignore"}
+    assert len({name for _, name in seen.values()}) == 2  # the pool thread took some blocks
+    with core_threads(2), np.errstate(invalid="raise"), pytest.raises(FloatingPointError):
+        for_each_block(np, parts, work)
+
+
+def test_gemm_blocks_keep_each_product_small():
+    parts = _blocks.gemm_blocks(np, 2000, 32, 201)
+    assert parts[0].start == 0 and parts[-1].stop == 2000
+    assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    assert max((p.stop - p.start) * 32 * 201 for p in parts) <= _blocks._SERIAL_GEMM_MACS
+    assert _blocks.gemm_blocks(np, 5, 10**6, 10**6) == [slice(i, i + 1) for i in range(5)]  # never empty
 
 
 def test_the_setting_belongs_to_the_calling_thread():

@@ -235,15 +235,16 @@ def lut_and_profiles():
 
 @pytest.mark.parametrize("n_local", [3, 5, 7, 9])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("block_rows", [300, 10_000])
+@pytest.mark.parametrize("block_rows", [1, 300, 10_000])
 def test_lookup_z_blocks_equal_the_direct_computation(lut_and_profiles, n_local, dtype, block_rows, monkeypatch):
-    """Unnormalised scores in row blocks (3, the last partial, or 1), the
-    window fit and the index interpolation give the full-matrix computation's
-    z (NaN at the ends)."""
+    """Unnormalised scores in row blocks (one row each, 3 with the last
+    partial, or 1 block), the window fit and the index
+    interpolation give the full-matrix computation's z (NaN at the ends)."""
+    from magtrack_dask.core import _blocks
     from magtrack_dask.core import z as zmod
 
     zlut, profiles = lut_and_profiles
-    monkeypatch.setattr(zmod, "_SCORE_BLOCK_BYTES", block_rows * zlut.shape[1] * 8)
+    monkeypatch.setattr(_blocks, "_SERIAL_GEMM_MACS", block_rows * (zlut.shape[0] - 2) * zlut.shape[1])
     zlut, profiles = zlut.astype(dtype), profiles.astype(dtype)
     z0, p0 = zlut.copy(), profiles.copy()
     fast = zmod._lookup_z_blocks(profiles, zlut, n_local)
