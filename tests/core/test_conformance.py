@@ -14,9 +14,14 @@ the deliberate differences of design.md section 2, which are encoded here exactl
 * ``lookup_z`` / ``stack_to_xyzp`` raise ValueError on a bin-count mismatch
   (the reference's ``stack_to_xyzp`` warns and returns NaN).
 
-float32 stacks: our positions are computed in float64, so they are compared with
-the reference run on ``stack.astype(float64)`` (the same pixel values) at the same
-1e-6 px tolerance. float32 profiles are documented per test below.
+float32 stacks: our positions are compared with the reference run on
+``stack.astype(float64)`` (the same pixel values, no float32 rounding on its
+side) at the same 1e-6 px tolerance, except the sub-pixel auto-convolutions:
+they convolve float32 lines in float32, as the reference does, and so carry
+float32 rounding of up to ~1.2e-6 px with 3-point fits (~5e-7 with the default
+5), as much as the reference's own float32 results differ from its float64 ones
+(measured on these stacks: 1.15e-6 vs 1.18e-6): ``F32_POS_ATOL``.
+float32 profiles are documented per test below.
 """
 
 import functools
@@ -30,6 +35,7 @@ from magtrack_dask.simulate import make_zlut, render_beads
 
 N_IMAGES = 60
 POS_ATOL = 1e-6  # px
+F32_POS_ATOL = 2e-6  # px, sub-pixel auto-convolution of float32 stacks (see above)
 RTOL = 1e-6
 
 # (n_pixels, dtype): 64 and 65 px frames, float64 and float32 stacks
@@ -107,6 +113,10 @@ def case64(request):
     return Case(64, request.param)
 
 
+def _sub_pixel_atol(case):
+    return POS_ATOL if case.dtype == np.float64 else F32_POS_ATOL
+
+
 def assert_positions(ours, theirs, atol=POS_ATOL):
     ours = np.asarray(ours)
     assert ours.dtype == np.float64
@@ -170,8 +180,8 @@ def test_auto_conv_return_conv(ref, case):
 def test_auto_conv_sub_pixel(ref, case, n_local):
     x, y = md.auto_conv_sub_pixel(case.ours(), case.x0, case.y0, n_local=n_local)
     xr, yr = ref_call(ref.auto_conv_sub_pixel, case.theirs(), case.x0, case.y0, n_local=n_local)
-    assert_positions(x, xr)
-    assert_positions(y, yr)
+    assert_positions(x, xr, _sub_pixel_atol(case))
+    assert_positions(y, yr, _sub_pixel_atol(case))
 
 
 @pytest.mark.parametrize("line_ratio", [0.05, 0.1, 0.2])
@@ -208,15 +218,15 @@ def test_auto_conv_multiline_sub_pixel(ref, case, line_ratio, n_local):
     xr, yr = ref_call(
         ref.auto_conv_multiline_sub_pixel, case.theirs(), case.x0, case.y0, line_ratio=line_ratio, n_local=n_local
     )
-    assert_positions(x, xr)
-    assert_positions(y, yr)
+    assert_positions(x, xr, _sub_pixel_atol(case))
+    assert_positions(y, yr, _sub_pixel_atol(case))
 
 
 def test_auto_conv_multiline_sub_pixel_default(ref, case):
     x, y = md.auto_conv_multiline_sub_pixel(case.ours(), case.x0, case.y0)
     xr, yr = ref_call(ref.auto_conv_multiline_sub_pixel, case.theirs(), case.x0, case.y0)
-    assert_positions(x, xr)
-    assert_positions(y, yr)
+    assert_positions(x, xr, _sub_pixel_atol(case))
+    assert_positions(y, yr, _sub_pixel_atol(case))
 
 
 # ------------------------------------------------------------------ QI
@@ -594,8 +604,8 @@ def test_stack_to_xyzp_advanced(ref, case, name):
 @pytest.mark.parametrize("fft_options", [None, {"oversample": 2, "rmax": 0.4}], ids=["default", "options"])
 def test_stack_to_xyzp_advanced_fft_profile(ref, case64, fft_options):
     """"use fft_profile": x, y as the reference; the profiles are the
-    reference's fft_profile_with_center with swapped centres (deliberate
-    difference), on the caller's values, which stay unchanged."""
+    reference's fft_profile_with_center about our centres, swapped
+    (deliberate difference), on the caller's values, which stay unchanged."""
     options = {"use fft_profile": True}
     if fft_options:
         options["fft_profile"] = fft_options
@@ -606,6 +616,6 @@ def test_stack_to_xyzp_advanced_fft_profile(ref, case64, fft_options):
     assert_positions(x, xr)
     assert_positions(y, yr)
     assert np.isnan(z).all()
-    expected = ref_call(ref.fft_profile_with_center, case64.ours(), yr, xr, **(fft_options or {}))
+    expected = ref_call(ref.fft_profile_with_center, case64.ours(), y, x, **(fft_options or {}))
     assert p.dtype == case64.dtype
     assert_rel(p, expected)

@@ -74,6 +74,31 @@ def test_line_slab_equals_the_gathered_lines(beads, half_lines, axis):
     np.testing.assert_allclose(out, gathered, rtol=1e-13)
 
 
+@pytest.mark.parametrize("half_lines", [0, 3])
+@pytest.mark.parametrize("axis", [0, 1])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_gathered_lines_equal_a_loop_over_images(beads, half_lines, axis, dtype):
+    """The gather (all images, or some named by ``frames``) against a plain
+    loop: the mean of the image's lines that lie inside the frame."""
+    stack, x, _ = beads
+    stack = stack.astype(dtype)
+    width = stack.shape[0]
+    idx = np.rint(x).astype(np.int64)
+    idx[::7] = 1  # lines off the left edge
+    idx[3::7] = width - 2  # and off the right one
+    expected = np.empty((stack.shape[2], width))
+    for i, c in enumerate(idx):
+        lines = [k for k in range(c - half_lines, c + half_lines + 1) if 0 <= k < width]
+        image = stack[:, :, i].astype(np.float64)
+        expected[i] = image[:, lines].mean(axis=1) if axis == 1 else image[lines, :].mean(axis=0)
+    got = xy._gathered_line_means(np, stack, idx, half_lines, axis)
+    assert got.dtype == np.float64 and got.shape == expected.shape
+    np.testing.assert_allclose(got, expected, rtol=1e-13)
+    some = np.array([5, 0, 17])
+    np.testing.assert_allclose(xy._gathered_line_means(np, stack, idx[some], half_lines, axis, some),
+                               expected[some], rtol=1e-13)
+
+
 def test_nan_in_the_band_but_off_an_images_lines(beads):
     """The slab multiplies unused lines by 0: a NaN there must not reach an
     image that does not use it (its lines are gathered instead)."""
