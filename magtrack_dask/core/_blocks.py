@@ -33,12 +33,27 @@ _pool_lock = threading.Lock()
 
 
 def blocks(xp, length: int, item_bytes: int) -> list[slice]:
-    """Slices covering ``range(length)``, each about ``_CPU_BLOCK_BYTES`` of items.
+    """Slices covering ``range(length)``, each at most about ``_CPU_BLOCK_BYTES`` of items.
 
-    On CuPy one block holds everything: the GPU wants large launches.
+    When there is more than one block, their number is a multiple of
+    :func:`get_core_threads` and their sizes as equal as can be: every thread
+    gets the same share of the work (3 blocks on 2 threads would leave one
+    thread idle for a third of the time). On CuPy one block holds everything:
+    the GPU wants large launches.
     """
-    size = length if xp is not np else max(1, _CPU_BLOCK_BYTES // max(item_bytes, 1))
-    return [slice(i, min(i + size, length)) for i in range(0, length, size)]
+    if length == 0:
+        return []
+    if xp is not np:
+        return [slice(0, length)]
+    size = max(1, _CPU_BLOCK_BYTES // max(item_bytes, 1))
+    n_blocks = -(-length // size)
+    if n_blocks > 1:
+        threads = get_core_threads()
+        n_blocks = min(length, -(-n_blocks // threads) * threads)
+    # The larger blocks first: callers size their scratch buffers by parts[0].
+    size, extra = divmod(length, n_blocks)
+    bounds = [i * size + min(i, extra) for i in range(n_blocks + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
 
 
 def gemm_blocks(xp, n_rows: int, n_inner: int, n_cols: int) -> list[slice]:

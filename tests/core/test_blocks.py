@@ -161,10 +161,22 @@ def test_flat_exports():
     assert md.core_threads is core_threads and md.get_core_threads is get_core_threads
 
 
-def test_blocks_cover_the_axis_once():
-    parts = blocks(np, 1000, 64 * 64 * 8)
-    assert parts[0].start == 0 and parts[-1].stop == 1000
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("length", [1, 7, 64, 1000, 2001])
+def test_blocks_cover_the_axis_once_in_even_shares(threads, length):
+    item = 64 * 64 * 8  # 64 items fill a block
+    with core_threads(threads):
+        parts = blocks(np, length, item)
+    assert parts[0].start == 0 and parts[-1].stop == length
     assert all(a.stop == b.start for a, b in zip(parts, parts[1:]))
+    sizes = [p.stop - p.start for p in parts]
+    assert max(sizes) <= _blocks._CPU_BLOCK_BYTES // item and max(sizes) - min(sizes) <= 1
+    assert sizes[0] == max(sizes)  # callers size their scratch by the first block
+    if length > 64:  # more than one block: every thread gets as many
+        assert len(parts) % threads == 0
+    else:
+        assert len(parts) == 1
+    assert blocks(np, 0, item) == []
 
 
 def _threaded_profile_in_child(queue):
