@@ -65,6 +65,23 @@ def test_max_chunks_then_resume_gives_identical_bytes(client, archives, zlut_pat
     assert (again.n_computed, again.n_skipped) == (0, full.n_chunks)
 
 
+def test_writes_a_stopped_worker_left_unfinished_are_removed(client, archives, tmp_path):
+    """A worker killed while writing a chunk leaves zarr's temporary file; the
+    next run (here a resume with nothing left to do) removes it, and nothing else
+    (tests/reliability/test_faults.py kills a worker for real)."""
+    out = tmp_path / "r.zarr"
+    run_job(archives["yxt"], out, client=client)
+    chunks = lambda: {k: v for k, v in store_bytes(out).items() if f"{os.sep}c{os.sep}" in k}  # noqa: E731
+    before = chunks()
+    stale = out / "x" / "c" / "0" / "1.0123456789abcdef0123456789abcdef.partial"
+    stale.write_bytes(b"half a chunk")
+    keep = out / "x" / "notes.partial"  # not a zarr temporary: left alone
+    keep.write_bytes(b"")
+    again = run_job(archives["yxt"], out, client=client, resume=True)
+    assert again.n_computed == 0 and not stale.exists() and keep.exists()
+    assert chunks() == before and len(before) > 3
+
+
 def test_progress_callback_counts_chunks(client, archives, tmp_path):
     calls = []
     run_job(archives["yxt"], tmp_path / "r.zarr", client=client, batch_chunks=1,
