@@ -42,7 +42,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import warnings
@@ -50,6 +49,8 @@ from typing import Any, Callable
 
 import numpy as np
 import zarr
+
+from magtrack_dask.storage import remove_unfinished_writes
 
 __all__ = ["Job", "JobError", "JobFailed", "JobReport", "prepare_job", "run_job", "job_status", "summarize_results",
            "format_bead_summary", "JOB_GROUP", "STUCK_STD_PX"]
@@ -156,26 +157,6 @@ def _remove_store(path: str) -> None:
         shutil.rmtree(path)
     elif os.path.exists(path):
         raise JobError(f"refusing to overwrite {path}: it is a file, not a Zarr store")
-
-
-# zarr's LocalStore writes a chunk to "<key>.<uuid4 hex>.partial" and then renames it.
-_UNFINISHED_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
-
-
-def _remove_unfinished_writes(path: str) -> int:
-    """Delete the temporary files of chunk writes that never finished.
-
-    A worker killed while writing a chunk leaves its temporary file behind
-    (the chunk itself is written again when the task is retried). Called
-    only when none of this job's tasks is running. Returns how many.
-    """
-    n = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            if _UNFINISHED_WRITE.search(name):
-                os.unlink(os.path.join(folder, name))
-                n += 1
-    return n
 
 
 def job_status(out) -> dict[str, Any] | None:
@@ -479,7 +460,7 @@ class Job:
         unreadable = self._recorded_unreadable() - set(todo)
         n_computed = self._compute(todo, client, progress, batch_chunks, n_skipped, unreadable) if todo else 0
         # Every task of this run has returned: what a killed worker left half-written goes.
-        stale = _remove_unfinished_writes(self.out)
+        stale = remove_unfinished_writes(self.out)
         if stale:
             log.info("job %s: removed %d unfinished chunk write(s) of stopped workers", self.out, stale)
         complete = bool(self.done.all())

@@ -73,6 +73,7 @@ __all__ = [
     "check_rois",
     "check_zarr_path",
     "read_frames",
+    "remove_unfinished_writes",
     "roi_grid",
 ]
 
@@ -597,6 +598,26 @@ def _check_chunk_size(arr, store, coords, key) -> None:
 
 
 _RESHAPE = re.compile(r"cannot reshape array of size (\d+) into shape")
+
+
+# zarr's LocalStore writes a chunk to "<key>.<uuid4 hex>.partial" and then renames it.
+_UNFINISHED_WRITE = re.compile(r"\.[0-9a-f]{32}\.partial$")
+
+
+def remove_unfinished_writes(path: str) -> int:
+    """Delete the temporary files of chunk writes that never finished.
+
+    A worker killed while writing a chunk leaves its temporary file behind
+    (the chunk itself is written again when the task is retried). Call it
+    only when no task writes to ``path``. Returns how many were removed.
+    """
+    n = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            if _UNFINISHED_WRITE.search(name):
+                os.unlink(os.path.join(folder, name))
+                n += 1
+    return n
 
 
 def read_frames(arr, start: int, stop: int, axis: int) -> np.ndarray:

@@ -36,6 +36,7 @@ from magtrack_dask.storage import (
     frame_axis,
     open_archive,
     read_frames,
+    remove_unfinished_writes,
 )
 
 __all__ = ["track", "write_results", "start_cluster", "require_gpu", "FLAG_BITS"]
@@ -853,6 +854,7 @@ def write_results(ds: xr.Dataset, path, *, overwrite: bool = False) -> str:
         raise ValueError(f"path: refusing to overwrite {path}: it is "
                          f"{'a folder' if os.path.isdir(path) else 'a file'}, not a Zarr store")
     ds.to_zarr(path, mode="w", consolidated=False, zarr_format=3)
+    remove_unfinished_writes(path)  # of a worker killed mid-write (its task was retried)
     with warnings.catch_warnings():  # "not part of the v3 spec": xarray reads it, others ignore it
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(path)

@@ -169,3 +169,17 @@ def test_default_chunks_carry_a_checksum(tmp_path):
     with pytest.raises(ValueError, match="checksum"):
         frames[16:]
 
+
+
+def test_remove_unfinished_writes_takes_only_zarrs_temporaries(tmp_path):
+    from magtrack_dask.storage import remove_unfinished_writes
+
+    (tmp_path / "x" / "c" / "0").mkdir(parents=True)
+    stale = [tmp_path / "x" / "c" / "0" / "3.0123456789abcdef0123456789abcdef.partial",
+             tmp_path / "zarr.fedcba9876543210fedcba9876543210.partial"]
+    kept = [tmp_path / "x" / "c" / "0" / "3", tmp_path / "x" / "my.partial",
+            tmp_path / "x" / "4.0123456789ABCDEF0123456789ABCDEF.partial"]  # zarr writes lower-case hex
+    for f in stale + kept:
+        f.write_bytes(b"1")
+    assert remove_unfinished_writes(str(tmp_path)) == 2
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in kept)
