@@ -155,8 +155,11 @@ def for_each_block(xp, parts: list[slice], work: Callable[[slice, object], None]
 
     def run(share):
         buffers = scratch() if scratch is not None else None
-        for part in share:
-            work(part, buffers)
+        # Kernels that ``work`` calls run serially: a share waiting on a
+        # nested share that no free pool thread can take would never finish.
+        with core_threads(1):
+            for part in share:
+                work(part, buffers)
 
     if n <= 1:
         run(parts)

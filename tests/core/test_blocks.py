@@ -111,6 +111,25 @@ def test_pool_threads_run_in_the_callers_numpy_errstate():
         for_each_block(np, parts, work)
 
 
+@pytest.mark.timeout(30)
+def test_kernels_called_inside_a_block_run_serially():
+    """A share that calls a threaded kernel runs it on its own thread: with
+    one pool thread busy in the outer call, a nested share could never start."""
+    inner_threads = []
+
+    def inner(part, _):
+        pass
+
+    def outer(part, _):
+        inner_threads.append(get_core_threads())
+        for_each_block(np, [slice(i, i + 1) for i in range(4)], inner)
+
+    with core_threads(2):
+        for_each_block(np, [slice(i, i + 1) for i in range(4)], outer)
+        assert get_core_threads() == 2
+    assert inner_threads == [1, 1, 1, 1]
+
+
 def test_gemm_blocks_keep_each_product_small():
     parts = _blocks.gemm_blocks(np, 2000, 32, 201)
     assert parts[0].start == 0 and parts[-1].stop == 2000
