@@ -280,6 +280,12 @@ def test_lookup_z_blocks_equal_the_direct_computation(lut_and_profiles, n_local,
     assert np.array_equal(zlut, z0, equal_nan=True) and np.array_equal(profiles, p0, equal_nan=True)
 
 
+def test_lookup_z_of_no_images(lut_and_profiles):
+    zlut, profiles = lut_and_profiles
+    z = md.lookup_z(profiles[:, :0], zlut)
+    assert z.shape == (0,) and z.dtype == np.float64
+
+
 def test_lookup_z_blocks_redo_non_finite_profiles(lut_and_profiles):
     """Profiles with NaN bins (a lost bead, a partly masked one) or an inf bin
     are recomputed the direct way: NaN bins ignored, inf giving NaN."""
