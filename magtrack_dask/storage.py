@@ -256,10 +256,16 @@ def check_zarr_path(path, name: str = "source", kind: str = "group") -> str:
     return path
 
 
+def _is_scalar(source) -> bool:
+    """None or a plain number/bytes: never an archive or an image array (zarr
+    would misread some of them as a store)."""
+    return source is None or isinstance(source, (bool, int, float, complex, bytes))
+
+
 def _as_group(source, mode: str = "r") -> zarr.Group:
     if isinstance(source, zarr.Group):
         return source
-    if source is None or isinstance(source, (bool, int, float, complex, bytes)):
+    if _is_scalar(source):
         raise TypeError(f"source must be an archive path, a zarr.Group or a Zarr store; got {type(source).__name__}")
     if isinstance(source, os.PathLike):
         source = os.fspath(source)

@@ -30,6 +30,7 @@ from magtrack_dask.storage import (
     TARGET_ROIS_PER_CHUNK,
     _check_count,
     _check_positive,
+    _is_scalar,
     check_layout,
     check_rois,
     check_zarr_path,
@@ -501,7 +502,7 @@ def _load_zlut(zlut):
 
 def _open_source(source, layout, rois, frames_per_task):
     """Return (dask array, layout, rois, Archive or None, zarr.Array or None)."""
-    if source is None or isinstance(source, (bool, int, float, complex, bytes)):
+    if _is_scalar(source):
         raise TypeError(f"source must be an archive (a path, zarr.Group or Zarr store) or an image array; "
                         f"got {type(source).__name__}")
     if isinstance(source, (str, os.PathLike, zarr.Group)) or (

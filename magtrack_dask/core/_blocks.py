@@ -50,7 +50,12 @@ def blocks(xp, length: int, item_bytes: int) -> list[slice]:
     if n_blocks > 1:
         threads = get_core_threads()
         n_blocks = min(length, -(-n_blocks // threads) * threads)
-    # The larger blocks first: callers size their scratch buffers by parts[0].
+    return _even_slices(length, n_blocks)
+
+
+def _even_slices(length: int, n_blocks: int) -> list[slice]:
+    """``n_blocks`` slices covering ``range(length)``, sizes equal to one item,
+    the larger first: callers size their scratch buffers by the first."""
     size, extra = divmod(length, n_blocks)
     bounds = [i * size + min(i, extra) for i in range(n_blocks + 1)]
     return [slice(a, b) for a, b in zip(bounds, bounds[1:])]
@@ -60,8 +65,10 @@ def gemm_blocks(xp, n_rows: int, n_inner: int, n_cols: int) -> list[slice]:
     """Row blocks of an ``(n_rows, n_inner) @ (n_inner, n_cols)`` product, each
     small enough for the BLAS to compute in the calling thread. One block
     on CuPy."""
+    if n_rows == 0:
+        return []
     size = n_rows if xp is not np else max(1, _SERIAL_GEMM_MACS // max(n_inner * n_cols, 1))
-    return [slice(i, min(i + size, n_rows)) for i in range(0, n_rows, size)]
+    return _even_slices(n_rows, -(-n_rows // size))
 
 
 def _default_threads() -> int:

@@ -178,8 +178,8 @@ def _lookup_z_blocks(profiles, zlut, n_local):
             np.take(flat, top[:, None] + offsets, out=window[part], mode="wrap")
         index = _window_vertex(np, window, best, n_local, True, lo, hi)  # as parabolic_vertex
     z = _interp_unit_grid(index, zlut[0].astype(np.float64))
-    if not bool(np.isfinite(window).all()):
-        redo = np.flatnonzero(~np.isfinite(window).all(axis=1))
+    redo = np.flatnonzero(~np.isfinite(window).all(axis=1))
+    if redo.size:
         z[redo] = _lookup_z_direct(np, profiles[:, redo], zlut, n_local)
     return z
 
