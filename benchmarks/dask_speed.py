@@ -3,14 +3,17 @@
 One run: simulate a ``tyx`` archive (uint16, several beads per frame), time the
 single-process core on the same frames in memory (crop + float conversion +
 core, what a user of the core does with frames in memory; the core alone is
-reported too), then time ``track`` + ``write_results`` on a
-``distributed.LocalCluster`` of worker processes (one thread each), which
-includes reading, decompressing, cropping, converting and writing. The target
+reported too), then time ``track`` + ``write_results`` on the
+``distributed.LocalCluster`` that :func:`magtrack_dask.start_cluster` starts
+(worker processes, one thread each, batch housekeeping settings; Dask's own
+with ``--dask-defaults``), which includes reading, decompressing, cropping,
+converting and writing. The target
 is >= 80 % of N_workers x the in-memory rate. Peak worker memory is the
 workers' maximum resident set size.
 
     python benchmarks/dask_speed.py                # 24000 frames, 4 beads, 64 px
     python benchmarks/dask_speed.py --frames 4000 --chunk-frames 500   # quick
+    python benchmarks/dask_speed.py --dask-defaults   # the cluster with Dask's housekeeping
 
 BLAS/OpenMP threads are pinned to 1 (as Dask does in its workers), and the
 in-memory core runs on one thread (``core_threads(1)``, as inside every task),
@@ -34,6 +37,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # memory_bound, beside this script
 
 from magtrack_dask import core  # noqa: E402
+from magtrack_dask.cluster import start_cluster  # noqa: E402
 from magtrack_dask.storage import describe_archive, open_archive, write_simulated_archive  # noqa: E402
 from magtrack_dask.tracking import track, write_results  # noqa: E402
 
@@ -80,9 +84,9 @@ def main(argv=None):
     p.add_argument("--dir", default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--archive", default=None, help="reuse (or create and keep) this input archive")
     p.add_argument("--repeat", type=int, default=2, help="best of N alternating runs (shared machines are noisy)")
+    p.add_argument("--dask-defaults", action="store_true",
+                   help="start the cluster with Dask's housekeeping settings (start_cluster(batch_config=False))")
     args = p.parse_args(argv)
-
-    from distributed import Client, LocalCluster
 
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         src, out = args.archive or os.path.join(tmp, "frames.zarr"), os.path.join(tmp, "results.zarr")
@@ -94,8 +98,8 @@ def main(argv=None):
         info = describe_archive(src)
         args.frames, args.beads, args.chunk_frames = info["n_frames"], info["n_beads"], info["chunk_frames"]
         arch = open_archive(src)
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+        client = start_cluster(args.workers, batch_config=not args.dask_defaults, dashboard_address=":0")
+        with client.cluster, client:  # the client closes first
             # Warm-up: imports and first-call costs in every worker, not timed.
             client.compute(track(src).isel(frame=slice(0, 8 * args.workers))[["x"]]).result()
             mem_rate = core_rate = dask_rate = unchecked_rate = 0.0
@@ -125,7 +129,7 @@ def main(argv=None):
         ("tasks", f"{n_tasks} x {args.chunk_frames} frames ({args.chunk_frames * args.beads} ROIs per core call)"),
         ("in-memory, 1 process: crop + core", f"{mem_rate:8.0f} frames/s  ({mem_rate * args.beads:.0f} ROIs/s)"),
         ("in-memory, 1 process: core alone", f"{core_rate:8.0f} frames/s  ({core_rate * args.beads:.0f} ROIs/s)"),
-        (f"dask, {args.workers} workers, zarr->zarr", f"{dask_rate:8.0f} frames/s  "
+        (f"dask, {args.workers} workers, zarr->zarr{', Dask defaults' if args.dask_defaults else ''}", f"{dask_rate:8.0f} frames/s  "
          f"({dask_rate * frame_mb:.0f} MB/s of raw frames)"),
         ("  same, lost-bead check off", f"{unchecked_rate:8.0f} frames/s  (track(min_symmetry=0): "
                                         f"{unchecked_rate / (args.workers * mem_rate):.0%} of {args.workers} x in-memory)"),

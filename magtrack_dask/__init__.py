@@ -37,7 +37,7 @@ _LAZY = {
     "open_archive": "storage",
     "write_simulated_archive": "storage",
     "FLAG_BITS": "tracking",
-    "start_cluster": "tracking",
+    "start_cluster": "cluster",
     "require_gpu": "tracking",
     "track": "tracking",
     "write_results": "tracking",

@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client(args, *, gpu: bool = False):
-    from magtrack_dask.tracking import start_cluster
+    from magtrack_dask.cluster import start_cluster
 
     if args.scheduler:
         import dask

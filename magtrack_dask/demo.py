@@ -114,7 +114,7 @@ def run_demo(
     """
     from magtrack_dask import jobs
     from magtrack_dask.storage import write_simulated_archive
-    from magtrack_dask.tracking import start_cluster
+    from magtrack_dask.cluster import start_cluster
     from magtrack_dask.zlut import build_zlut, save_zlut, write_simulated_calibration
 
     stream = stream or sys.stdout

@@ -715,7 +715,7 @@ def run_job(
 
     Examples
     --------
-    >>> from magtrack_dask.tracking import start_cluster   # doctest: +SKIP
+    >>> from magtrack_dask.cluster import start_cluster   # doctest: +SKIP
     >>> client = start_cluster(2)                           # doctest: +SKIP
     >>> run_job("archive.zarr", "results.zarr", "zlut.zarr", client=client, progress=True)  # doctest: +SKIP
     """

@@ -40,7 +40,7 @@ from magtrack_dask.storage import (
     remove_unfinished_writes,
 )
 
-__all__ = ["track", "write_results", "start_cluster", "require_gpu", "FLAG_BITS"]
+__all__ = ["track", "write_results", "require_gpu", "FLAG_BITS"]
 
 log = logging.getLogger(__name__)
 
@@ -860,43 +860,3 @@ def write_results(ds: xr.Dataset, path, *, overwrite: bool = False) -> str:
         warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
         zarr.consolidate_metadata(path)
     return path
-
-
-def start_cluster(workers: int | None = None, *, gpu: bool = False, scheduler_address: str | None = None,
-                  threads_per_worker: int = 1, **cluster_kwargs):
-    """Start (or connect to) a Dask cluster and return a ``distributed.Client``.
-
-    Parameters
-    ----------
-    workers : int, optional
-        Worker processes (GPUs with ``gpu=True``); default one per core (GPU).
-    gpu : bool, optional
-        Start a ``dask_cuda.LocalCUDACluster`` (imported only then).
-    scheduler_address : str, optional
-        Connect to this running scheduler instead of starting a cluster.
-    threads_per_worker : int, optional
-        Default 1: the core is vectorised NumPy, processes scale better.
-    **cluster_kwargs
-        Passed to the cluster class (``memory_limit=``, ``dashboard_address=``...).
-
-    Returns
-    -------
-    distributed.Client
-        ``client.dashboard_link`` shows the dashboard.
-    """
-    from distributed import Client, LocalCluster
-
-    if scheduler_address:
-        return Client(scheduler_address)
-    if gpu:
-        from magtrack_dask._backend import check_cupy
-
-        if not check_cupy():
-            raise RuntimeError("gpu=True needs CuPy and a working CUDA GPU; none found")
-        from dask_cuda import LocalCUDACluster
-
-        cluster = LocalCUDACluster(n_workers=workers, threads_per_worker=threads_per_worker, **cluster_kwargs)
-    else:
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
-                               **cluster_kwargs)
-    return Client(cluster)

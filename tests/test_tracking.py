@@ -15,8 +15,9 @@ from zarr.storage import LocalStore, WrapperStore
 
 import magtrack_dask
 from magtrack_dask._backend import check_cupy
+from magtrack_dask.cluster import start_cluster
 from magtrack_dask.storage import open_archive
-from magtrack_dask.tracking import FLAG_BITS, start_cluster, track, write_results
+from magtrack_dask.tracking import FLAG_BITS, track, write_results
 
 from conftest import N_FRAMES, ROI
 

@@ -158,7 +158,7 @@ def start_client(cluster_cfg: dict, device: str):
         log.info("SLURM cluster: %s jobs requested; job script:\n%s", jobs, cluster.job_script())
         client.wait_for_workers(1, timeout=cluster_cfg.get("wait_for_workers_s", 600))
         return client
-    from magtrack_dask.tracking import start_cluster
+    from magtrack_dask.cluster import start_cluster
 
     return start_cluster(cluster_cfg.get("workers"), gpu=device == "gpu",
                          dashboard_address=cluster_cfg.get("dashboard_address", ":0"))
