@@ -1,10 +1,11 @@
 """Peak worker memory of a job on an archive several times larger than a worker's memory limit.
 
 Simulates a ``tyx`` archive of large camera frames (noise-free, so it compresses well and is quick
-to write; decoding still yields every byte), runs :func:`magtrack_dask.jobs.run_job` on a
-``LocalCluster`` whose workers have ``--memory-limit``, and prints the archive's size against the
-limit and each worker's peak resident set size (the kernel's high-water mark, ``VmHWM``: no
-sampling gaps). A worker the nanny had to restart, or a peak above the limit, fails the run.
+to write; decoding still yields every byte), runs :func:`magtrack_dask.jobs.run_job` on the
+``LocalCluster`` of :func:`magtrack_dask.start_cluster` with ``--memory-limit`` per worker, and
+prints the archive's size against the limit and each worker's peak resident set size (the
+kernel's high-water mark, ``VmHWM``: no sampling gaps). A worker the nanny had to restart, or a
+peak above the limit, fails the run.
 
     python benchmarks/memory_bound.py                      # 4 GiB archive, 2 workers x 400 MiB
     python benchmarks/memory_bound.py --frames 640         # 1.25 GiB, quick
@@ -48,12 +49,12 @@ def _du(path: str) -> int:
 
 def measure(archive: str, out: str, *, workers: int, memory_limit: str) -> dict:
     """Run the job on a fresh cluster; return the peak RSS of each worker and what it did."""
-    from distributed import Client, LocalCluster
-
+    from magtrack_dask.cluster import start_cluster
     from magtrack_dask.jobs import run_job
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit,
-                      dashboard_address=":0") as cluster, Client(cluster) as client:
+    # the cluster users get (its memory checks every 0.5 s, not Dask's 0.1 s)
+    client = start_cluster(workers, memory_limit=memory_limit, dashboard_address=":0")
+    with client.cluster, client:
         pids = client.run(os.getpid)
         idle = client.run(_peak_rss)
         t0 = time.perf_counter()
