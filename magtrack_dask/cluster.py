@@ -7,15 +7,15 @@ profile page, and each nanny reads its worker's memory every 100 ms. An idle
 2-worker cluster spends ~2.5 s of CPU per 15 s on this (measured on 2 cores),
 CPU a batch job's workers lose when they share the machine with the
 scheduler. :func:`start_cluster` starts its clusters with slower intervals
-(:data:`BATCH_CONFIG`): ~1.1 s per 15 s idle, and a 2-worker job runs ~10 %
-faster (``benchmarks/dask_speed.py --housekeeping dask``).
+(:data:`BATCH_CONFIG`): ~1.1 s per 15 s idle, and a 2-worker tracking job
+runs ~10 % faster (``benchmarks/dask_speed.py`` against ``--dask-defaults``).
 """
 
 from __future__ import annotations
 
 import dask
 
-__all__ = ["BATCH_CONFIG", "start_cluster"]
+__all__ = ["BATCH_CONFIG", "batch_settings", "start_cluster"]
 
 #: Dask settings of the clusters :func:`start_cluster` starts, with what each
 #: costs. A key the user's own Dask config sets to something other than
@@ -27,7 +27,8 @@ BATCH_CONFIG = {
     "distributed.admin.tick.interval": "500ms",
     # the dashboard's CPU, memory and network plots update every 2 s
     "distributed.admin.system-monitor.interval": "2s",
-    # memory limits are enforced (pause, spill, restart) within 0.5 s
+    # memory limits are enforced (pause, spill, restart) within 0.5 s; a
+    # nanny that scale() adds later checks at the interval of the global config
     "distributed.worker.memory.monitor-interval": "500ms",
 }
 
