@@ -4,7 +4,7 @@ Distributed's housekeeping is tuned for interactive work: every process
 checks its event loop every 20 ms, samples its system load every 500 ms,
 each worker samples its task thread's stack every 10 ms for the dashboard's
 profile page, and each nanny reads its worker's memory every 100 ms. An idle
-2-worker cluster spends ~2.5 s of CPU per 15 s on this (measured on 2 cores),
+2-worker cluster spends 2.1-2.3 s of CPU per 15 s on this (measured on 2 cores),
 CPU a batch job's workers lose when they share the machine with the
 scheduler. :func:`start_cluster` starts its clusters with slower intervals
 (:data:`BATCH_CONFIG`): ~1.1 s per 15 s idle, and a 2-worker tracking job
