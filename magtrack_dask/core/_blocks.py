@@ -153,30 +153,44 @@ def for_each_block(xp, parts: list[slice], work: Callable[[slice, object], None]
     """Call ``work(part, buffers)`` for every block of ``parts``.
 
     On NumPy with more than one block and :func:`get_core_threads` above 1,
-    the blocks are dealt out to that many threads (the caller's among them);
-    ``scratch()`` makes each thread's own ``buffers``, reused for all its
-    blocks. ``work`` must write only to its own block of the outputs.
-    Returns when every block is done; the first error is raised then.
+    that many threads (the caller's among them) take the blocks in order,
+    each the next one free as it finishes its last: a thread slowed down by
+    another process on its core takes fewer blocks instead of holding up the
+    call. ``scratch()`` makes each thread's own ``buffers``, reused for all
+    its blocks. ``work`` must write only to its own block of the outputs.
+    Returns when every started block is done; after an error no block
+    starts, and the first error is raised.
     """
     n = min(get_core_threads(), len(parts)) if xp is np else 1
+    queue = iter(parts)
+    lock = threading.Lock()
+    failed = threading.Event()
 
-    def run(share):
+    def take() -> slice | None:
+        with lock:
+            return None if failed.is_set() else next(queue, None)
+
+    def run():
         buffers = scratch() if scratch is not None else None
-        # Kernels that ``work`` calls run serially: a share waiting on a
-        # nested share that no free pool thread can take would never finish.
+        # Kernels that ``work`` calls run serially: a block waiting on a
+        # nested block that no free pool thread can take would never finish.
         with core_threads(1):
-            for part in share:
-                work(part, buffers)
+            while (part := take()) is not None:
+                try:
+                    work(part, buffers)
+                except BaseException:
+                    failed.set()
+                    raise
 
     if n <= 1:
-        run(parts)
+        run()
         return
     pool = _executor(n - 1)
     # Each thread runs in a copy of the caller's context: NumPy's errstate
     # (e.g. quiet()) applies to the blocks the pool threads take too.
-    futures = [pool.submit(contextvars.copy_context().run, run, parts[i::n]) for i in range(1, n)]
+    futures = [pool.submit(contextvars.copy_context().run, run) for _ in range(n - 1)]
     try:
-        run(parts[0::n])
+        run()
     finally:  # never return while another thread still writes to the outputs
         errors = [f.exception() for f in futures]
     for error in errors:
