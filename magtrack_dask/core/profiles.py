@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks, for_each_block, get_core_threads
+from magtrack_dask.core._blocks import blocks, for_each_block, frame_run, get_core_threads
 from magtrack_dask.core._checks import (
     check_centres,
     check_positive_int,
@@ -101,7 +101,7 @@ def radial_profile(stack, x, y, oversample=1):
     # with frames last: frames innermost, so neighbouring pixels land in
     # different slots); one small bincount per block. bincount wants
     # contiguous float64 weights: other blocks are copied into a buffer.
-    parts = blocks(xp, n_images, width * width * 8)
+    parts = blocks(xp, n_images, width * width * 8, frame_run(stack))
     size = width * width * (parts[0].stop - parts[0].start) if parts else 0
 
     def work(part, buffer):

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks, for_each_block
+from magtrack_dask.core._blocks import blocks, for_each_block, frame_run
 from magtrack_dask.core._checks import (
     check_centres,
     check_odd_int,
@@ -106,7 +106,7 @@ def center_of_mass(stack, background="none"):
         col_x = xp.arange(n_x, dtype=np.float64)
         row_y = xp.arange(n_y, dtype=np.float64)
         moments = xp.empty((n_images, 3))
-        parts = blocks(xp, n_images, n_px * 8)
+        parts = blocks(xp, n_images, n_px * 8, frame_run(stack))
         size = parts[0].stop - parts[0].start if parts else 0
 
         def scratch():  # each thread's buffers, reused block after block

@@ -10,7 +10,7 @@ import pytest
 
 import magtrack_dask as md
 from magtrack_dask.core import _blocks
-from magtrack_dask.core._blocks import blocks, core_threads, for_each_block, get_core_threads
+from magtrack_dask.core._blocks import blocks, core_threads, for_each_block, frame_run, get_core_threads
 from magtrack_dask.core.xy import refine_rounds
 from magtrack_dask.simulate import make_zlut
 
@@ -184,6 +184,18 @@ def test_default_from_the_environment(monkeypatch):
     monkeypatch.delenv("MAGTRACK_DASK_THREADS")
     monkeypatch.delenv("OMP_NUM_THREADS")
     assert get_core_threads() >= 1
+
+
+def test_blocks_of_a_frames_last_stack_hold_runs_of_frames():
+    """Large images: the cache size alone would give blocks of a few frames,
+    too short a run per pixel to stream a frames-last stack."""
+    frames_last = np.zeros((128, 128, 512))
+    assert frame_run(frames_last) == 32  # 256 bytes of float64
+    assert frame_run(frames_last.astype(np.float32)) == 64
+    assert frame_run(np.moveaxis(np.zeros((512, 128, 128)), 0, 2)) == 1  # frame-major: whole frames
+    with core_threads(2):
+        assert [p.stop - p.start for p in blocks(np, 512, 128 * 128 * 8)] == [16] * 32
+        assert [p.stop - p.start for p in blocks(np, 512, 128 * 128 * 8, frame_run(frames_last))] == [32] * 16
 
 
 def test_dask_workers_default_to_one_thread(client):
