@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks, for_each_block, frame_run
+from magtrack_dask.core._blocks import blocks, for_each_block, frame_block, frame_run
 from magtrack_dask.core._checks import (
     check_centres,
     check_odd_int,
@@ -33,21 +33,6 @@ __all__ = [
     "_qi_sample_axis_profiles",
     "_qi_quadratic_offsets",
 ]
-
-_TILE = 256  # pixels per tile of the frame-block transpose (a few hundred pages of source)
-
-
-def _frame_block(xp, flat, part, out):
-    """Copy frames ``part`` of ``flat`` ``(n_pixels, n_images)`` into ``out``
-    ``(n_frames, n_pixels)``, frame-major.
-
-    Transposed in tiles of pixels: one whole-block transpose reads every pixel
-    from a different page of a frames-last stack and is markedly slower.
-    """
-    tile = _TILE if abs(flat.strides[0]) > abs(flat.strides[1]) else flat.shape[0]  # frame-major: one copy
-    for start in range(0, flat.shape[0], tile):
-        out[:, start : start + tile] = flat[start : start + tile, part].T
-
 
 def _frame_median(xp, frames, scratch):
     """Exact median of each row of ``frames`` ``(n_frames, n_pixels)``, as float64.
@@ -116,7 +101,7 @@ def center_of_mass(stack, background="none"):
         def work(part, buffers):
             n_part = part.stop - part.start
             frames, partitioned, dev = (None if b is None else b[:n_part] for b in buffers)
-            _frame_block(xp, flat, part, frames)
+            frame_block(flat, part, frames)
             if background == "mean":
                 level = frames.mean(axis=1, dtype=np.float64)
             else:

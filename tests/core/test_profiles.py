@@ -161,6 +161,29 @@ def test_fft_profile_is_shift_invariant(beads):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("order", ["frames-last", "frame-major"])
+@pytest.mark.parametrize("kwargs", [{}, {"oversample": 2, "rmin": 0.25, "rmax": 0.5}])
+def test_fft_profile_equals_the_ring_matrix_formulation(dtype, order, kwargs):
+    """Blocks of images, one bincount per block: equal to the mean of each
+    ring's magnitudes by the dense averaging matrix, over many blocks, for
+    both memory orders of the stack."""
+    from magtrack_dask.core.profiles import _fourier_ring_matrix
+
+    rng = np.random.default_rng(5)
+    images = rng.normal(100.0, 10.0, (300, 48, 48)).astype(dtype)  # 300 images: several blocks
+    stack = np.ascontiguousarray(np.moveaxis(images, 0, 2)) if order == "frames-last" else np.moveaxis(images, 0, 2)
+    matrix, empty = _fourier_ring_matrix(np, 48, kwargs.get("oversample", 4), kwargs.get("rmin", 0.0),
+                                         kwargs.get("rmax", 0.5))
+    magnitude = np.abs(np.fft.rfft2(stack.astype(np.float64), axes=(0, 1))).reshape(matrix.shape[1], -1)
+    expected = matrix @ magnitude
+    expected[empty] = np.nan
+    with md.core_threads(2):
+        got = md.fft_profile(stack, **kwargs)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5  # float32 transforms
+    np.testing.assert_allclose(got, expected, rtol=rtol, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_fft_profile_keeps_dtype(beads, dtype):
     assert md.fft_profile(beads[0].astype(dtype)).dtype == dtype
     s = beads[0].astype(dtype)
