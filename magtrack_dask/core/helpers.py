@@ -13,6 +13,7 @@ import warnings
 import numpy as np
 
 from magtrack_dask._backend import array_module
+from magtrack_dask.core._blocks import blocks, for_each_block
 from magtrack_dask.core._checks import check_odd_int, quiet
 
 __all__ = [
@@ -290,10 +291,23 @@ def crop_stack_to_rois(stack, rois):
     width = int(heights[0])
     # Stored ROI-major, returned as a (width, width, n_images, n_roi) view:
     # each ROI is then one contiguous block, filled by a copy of whole rows
-    # of frames, instead of a write every n_roi elements.
+    # of frames, instead of a write every n_roi elements. The rows of all
+    # ROIs are copied in blocks on the core's threads (a copy this size is
+    # bound by memory and page faults, which two threads take ~1.8x faster).
     out = xp.empty((len(rois_host), width, width, stack.shape[2]), dtype=stack.dtype)
-    for i, (top, bottom, left, right) in enumerate(rois_host.tolist()):
-        out[i] = stack[top:bottom, left:right, :]
+    corners = rois_host[:, [0, 2]].tolist()
+
+    def work(part, _):
+        start = part.start
+        while start < part.stop:  # the block's rows, ROI by ROI
+            roi, row = divmod(start, width)
+            n_rows = min(part.stop, (roi + 1) * width) - start
+            top, left = corners[roi]
+            out[roi, row : row + n_rows] = stack[top + row : top + row + n_rows, left : left + width]
+            start += n_rows
+
+    row_bytes = width * stack.shape[2] * stack.dtype.itemsize
+    for_each_block(xp, blocks(xp, len(corners) * width, row_bytes), work)
     return out.transpose(1, 2, 3, 0)
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import magtrack_dask as md
-from magtrack_dask.core import helpers, xy
+from magtrack_dask.core import _blocks, helpers, xy
 from magtrack_dask.simulate import render_beads
 
 
@@ -125,11 +125,17 @@ def test_refinement_rounds_equal_chained_calls(beads):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint16])
-def test_crop_stack_to_rois_values(dtype):
+@pytest.mark.parametrize("rows_per_block", [None, 1, 3, 7])
+def test_crop_stack_to_rois_values(dtype, rows_per_block, monkeypatch):
+    """ROI rows are copied in blocks on 2 threads; blocks of 3 or 7 rows
+    straddle the 16-row ROIs."""
     rng = np.random.default_rng(4)
     stack = (rng.uniform(0, 1000, (40, 50, 7))).astype(dtype)
     rois = np.array([[0, 16, 0, 16], [10, 26, 30, 46], [24, 40, 5, 21]])
-    cropped = md.crop_stack_to_rois(stack, rois)
+    if rows_per_block is not None:
+        monkeypatch.setattr(_blocks, "_CPU_BLOCK_BYTES", rows_per_block * 16 * 7 * stack.itemsize)
+    with md.core_threads(2):
+        cropped = md.crop_stack_to_rois(stack, rois)
     assert cropped.shape == (16, 16, 7, 3) and cropped.dtype == stack.dtype
     for i, (top, bottom, left, right) in enumerate(rois):
         np.testing.assert_array_equal(cropped[:, :, :, i], stack[top:bottom, left:right, :])
