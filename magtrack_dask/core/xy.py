@@ -266,10 +266,11 @@ def _autoconv_fft_length(n: int) -> int:
 def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
     """Shared body of the auto-convolution functions.
 
-    Returns ``(conv, valid)``: ``conv`` ``(2, n_images, n_pixels)`` holds the
-    column (``[0]``, along y) and row (``[1]``, along x) convolutions, NaN where
-    the centre estimate is invalid or the line holds NaN; ``valid``
-    ``(2, n_images)`` says which of the y and x results stand. ``lines``, a
+    Returns ``(conv, valid, peak)``: ``conv`` ``(2, n_images, n_pixels)`` holds
+    the column (``[0]``, along y) and row (``[1]``, along x) convolutions, NaN
+    where the centre estimate is invalid or the line holds NaN; ``valid``
+    ``(2, n_images)`` says which of the y and x results stand; ``peak``
+    ``(2, n_images)`` is ``argmax`` of ``conv`` (0 where not valid). ``lines``, a
     dict kept by the caller across rounds on the same stack, carries the line
     means from one round to the next.
     """
@@ -298,6 +299,8 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
         lines[0] = _moved_line_means(xp, stack, y_idx, half_lines, 0, signals[1], lines.get(0))
     centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
     conv = xp.empty((2, n_images, width), dtype=ftype)
+    peak = xp.empty((2, n_images), dtype=np.intp)
+    finite = xp.empty((2, n_images), dtype=bool)
 
     def work(part, _):
         # In blocks of images: the spectra and other temporaries stay small,
@@ -317,15 +320,19 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
                 weight = xp.multiply(offset, -0.5 / (width / 6.0) ** 2, dtype=ftype)
                 xp.exp(weight, out=weight)
             block *= weight
-            conv[:, part] = _same_autoconvolution(xp, block)
+            block = _same_autoconvolution(xp, block)
+            conv[:, part] = block
+            # While the block is in cache: a NaN pixel on a sampled line
+            # poisons that line's convolution (the other axis is unaffected).
+            finite[:, part] = xp.isfinite(block).all(axis=2)
+            peak[:, part] = block.argmax(axis=2)
 
     for_each_block(xp, blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)), work)
-    # A NaN pixel on a sampled line poisons that line's convolution (argmax
-    # would report index 0 as if it were a peak); the other axis is unaffected.
-    valid = valid & xp.isfinite(conv).all(axis=2)  # (2, n_images): columns -> y, rows -> x
+    valid = valid & finite  # (2, n_images): columns -> y, rows -> x
     if not bool(valid.all()):
         conv = xp.where(valid[:, :, None], conv, np.nan)
-    return conv, valid
+        peak = xp.where(valid, peak, 0)  # argmax of an all-NaN line
+    return conv, valid, peak
 
 
 def _peak_to_centre(width: int, index):
@@ -335,9 +342,8 @@ def _peak_to_centre(width: int, index):
 
 
 def _conv_result(stack, x_old, y_old, half_lines, return_conv):
-    conv, valid = _autoconv_stage(stack, x_old, y_old, half_lines)
+    conv, valid, (col_max, row_max) = _autoconv_stage(stack, x_old, y_old, half_lines)
     xp = array_module(conv)
-    col_max, row_max = xp.argmax(conv, axis=2)
     if return_conv:
         return col_max, row_max, conv[0].T, conv[1]
     width = conv.shape[2]
@@ -348,9 +354,7 @@ def _conv_result(stack, x_old, y_old, half_lines, return_conv):
 
 def _conv_sub_pixel(stack, x_old, y_old, half_lines, n_local, lines=None):
     n_local = check_odd_int(n_local, "n_local")
-    conv, _ = _autoconv_stage(stack, x_old, y_old, half_lines, lines)
-    xp = array_module(conv)
-    peak = xp.argmax(conv, axis=2)
+    conv, _, peak = _autoconv_stage(stack, x_old, y_old, half_lines, lines)
     x = parabolic_vertex(conv[1], peak[1], n_local)
     y = parabolic_vertex(conv[0], peak[0], n_local)
     width = conv.shape[2]
