@@ -94,9 +94,14 @@ def center_of_mass(stack, background="none"):
         parts = blocks(xp, n_images, n_px * 8, frame_run(stack))
         size = parts[0].stop - parts[0].start if parts else 0
 
+        # float64 frames become their deviations in place: one buffer fewer
+        # in cache. float32 ones take a float64 buffer (the level is float64).
+        in_place = stack.dtype == np.float64
+
         def scratch():  # each thread's buffers, reused block after block
             frames = xp.empty((size, n_px), dtype=stack.dtype)
-            return frames, (xp.empty_like(frames) if background == "median" else None), xp.empty((size, n_px))
+            partitioned = xp.empty_like(frames) if background == "median" else None
+            return frames, partitioned, (frames if in_place else xp.empty((size, n_px)))
 
         def work(part, buffers):
             n_part = part.stop - part.start
