@@ -23,7 +23,7 @@ from dask.utils import format_bytes, parse_bytes
 
 from magtrack_dask.info import describe_path, format_info
 from magtrack_dask.jobs import job_status, run_job
-from magtrack_dask.storage import write_simulated_archive
+from magtrack_dask.storage import _UNFINISHED_WRITE, write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS
 
 from conftest import ROI, Z_RANGE_NM, snapshot
@@ -53,13 +53,16 @@ def written_chunks(store, before: dict, after: dict) -> set[int]:
     """First frames of the frame chunks whose data files changed between two snapshots of ``store``.
 
     A chunk file written again (even with the same bytes), created or removed (zarr
-    drops a chunk that equals the fill value) counts; metadata and the job record do not.
+    drops a chunk that equals the fill value) counts; metadata, the job record and the
+    temporary file of a write the kill interrupted (removed by the resume) do not.
     """
     store = os.fspath(store)
     firsts = set()
     for path in set(before) | set(after):
         old, new = before.get(path), after.get(path)
         if old == new or stat.S_IFREG not in (old and old[0], new and new[0]):  # unchanged, or a folder
+            continue
+        if _UNFINISHED_WRITE.search(path):
             continue
         parts = os.path.relpath(path, store).split(os.sep)
         if len(parts) < 3 or parts[1] != "c" or parts[0].startswith("_"):
