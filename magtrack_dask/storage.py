@@ -59,6 +59,8 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
+from magtrack_dask.chunk_read import read_whole_chunk
+
 __all__ = [
     "FORMAT_VERSION",
     "LAYOUTS",
@@ -633,6 +635,10 @@ def read_frames(arr, start: int, stop: int, axis: int) -> np.ndarray:
     shape raises :class:`ArchiveError` naming the array, the chunk and the
     sizes, instead of zarr's bare reshape error. The check costs nothing on
     the normal path: the chunks are only looked at again after a failure.
+    A range that is exactly one stored chunk of a local Blosc array (what a
+    tracking task reads) is decoded straight into the result
+    (:func:`magtrack_dask.chunk_read.read_whole_chunk`); anything else, and
+    any chunk that path cannot vouch for, is read by zarr.
 
     Parameters
     ----------
@@ -646,6 +652,9 @@ def read_frames(arr, start: int, stop: int, axis: int) -> np.ndarray:
     -------
     numpy.ndarray
     """
+    block = read_whole_chunk(arr, int(start), int(stop), axis)  # a task's usual read: one whole chunk
+    if block is not None:
+        return block
     sl = tuple(slice(int(start), int(stop)) if i == axis else slice(None) for i in range(arr.ndim))
     try:
         return arr[sl]
