@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import os
 
+import google_crc32c  # zarr's own, for its CRC-32C codec
 import numpy as np
 import zarr
+from numcodecs import blosc
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.storage import LocalStore
 
-__all__ = ["read_whole_chunk"]
+__all__ = ["read_whole_chunk", "blosc_sizes"]
 
 
 def read_whole_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray | None:
@@ -57,19 +59,13 @@ def read_whole_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
         return None
     body = np.frombuffer(data, dtype=np.uint8)  # a view, as zarr hands the codecs
     if isinstance(codecs[-1], Crc32cCodec):
-        import google_crc32c  # zarr's own dependency for this codec
-
         body, stored = body[:-4], bytes(body[-4:])
         if np.uint32(google_crc32c.value(body)).tobytes() != stored:  # as zarr compares them
             return None
     chunk = np.empty(arr.chunks, dtype=arr.dtype)
-    # Blosc's header: decoded size at bytes 4-7, compressed size at 12-15. Blosc
-    # fills a larger destination without a word, so the sizes must agree first.
-    head = body[:16].tobytes()
-    if len(head) < 16 or _le32(head[4:8]) != chunk.nbytes or _le32(head[12:16]) != body.size:
+    # Blosc fills a larger destination without a word: the sizes must agree first.
+    if blosc_sizes(body[:16].tobytes()) != (chunk.nbytes, body.size):
         return None
-    from numcodecs import blosc
-
     try:
         blosc.decompress(body, chunk)
     except (RuntimeError, ValueError, TypeError):
@@ -79,8 +75,12 @@ def read_whole_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
     return chunk[tuple(slice(0, stop - start) if i == axis else slice(None) for i in range(arr.ndim))]
 
 
-def _le32(four: bytes) -> int:
-    return int.from_bytes(four, "little")
+def blosc_sizes(head: bytes) -> tuple[int, int] | None:
+    """``(decoded, compressed)`` sizes in bytes from a Blosc header (a chunk's
+    first 16 bytes); None when ``head`` is not one."""
+    if len(head) < 16 or head[0] not in (1, 2, 3, 4):  # Blosc format versions
+        return None
+    return int.from_bytes(head[4:8], "little"), int.from_bytes(head[12:16], "little")
 
 
 def _blosc_codecs(arr: zarr.Array, axis: int) -> list | None:

@@ -59,7 +59,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from magtrack_dask.chunk_read import read_whole_chunk
+from magtrack_dask.chunk_read import blosc_sizes, read_whole_chunk
 
 __all__ = [
     "FORMAT_VERSION",
@@ -592,9 +592,10 @@ def _check_chunk_size(arr, store, coords, key) -> None:
         head = _store_call(store.get(key, prototype=default_buffer_prototype(), byte_range=RangeByteRequest(0, 16)))
         head = b"" if head is None else head.to_bytes()
         blosc_size = size - 4 * (len(codecs) - 1)  # the checksum is a 4-byte trailer
-        if len(head) < 16 or head[0] not in (1, 2, 3, 4) or int.from_bytes(head[12:16], "little") != blosc_size:
+        sizes = blosc_sizes(head)
+        if sizes is None or sizes[1] != blosc_size:
             return  # not a readable Blosc header: corrupt bytes, reported when the chunk is read
-        nbytes, what = int.from_bytes(head[4:8], "little"), f"bytes of {head[3]}-byte values"
+        nbytes, what = sizes[0], f"bytes of {head[3]}-byte values"
     else:
         return  # other codecs: checked when the chunk is read (read_frames)
     expected = math.prod(arr.chunks) * np.dtype(arr.dtype).itemsize
