@@ -70,6 +70,13 @@ def _add_cluster_options(p: argparse.ArgumentParser, default_workers: int | None
     g.add_argument("--workers", type=_positive_int, default=default_workers, metavar="N",
                    help="start a LocalCluster with N worker processes"
                         + (f" (default {default_workers})" if default_workers else " (default: one per core)"))
+    _add_dask_defaults_option(p)
+
+
+def _add_dask_defaults_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dask-defaults", action="store_true",
+                   help="start the local cluster with Dask's own housekeeping settings (statistical profiler "
+                        "on, 20 ms event-loop checks...) instead of the batch ones (magtrack_dask.cluster.BATCH_CONFIG)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -136,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask scheduler")
     g.add_argument("--workers", type=_positive_int, metavar="N",
                    help="run on a LocalCluster of N processes (default: threads in this process)")
+    _add_dask_defaults_option(b)
 
     p = sub.add_parser("import", help="camera TIFF stacks -> archive (streaming)",
                        description="Import TIFF stacks (concatenated in the order given) into a Zarr archive, "
@@ -174,7 +182,7 @@ def _client(args, *, gpu: bool = False):
             raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {err}") from err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "port 8787 is in use": the printed link says which
-        return start_cluster(args.workers, gpu=gpu)
+        return start_cluster(args.workers, gpu=gpu, batch_config=not getattr(args, "dask_defaults", False))
 
 
 def _dashboard(client) -> str:

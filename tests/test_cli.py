@@ -260,3 +260,22 @@ def test_demo_smoke(tmp_path):
     assert sorted(os.listdir(out)) == ["archive.zarr", "calibration.zarr", "plots", "results.zarr", "zlut.zarr"]
     assert sorted(os.listdir(out / "plots")) == ["errors.png", "traces.png", "xy.png", "zlut.png"]
     assert zarr.open_group(str(out / "results.zarr"))["_job"].attrs["complete"]
+
+
+@pytest.mark.parametrize(("flag", "profile_ms"), [([], None), (["--dask-defaults"], 10)])
+def test_local_cluster_housekeeping(archives, tmp_path, flag, profile_ms):
+    """`track --workers N` starts the batch-tuned cluster; --dask-defaults keeps Dask's settings."""
+    from magtrack_dask.cli import _client, build_parser
+
+    from test_cluster import _worker_intervals
+
+    args = build_parser().parse_args(["track", archives["tyx"], "--out", str(tmp_path / "r.zarr"), "--workers", "1",
+                                      *flag])
+    client = _client(args)
+    try:
+        (intervals,) = client.run(_worker_intervals).values()
+        assert intervals["profile"] == profile_ms
+        assert intervals["tick"] == (20 if flag else 500)
+    finally:
+        client.close()
+        client.cluster.close()
