@@ -196,6 +196,8 @@ def _fourier_profile_blocks(stack, matrix):
     inv_count[rings] = matrix[rings, freqs]  # the matrix holds 1 / count in each ring's row
     width, n_images = stack.shape[0], stack.shape[2]
     flat = stack.reshape(width * width, n_images)
+    frame_major = np.moveaxis(stack, 2, 0)
+    by_frame = bool(frame_major.flags.c_contiguous)  # blocks are transformed where they lie
     profile = np.empty((n_rings, n_images), dtype=stack.dtype)
     parts = blocks(np, n_images, 2 * 16 * n_freq, frame_run(stack))
     size = parts[0].stop - parts[0].start if parts else 0
@@ -203,13 +205,17 @@ def _fourier_profile_blocks(stack, matrix):
 
     def work(part, frames):
         n_part = part.stop - part.start
-        frames = frames[:n_part]
-        frame_block(flat, part, frames)
-        magnitude = np.abs(fft.rfft2(frames.reshape(n_part, width, width))).ravel()
+        if by_frame:
+            images = frame_major[part]
+        else:
+            frame_block(flat, part, frames[:n_part])
+            images = frames[:n_part].reshape(n_part, width, width)
+        magnitude = np.abs(fft.rfft2(images)).ravel()
         sums = np.bincount(slots[: magnitude.size], weights=magnitude, minlength=n_part * (n_rings + 1))
         profile[:, part] = (sums.reshape(n_part, n_rings + 1)[:, :n_rings] * inv_count).T
 
-    for_each_block(np, parts, work, lambda: np.empty((size, width * width), dtype=stack.dtype))
+    scratch = None if by_frame else (lambda: np.empty((size, width * width), dtype=stack.dtype))
+    for_each_block(np, parts, work, scratch)
     return profile
 
 
