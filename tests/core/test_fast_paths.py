@@ -62,10 +62,16 @@ def test_radial_profile_same_in_both_memory_orders(beads, dtype):
     np.testing.assert_allclose(ours, direct_radial_profile(stack, x, y).astype(dtype), rtol=1e-6)
 
 
+@pytest.mark.parametrize("frame_major", [False, True])
 @pytest.mark.parametrize("half_lines", [0, 3])
 @pytest.mark.parametrize("axis", [0, 1])
-def test_line_slab_equals_the_gathered_lines(beads, half_lines, axis):
+def test_line_slab_equals_the_gathered_lines(beads, half_lines, axis, frame_major):
+    """Rows come from the slab, and so do the columns of a stack that is not
+    C-ordered (a C-ordered one has its columns taken, ``_columns_by_take``)."""
     stack, x, _ = beads
+    if frame_major:
+        stack = np.ascontiguousarray(stack.transpose(2, 0, 1)).transpose(1, 2, 0)
+    assert xy._columns_by_take(np, stack) is not frame_major
     idx = np.rint(x).astype(np.int64)
     idx[::9] = 1  # some lines run off the frame: left out of the mean
     out = np.empty((stack.shape[2], stack.shape[0]))
@@ -92,7 +98,7 @@ def test_gathered_lines_equal_a_loop_over_images(beads, half_lines, axis, dtype)
         image = stack[:, :, i].astype(np.float64)
         expected[i] = image[:, lines].mean(axis=1) if axis == 1 else image[lines, :].mean(axis=0)
     got = xy._gathered_line_means(np, stack, idx, half_lines, axis)
-    assert got.dtype == np.float64 and got.shape == expected.shape
+    assert got.dtype == (dtype if half_lines == 0 else np.float64) and got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=1e-13)
     some = np.array([5, 0, 17])
     np.testing.assert_allclose(xy._gathered_line_means(np, stack, idx[some], half_lines, axis, some),
