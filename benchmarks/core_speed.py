@@ -8,6 +8,8 @@ which package goes first; the table reports the median time per call as
 frames/s and the ratio ours/reference (> 1: ours is faster). Arguments a
 function mutates (binmean's ``x``, fft_profile_with_center's ``stack``) are
 copied before the clock starts. Functions magtrack_dask lacks show "missing".
+OpenBLAS's idle threads sleep at once (``OPENBLAS_THREAD_TIMEOUT=4``, see
+below), so neither package's leftover threads slow the other down.
 With ``--device gpu`` ours runs on CuPy arrays (synchronised before the clock
 stops) while the reference stays on the CPU with the same NumPy inputs.
 
@@ -35,7 +37,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
+# The reference's matrix products and fits run on OpenBLAS's threads, which
+# spin for ~0.1 s after each call (2**28 cycles) before they sleep. Timed back
+# to back, they take the CPU from whatever runs next: ours, in every other
+# sample (measured: auto_conv_multiline_sub_pixel 64 px, 2 threads, 7.1 ms
+# after ours, 10.4 ms after the reference). Sleeping at once leaves each
+# package's own speed alone (the reference's times do not change); it must be
+# set before NumPy loads OpenBLAS. OPENBLAS_THREAD_TIMEOUT=28 restores the spin.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout
 import magtrack_dask  # noqa: E402
@@ -311,6 +322,8 @@ def main(argv: list[str] | None = None) -> int:
           "is undone; RuntimeWarnings are ignored while timing")
     print("calls: center_of_mass(background='median') for both; fft_profile_with_center gets "
           "(y, x) in the reference (its centre convention is swapped)")
+    print(f"OPENBLAS_THREAD_TIMEOUT={os.environ['OPENBLAS_THREAD_TIMEOUT']} (idle BLAS threads "
+          "sleep after 2**N cycles; 4: at once)")
 
     results: list[dict[str, Any]] = []
     header = f"{'function':<30} {'case':<15} {'ours f/s':>11} {'ref f/s':>11} {'ratio':>7}"
@@ -354,7 +367,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = dict(magtrack_dask=magtrack_dask.__version__, magtrack=REF_VERSION,
                     numpy=np.__version__, device=a.device, where=where, repeats=repeats,
                     statistic="median", min_sample_s=MIN_SAMPLE_S, cpus=os.cpu_count(), threads=threads,
-                    python=platform.python_version(), zlut_planes=N_ZLUT)
+                    python=platform.python_version(), zlut_planes=N_ZLUT,
+                    openblas_thread_timeout=os.environ["OPENBLAS_THREAD_TIMEOUT"])
         a.json.write_text(json.dumps(dict(meta=meta, results=results), indent=1))
         print(f"wrote {a.json}")
     return 0
