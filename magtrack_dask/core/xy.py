@@ -9,7 +9,6 @@ rounds outside the frame gives NaN for that image.
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 
@@ -157,9 +156,10 @@ def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int, frames=None
         means = values.mean(axis=line_axis, dtype=np.float64)
     else:
         counts = inside.sum(axis=0)
-        weight = inside if axis == 1 else inside[:, :, None]
+        if axis == 0:
+            inside, counts = inside[:, :, None], counts[:, None]
         with quiet(xp):
-            means = (values * weight).sum(axis=line_axis, dtype=np.float64) / (counts if axis == 1 else counts[:, None])
+            means = (values * inside).sum(axis=line_axis, dtype=np.float64) / counts
     return means.T if axis == 1 else means
 
 
@@ -168,7 +168,9 @@ def _columns_by_take(xp, stack) -> bool:
     C-ordered frames-last NumPy stack is a ``(y, x * n_images + frame)``
     matrix, from which ``np.take`` copies columns ~2x faster than the fancy
     index works out each element's address (64 px: 0.73 -> 0.39 ms for the
-    columns of 2000 images, float64). Faster than the slab too."""
+    columns of 2000 images, float64). Single columns are taken rather than
+    read from the slab; several per image are not (at 128 px the slab is
+    faster)."""
     return xp is np and stack.flags.c_contiguous
 
 
@@ -201,7 +203,7 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
         return
     lo = max(int(idx.min()) - half_lines, 0)
     hi = min(int(idx.max()) + half_lines + 1, width)
-    if hi - lo > 6 * n_lines or (axis == 1 and _columns_by_take(xp, stack)):
+    if hi - lo > 6 * n_lines or (n_lines == 1 and axis == 1 and _columns_by_take(xp, stack)):
         out[...] = _gathered_line_means(xp, stack, idx, half_lines, axis)
         return
     mask = xp.abs(xp.arange(lo, hi)[:, None] - idx[None, :]) <= half_lines  # (line, image)
@@ -260,13 +262,28 @@ def _fast_length(n: int) -> int:
         m += 2
 
 
-def _autoconv_fft_length(n: int) -> int:
-    """Circular length for the 'same' autoconvolution of length-``n`` signals.
+def _same_autoconvolution(xp, signals):
+    """``fftconvolve(s, s, 'same')`` along the last axis, batched over the rest,
+    in the signals' float type.
 
     The 'same' window of the full (2n - 1) convolution starts at (n - 1) // 2;
     a circular convolution of length >= start + n (and >= 2n - 1 - start)
     leaves that window free of wrap-around, so a shorter FFT suffices.
     """
+    n = signals.shape[-1]
+    start = (n - 1) // 2
+    # scipy.fft transforms float32 in single precision, several rows at a
+    # time (~3x numpy.fft's speed at these lengths); float64 stays on numpy.fft.
+    if xp is np and signals.dtype == np.float32:
+        import scipy.fft as fft  # imported on first use: the package imports fast
+    else:
+        fft = xp.fft
+    spectrum = fft.rfft(signals, _autoconv_fft_length(n), axis=-1)
+    spectrum *= spectrum
+    return fft.irfft(spectrum, _autoconv_fft_length(n), axis=-1)[..., start : start + n]
+
+
+def _autoconv_fft_length(n: int) -> int:
     start = (n - 1) // 2
     return _fast_length(max(start + n, 2 * n - 1 - start))
 
@@ -309,59 +326,33 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
     conv = xp.empty((2, n_images, width), dtype=ftype)
     peak = xp.empty((2, n_images), dtype=np.intp)
     finite = xp.empty((2, n_images), dtype=bool)
-    length, start = _autoconv_fft_length(width), (width - 1) // 2
-    # Gaussian weights about the estimates (columns: y, rows: x), as
-    # gaussian(), sigma = width / 6: exp(-u**2) with u = (i - c) / (sigma
-    # sqrt(2)), in float64 (a float32 centre would move by ~2e-6 px).
-    scale = 1.0 / (width / 6.0 * math.sqrt(2.0))
-    pixel_u = xp.arange(width, dtype=np.float64) * scale
-    centre_u = centre * scale
-    # scipy.fft transforms float32 in single precision, several rows at a
-    # time (~2x numpy.fft's speed at these lengths); float64 stays on numpy.fft.
-    if xp is np and ftype == np.float32:
-        import scipy.fft as fft  # imported on first use: the package imports fast
-    else:
-        fft = xp.fft
-    parts = blocks(xp, n_images, 2 * 16 * length)
-    size = parts[0].stop - parts[0].start if parts else 0
 
-    def scratch():
+    def work(part, _):
         # In blocks of images: the spectra and other temporaries stay small,
-        # and each thread's buffers are reused block after block instead of
-        # freshly mapped (page faults cost as much as the transforms). The
-        # signals are written zero-padded to the FFT's length (the tail stays
-        # zero): the transform then copies nothing.
-        return xp.zeros((2, size, length), dtype=ftype), xp.empty((2, size, width))
-
-    def work(part, buffers):
-        n_part = part.stop - part.start
-        padded, u = (buffer[:, :n_part] for buffer in buffers)
-        block = padded[..., :width]
+        # and their memory is reused block after block instead of freshly
+        # mapped (page faults cost as much as the transforms on large arrays).
         with quiet(xp):  # inf pixels make NaN lines (inf - inf): found below, not news
-            means = signals[:, part]
-            xp.subtract(means, means.mean(axis=2, keepdims=True), out=block)
-            # Divided by exp(+u**2): one pass fewer than multiplying by exp(-u**2).
-            xp.subtract(pixel_u, centre_u[:, part], out=u)
-            xp.multiply(u, u, out=u)
+            block = signals[:, part] - signals[:, part].mean(axis=2, keepdims=True)
+            # Gaussian weights about the estimates (columns: y, rows: x), as
+            # gaussian(). Offsets in float64 (a float32 centre would move by
+            # ~2e-6 px); float32 stacks then take the exponential in float32.
+            offset = xp.arange(width, dtype=np.float64) - centre[:, part]
+            offset *= offset
             if ftype == np.float64:
-                xp.divide(block, xp.exp(u, out=u), out=block)
-            else:  # the exponential in float32
-                block /= xp.exp(u.astype(ftype))
-            spectrum = fft.rfft(padded, axis=-1)
-            spectrum *= spectrum
-            block = conv[:, part]
-            block[...] = fft.irfft(spectrum, length, axis=-1)[..., start : start + width]
-            peak[:, part] = block.argmax(axis=2)
-            # A NaN pixel on a sampled line poisons that line's convolution
-            # (the other axis is unaffected). NumPy's argmax stops at the
-            # first NaN (and inf is the maximum), so the peak alone tells.
-            if xp is np:
-                at_peak = xp.take_along_axis(block, peak[:, part, None], axis=2)[..., 0]
-                finite[:, part] = xp.isfinite(at_peak)
+                offset /= -2 * (width / 6.0) ** 2
+                weight = xp.exp(offset, out=offset)
             else:
-                finite[:, part] = xp.isfinite(block).all(axis=2)
+                weight = xp.multiply(offset, -0.5 / (width / 6.0) ** 2, dtype=ftype)
+                xp.exp(weight, out=weight)
+            block *= weight
+            block = _same_autoconvolution(xp, block)
+            conv[:, part] = block
+            # While the block is in cache: a NaN pixel on a sampled line
+            # poisons that line's convolution (the other axis is unaffected).
+            finite[:, part] = xp.isfinite(block).all(axis=2)
+            peak[:, part] = block.argmax(axis=2)
 
-    for_each_block(xp, parts, work, scratch)
+    for_each_block(xp, blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)), work)
     valid = valid & finite  # (2, n_images): columns -> y, rows -> x
     if not bool(valid.all()):
         conv = xp.where(valid[:, :, None], conv, np.nan)

@@ -67,7 +67,7 @@ def test_radial_profile_same_in_both_memory_orders(beads, dtype):
 @pytest.mark.parametrize("axis", [0, 1])
 def test_line_slab_equals_the_gathered_lines(beads, half_lines, axis, frame_major):
     """Rows come from the slab, and so do the columns of a stack that is not
-    C-ordered (a C-ordered one has its columns taken, ``_columns_by_take``)."""
+    C-ordered (a C-ordered one has single columns taken, ``_columns_by_take``)."""
     stack, x, _ = beads
     if frame_major:
         stack = np.ascontiguousarray(stack.transpose(2, 0, 1)).transpose(1, 2, 0)
