@@ -217,7 +217,11 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
     def work(part, _):
         sums[:, part] = xp.einsum(rule, slab[..., part], mask[:, part])
 
-    for_each_block(xp, blocks(xp, idx.size, width * (hi - lo) * 8), work)
+    # The slab streams through the einsum once; what stays in cache is
+    # small. Blocks of a quarter of the cache budget's worth of slab (at
+    # 64 px, 2000 images: one per thread instead of four) measured 5-16 %
+    # faster in auto_conv_multiline* (fewer, longer einsum calls).
+    for_each_block(xp, blocks(xp, idx.size, width * (hi - lo) * 2), work)
     if n_lines > 1:
         xp.divide(sums.T, mask.sum(axis=0)[:, None], out=out)
     else:
