@@ -292,12 +292,13 @@ def _autoconv_fft_length(n: int) -> int:
     return _fast_length(max(start + n, 2 * n - 1 - start))
 
 
-def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
+def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None, keep_conv=True):
     """Shared body of the auto-convolution functions.
 
     Returns ``(conv, valid, peak)``: ``conv`` ``(2, n_images, n_pixels)`` holds
     the column (``[0]``, along y) and row (``[1]``, along x) convolutions, NaN
-    where the centre estimate is invalid or the line holds NaN; ``valid``
+    where the centre estimate is invalid or the line holds NaN (None unless
+    ``keep_conv``: the whole-pixel centres need only the peaks); ``valid``
     ``(2, n_images)`` says which of the y and x results stand; ``peak``
     ``(2, n_images)`` is ``argmax`` of ``conv`` (0 where not valid). ``lines``, a
     dict kept by the caller across rounds on the same stack, carries the line
@@ -327,7 +328,7 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
         lines[1] = _moved_line_means(xp, stack, x_idx, half_lines, 1, signals[0], lines.get(1))
         lines[0] = _moved_line_means(xp, stack, y_idx, half_lines, 0, signals[1], lines.get(0))
     centre = xp.stack((xp.where(valid, y_old, 0.0), xp.where(valid, x_old, 0.0)))[:, :, None]
-    conv = xp.empty((2, n_images, width), dtype=ftype)
+    conv = xp.empty((2, n_images, width), dtype=ftype) if keep_conv else None
     peak = xp.empty((2, n_images), dtype=np.intp)
     finite = xp.empty((2, n_images), dtype=bool)
 
@@ -350,7 +351,8 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
                 xp.exp(weight, out=weight)
             block *= weight
             block = _same_autoconvolution(xp, block)
-            conv[:, part] = block
+            if keep_conv:
+                conv[:, part] = block
             # While the block is in cache: a NaN pixel on a sampled line
             # poisons that line's convolution (the other axis is unaffected).
             finite[:, part] = xp.isfinite(block).all(axis=2)
@@ -359,7 +361,8 @@ def _autoconv_stage(stack, x_old, y_old, half_lines: int, lines=None):
     for_each_block(xp, blocks(xp, n_images, 2 * 16 * _autoconv_fft_length(width)), work)
     valid = valid & finite  # (2, n_images): columns -> y, rows -> x
     if not bool(valid.all()):
-        conv = xp.where(valid[:, :, None], conv, np.nan)
+        if keep_conv:
+            conv = xp.where(valid[:, :, None], conv, np.nan)
         peak = xp.where(valid, peak, 0)  # argmax of an all-NaN line
     return conv, valid, peak
 
@@ -371,11 +374,11 @@ def _peak_to_centre(width: int, index):
 
 
 def _conv_result(stack, x_old, y_old, half_lines, return_conv):
-    conv, valid, (col_max, row_max) = _autoconv_stage(stack, x_old, y_old, half_lines)
-    xp = array_module(conv)
+    conv, valid, (col_max, row_max) = _autoconv_stage(stack, x_old, y_old, half_lines, keep_conv=return_conv)
+    xp = array_module(valid)
     if return_conv:
         return col_max, row_max, conv[0].T, conv[1]
-    width = conv.shape[2]
+    width = stack.shape[0]
     x = xp.where(valid[1], _peak_to_centre(width, row_max), np.nan)
     y = xp.where(valid[0], _peak_to_centre(width, col_max), np.nan)
     return x, y
