@@ -81,6 +81,12 @@ def blocks(xp, length: int, item_bytes: int, min_items: int = 1) -> list[slice]:
     return _even_slices(length, n_blocks)
 
 
+def block_size(parts: list[slice]) -> int:
+    """Items in the largest block of ``parts`` (the first: :func:`_even_slices`),
+    0 for none: what each thread's scratch buffers must hold."""
+    return parts[0].stop - parts[0].start if parts else 0
+
+
 def _even_slices(length: int, n_blocks: int) -> list[slice]:
     """``n_blocks`` slices covering ``range(length)``, sizes equal to one item,
     the larger first: callers size their scratch buffers by the first."""

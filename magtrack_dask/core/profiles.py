@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks, for_each_block, frame_block, frame_run
+from magtrack_dask.core._blocks import block_size, blocks, for_each_block, frame_block, frame_run
 from magtrack_dask.core._checks import (
     check_centres,
     check_positive_int,
@@ -102,7 +102,7 @@ def radial_profile(stack, x, y, oversample=1):
     # different slots); one small bincount per block. bincount wants
     # contiguous float64 weights: other blocks are copied into a buffer.
     parts = blocks(xp, n_images, width * width * 8, frame_run(stack))
-    size = width * width * (parts[0].stop - parts[0].start) if parts else 0
+    size = width * width * block_size(parts)
 
     def work(part, buffer):
         n_part = part.stop - part.start
@@ -200,7 +200,7 @@ def _fourier_profile_blocks(stack, matrix):
     by_frame = bool(frame_major.flags.c_contiguous)  # blocks are transformed where they lie
     profile = np.empty((n_rings, n_images), dtype=stack.dtype)
     parts = blocks(np, n_images, 2 * 16 * n_freq, frame_run(stack))
-    size = parts[0].stop - parts[0].start if parts else 0
+    size = block_size(parts)
     slots = (ring_of + (n_rings + 1) * np.arange(size)[:, None]).ravel()  # (image, ring) of each frequency
 
     def work(part, frames):

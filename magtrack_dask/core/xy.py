@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import blocks, for_each_block, frame_block, frame_run
+from magtrack_dask.core._blocks import block_size, blocks, for_each_block, frame_block, frame_run
 from magtrack_dask.core._checks import (
     check_centres,
     check_odd_int,
@@ -92,7 +92,7 @@ def center_of_mass(stack, background="none"):
         row_y = xp.arange(n_y, dtype=np.float64)
         moments = xp.empty((n_images, 3))
         parts = blocks(xp, n_images, n_px * 8, frame_run(stack))
-        size = parts[0].stop - parts[0].start if parts else 0
+        size = block_size(parts)
 
         # float64 frames become their deviations in place: one buffer fewer
         # in cache. float32 ones take a float64 buffer (the level is float64).
@@ -168,9 +168,7 @@ def _columns_by_take(xp, stack) -> bool:
     C-ordered frames-last NumPy stack is a ``(y, x * n_images + frame)``
     matrix, from which ``np.take`` copies columns ~2x faster than the fancy
     index works out each element's address (64 px: 0.73 -> 0.39 ms for the
-    columns of 2000 images, float64). Single columns are taken rather than
-    read from the slab; several per image are not (at 128 px the slab is
-    faster)."""
+    columns of 2000 images, float64)."""
     return xp is np and stack.flags.c_contiguous
 
 
@@ -203,6 +201,8 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
         return
     lo = max(int(idx.min()) - half_lines, 0)
     hi = min(int(idx.max()) + half_lines + 1, width)
+    # Single columns are taken rather than read from the slab; several per
+    # image are not (at 128 px the slab reads them faster).
     if hi - lo > 6 * n_lines or (n_lines == 1 and axis == 1 and _columns_by_take(xp, stack)):
         out[...] = _gathered_line_means(xp, stack, idx, half_lines, axis)
         return

@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import gemm_blocks
+from magtrack_dask.core._blocks import block_size, gemm_blocks
 from magtrack_dask.core._checks import check_odd_int, quiet
 from magtrack_dask.core.helpers import parabolic_vertex, pearson, _window_vertex
 
@@ -158,7 +158,7 @@ def _lookup_z_blocks(profiles, zlut, n_local):
     half = n_local // 2
     lo, hi = half, n_ref - half - 1
     parts = gemm_blocks(np, n_images, rows.shape[1], n_ref)
-    block = parts[0].stop - parts[0].start if parts else 0
+    block = block_size(parts)
     # One spare row: the windows of edge maxima (NaN below) may run past the block.
     buf = np.empty((block + 1, n_ref))
     buf[block] = 0.0
