@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import block_size, gemm_blocks
+from magtrack_dask.core._blocks import block_size, blocks, for_each_block, gemm_blocks
 from magtrack_dask.core._checks import check_odd_int, quiet
 from magtrack_dask.core.helpers import parabolic_vertex, pearson, _window_vertex
 
@@ -133,10 +133,12 @@ def _lookup_z_blocks(profiles, zlut, n_local):
       centred profile ``i`` (its mean drops out: ``u_j`` sums to zero).
       Per image a positive factor, which moves neither the best match nor
       the parabola's vertex (both sums of the fit scale alike).
-    * Row blocks small enough for a one-thread GEMM (:func:`gemm_blocks`),
-      in a reused scratch: a block of scores goes from the GEMM to ``argmax`` and to the
-      ``n_local`` values around its maximum; no ``(n_images, n_ref)`` result
-      is allocated, kept or checked for NaN.
+    * Blocks of images on the core threads (:func:`for_each_block`), each
+      filled in its thread's reused scratch by GEMMs small enough for the
+      BLAS to run in the calling thread (:func:`gemm_blocks`): a block of
+      scores goes from the GEMMs to ``argmax`` and to the ``n_local`` values
+      around its maximum; no ``(n_images, n_ref)`` result is allocated, kept
+      or checked for NaN.
     * The z grid ``zlut[0]`` is indexed ``0 .. n_ref - 1``: ``np.interp``'s
       formula without its binary search.
 
@@ -146,9 +148,10 @@ def _lookup_z_blocks(profiles, zlut, n_local):
     """
     refs = zlut[2:]
     n_ref = refs.shape[1]
-    units = np.subtract(refs, refs.mean(axis=0, dtype=np.float64), dtype=np.float64)
+    units = refs.astype(np.float64)
+    units -= units.mean(axis=0)
     norms = np.sqrt(np.einsum("ij,ij->j", units, units))
-    if not bool((norms > 0).all()):  # a constant reference: NaN correlations
+    if not norms.min() > 0:  # a constant reference: NaN correlations
         return None
     units /= norms
     rows = profiles[1:].T  # (n_images, n_bins)
@@ -157,29 +160,39 @@ def _lookup_z_blocks(profiles, zlut, n_local):
     n_images = rows.shape[0]
     half = n_local // 2
     lo, hi = half, n_ref - half - 1
-    parts = gemm_blocks(np, n_images, rows.shape[1], n_ref)
+    # A thread's scratch of scores holds several serial GEMMs' rows (steps);
+    # argmax and the window take run once per scratch-full (fewer calls).
+    step = block_size(gemm_blocks(np, n_images, rows.shape[1], n_ref))
+    parts = blocks(np, n_images, 8 * n_ref, min_items=step)
     block = block_size(parts)
-    # One spare row: the windows of edge maxima (NaN below) may run past the block.
-    buf = np.empty((block + 1, n_ref))
-    buf[block] = 0.0
-    flat = buf.ravel()
     window = np.empty((n_images, n_local))
     best = np.empty(n_images, dtype=np.intp)
     offsets = np.arange(-half, half + 1)
     row_starts = np.arange(0, block * n_ref, n_ref)
+
+    def scratch():
+        # One spare row: the windows of edge maxima (NaN below) may run past the block.
+        buf = np.empty((block + 1, n_ref))
+        buf[block] = 0.0
+        return buf
+
+    def work(part, buf):
+        n = part.stop - part.start
+        scores = buf[:n]
+        for start in range(0, n, step):
+            stop = min(start + step, n)
+            np.matmul(rows[part.start + start : part.start + stop], units, out=scores[start:stop])
+        top = scores.argmax(axis=1)
+        best[part] = top
+        top += row_starts[:n]
+        np.take(buf.ravel(), top[:, None] + offsets, out=window[part], mode="wrap")
+
     with quiet(np):  # inf bins: inf - inf in the products, redone below
-        # In the calling thread: the blocks are too small to gain from more.
-        for part in parts:
-            scores = buf[: part.stop - part.start]
-            np.matmul(rows[part], units, out=scores)
-            top = scores.argmax(axis=1)
-            best[part] = top
-            top += row_starts[: part.stop - part.start]
-            np.take(flat, top[:, None] + offsets, out=window[part], mode="wrap")
+        for_each_block(np, parts, work, scratch)
         index = _window_vertex(np, window, best, n_local, True, lo, hi)  # as parabolic_vertex
     z = _interp_unit_grid(index, zlut[0].astype(np.float64))
-    redo = np.flatnonzero(~np.isfinite(window).all(axis=1))
-    if redo.size:
+    if not np.isfinite(window).all():  # one pass in the usual case; rows only when needed
+        redo = np.flatnonzero(~np.isfinite(window).all(axis=1))
         z[redo] = _lookup_z_direct(np, profiles[:, redo], zlut, n_local)
     return z
 

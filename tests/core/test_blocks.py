@@ -35,6 +35,8 @@ def _all_kernels(stack, x, y, zlut):
         *md.auto_conv_multiline_sub_pixel(stack, x, y),
         *refine_rounds(stack, x, y, 5),
         *md.stack_to_xyzp(stack, zlut),
+        # 900 images: two blocks of scores, each filled by two GEMMs
+        md.lookup_z(np.tile(md.radial_profile(stack, x, y), 3), zlut),
         md.fft_profile(stack),  # scipy.fft's workers follow the core threads
     ]
 
