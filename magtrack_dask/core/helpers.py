@@ -107,26 +107,13 @@ def pearson(x, y):
         )
     with quiet(xp):
         xc, yc = _centred(xp, x), _centred(xp, y)  # fresh arrays: scaled in place
-        if xc.dtype != np.float64 or yc.dtype != np.float64:
-            # float32: the reference's norms and GEMM of the centred columns
-            # (unit columns would change the rounding of small r), then two
-            # in-place scalings instead of the (k, m) outer product of the
-            # norms and a division: within 3 float32 ulps of r / (sy sx).
-            sx = xp.sqrt((xc * xc).sum(axis=0))
-            sy = xp.sqrt((yc * yc).sum(axis=0))
-            r = yc.T @ xc
-            if r.dtype != np.float32:  # mixed float32 and float64: as the reference
-                r /= sy[:, None] * sx[None, :]
-                return r
-            r *= (1 / sy)[:, None]
-            r *= 1 / sx
-            return r
-        # Unit columns first: the (k, m) result is then one GEMM, with no
-        # outer product of the norms and no division pass over it.
-        sx = xp.sqrt(xp.einsum("ij,ij->j", xc, xc))
-        sy = xp.sqrt(xp.einsum("ij,ij->j", yc, yc))
-        xc /= sx
-        yc /= sy
+        # Unit columns first: r is then one GEMM, with no outer product of the
+        # norms and no division pass over the (k, m) result. Mixed float32
+        # and float64 inputs are scaled in float64, as the reference divides.
+        dtype = xp.result_type(xc, yc)
+        xc, yc = xc.astype(dtype, copy=False), yc.astype(dtype, copy=False)
+        xc /= xp.sqrt(xp.einsum("ij,ij->j", xc, xc))
+        yc /= xp.sqrt(xp.einsum("ij,ij->j", yc, yc))
         return yc.T @ xc
 
 
