@@ -182,7 +182,7 @@ def _client(args, *, gpu: bool = False):
             raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {err}") from err
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "port 8787 is in use": the printed link says which
-        return start_cluster(args.workers, gpu=gpu, batch_config=not getattr(args, "dask_defaults", False))
+        return start_cluster(args.workers, gpu=gpu, batch_config=not args.dask_defaults)
 
 
 def _dashboard(client) -> str:

@@ -15,8 +15,8 @@ MEMORY = "distributed.worker.memory.monitor-interval"
 def _intervals_ms(server) -> dict:
     """The periodic callbacks' intervals of a scheduler or worker, in ms (None: not run)."""
     callbacks = server.periodic_callbacks
-    names = {"tick": "tick", "monitor": "monitor", "profile": "profile", "stealing": "stealing"}
-    return {key: (callbacks[name].callback_time if name in callbacks else None) for key, name in names.items()}
+    return {name: (callbacks[name].callback_time if name in callbacks else None)
+            for name in ("tick", "monitor", "profile", "stealing")}
 
 
 def _worker_intervals(dask_worker):
