@@ -60,6 +60,7 @@ import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
 from magtrack_dask.chunk_read import blosc_sizes, read_whole_chunk
+from magtrack_dask.io.paths import ArchiveError, check_zarr_path
 
 __all__ = [
     "FORMAT_VERSION",
@@ -206,56 +207,6 @@ def auto_chunk_frames(frame_bytes: int, n_frames: int, n_beads: int = 1) -> int:
     """Default frames per chunk: ~4096 ROIs, at most ~64 MiB of frames."""
     by_rois = max(1, TARGET_ROIS_PER_CHUNK // max(1, n_beads))
     return int(max(1, min(n_frames, by_rois, _TARGET_CHUNK_BYTES // max(1, frame_bytes))))
-
-
-class ArchiveError(ValueError):
-    """An archive whose metadata disagrees with itself or with what its chunks hold."""
-
-
-def check_zarr_path(path, name: str = "source", kind: str = "group") -> str:
-    """Check that a local path holds a Zarr v3 node of the expected kind.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        A local path (URLs are left to zarr).
-    name : str, optional
-        The parameter named in the error messages.
-    kind : {'group', 'array'}, optional
-        What must be there: an archive is a group, a Z-LUT an array.
-
-    Returns
-    -------
-    path : str
-
-    Raises
-    ------
-    FileNotFoundError
-        Nothing at ``path``.
-    ValueError
-        A file, a folder that is not a Zarr v3 store, or a node of the other kind.
-    """
-    path = os.fspath(path)
-    if "://" in path:
-        return path
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"{name}: {path} does not exist; expected a Zarr v3 {kind}")
-    if not os.path.isdir(path):
-        raise ValueError(f"{name}: {path} is a file; expected a Zarr v3 {kind} (a folder holding zarr.json)")
-    meta = os.path.join(path, "zarr.json")
-    if not os.path.isfile(meta):
-        v2 = any(os.path.exists(os.path.join(path, f)) for f in (".zgroup", ".zarray"))
-        raise ValueError(f"{name}: {path} is " + ("a Zarr v2 store" if v2 else "a folder but not a Zarr store")
-                         + f"; expected a Zarr v3 {kind} (a folder holding zarr.json)")
-    try:
-        with open(meta, encoding="utf-8") as f:
-            node_type = json.load(f).get("node_type")
-    except (OSError, ValueError, AttributeError) as err:
-        raise ArchiveError(f"{name}: {meta} is not valid Zarr v3 metadata ({err})") from err
-    if node_type != kind:
-        hint = " (an archive is the group holding 'frames', not the array)" if kind == "group" else ""
-        raise ValueError(f"{name}: {path} is a Zarr {node_type}; expected a Zarr v3 {kind}{hint}")
-    return path
 
 
 def _is_scalar(source) -> bool:

@@ -33,7 +33,6 @@ from magtrack_dask.storage import (
     _is_scalar,
     check_layout,
     check_rois,
-    check_zarr_path,
     frame_axis,
     open_archive,
     read_frames,
@@ -474,32 +473,6 @@ def _infer_layout(ndim: int, rois) -> str:
     raise ValueError(f"source must be 3-D or 4-D to infer layout; got {ndim}-D. Pass layout=")
 
 
-def _load_zlut(zlut):
-    """(array or None, description of where it came from)."""
-    if zlut is None:
-        return None, "none"
-    if isinstance(zlut, (str, os.PathLike)):
-        path = os.fspath(zlut)
-        if path.endswith(".npy"):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(f"zlut: {path} does not exist; expected a .npy file or a Zarr v3 array")
-            try:
-                arr, source = np.load(path), path  # allow_pickle=False: a table, never code
-            except (ValueError, OSError, EOFError) as err:
-                raise ValueError(f"zlut: {path} is not a readable .npy array ({err.__class__.__name__}: "
-                                 f"{str(err).splitlines()[0] if str(err) else 'empty'}); expected a "
-                                 f"(1 + n_bins, n_ref) table saved with numpy.save") from None
-        else:
-            arr, source = zarr.open_array(check_zarr_path(path, "zlut", "array"), mode="r")[...], path
-    else:
-        if hasattr(zlut, "get") and type(zlut).__module__.startswith("cupy"):
-            zlut = zlut.get()
-        arr, source = np.asarray(zlut), "array"
-    if arr.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool is no table
-        raise TypeError(f"zlut must be real numbers, got dtype {arr.dtype}")
-    return np.asarray(arr, dtype=np.float64), source
-
-
 def _open_source(source, layout, rois, frames_per_task):
     """Return (dask array, layout, rois, Archive or None, zarr.Array or None)."""
     if _is_scalar(source):
@@ -677,7 +650,10 @@ def track(
         raise ValueError(f"{what} {roi} x {roi} px; tracking needs at least {need} x {need} px (the sub-pixel "
                          f"fit's n_local)")
 
-    zlut_arr, zlut_source = _load_zlut(zlut)
+    from magtrack_dask.zlut import load_zlut
+
+    zlut_arr, zlut_source = (None, "none") if zlut is None else (
+        load_zlut(zlut)[0], os.fspath(zlut) if isinstance(zlut, (str, os.PathLike)) else "array")
     n_bins, radius, radius_units = _profile_bins(roi, stage_options)
     if zlut_arr is not None:
         if zlut_arr.ndim not in (2, 3):

@@ -36,7 +36,10 @@ from typing import Any
 import numpy as np
 import zarr
 
+from magtrack_dask._backend import to_numpy
+from magtrack_dask.io.paths import check_zarr_path
 from magtrack_dask.storage import CALIBRATION_Z
+from magtrack_dask.validation import InputError, InputTypeError
 
 __all__ = [
     "CALIBRATION_Z",
@@ -221,33 +224,62 @@ def save_zlut(
     return out
 
 
-def load_zlut(path) -> tuple[np.ndarray, dict[str, Any]]:
-    """Read a Z-LUT written by :func:`save_zlut` (or a ``.npy`` file).
+def load_zlut(zlut) -> tuple[np.ndarray, dict[str, Any]]:
+    """Read a Z-LUT: the one loader of tracking, jobs, plots and ``info``.
 
     Parameters
     ----------
-    path : str or os.PathLike
-        A Zarr array, a Zarr group holding an array ``zlut``, or ``.npy``.
+    zlut : str, os.PathLike or array_like
+        A Zarr v3 array written by :func:`save_zlut`, a Zarr group holding an
+        array ``zlut``, a ``.npy`` file saved with :func:`numpy.save`, or the
+        table itself (NumPy or CuPy), shape ``(1 + n_bins, n_ref)`` or
+        ``(n_beads, 1 + n_bins, n_ref)``.
 
     Returns
     -------
     zlut : float64 ndarray
     attrs : dict
+        The array's attributes (empty for ``.npy`` files and arrays).
+
+    Raises
+    ------
+    FileNotFoundError
+        A path where nothing is.
+    InputError
+        A path that holds no readable table (a file that is not ``.npy``, a
+        folder that is not a Zarr store, a group without ``zlut``).
+    InputTypeError
+        Values that are not real numbers (bool, complex).
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"Z-LUT not found: {path}")
-    if path.endswith(".npy"):
-        return np.load(path).astype(np.float64), {}
+    attrs: dict[str, Any] = {}
+    if isinstance(zlut, (str, os.PathLike)):
+        path = os.fspath(zlut)
+        if path.endswith(".npy"):
+            arr = _read_npy(path)
+        else:
+            node = zarr.open(check_zarr_path(path, "zlut", ("array", "group")), mode="r")
+            if isinstance(node, zarr.Group):
+                if "zlut" not in node:
+                    raise InputError(f"zlut: {path} is a Zarr group; expected a Zarr v3 array (a Z-LUT, or a "
+                                     f"group holding one named 'zlut')")
+                node = node["zlut"]
+            arr, attrs = node[...], dict(node.attrs)
+    else:
+        arr = to_numpy(zlut)
+    if arr.dtype.kind not in "fiu":  # complex would lose its imaginary part, bool is no table
+        raise InputTypeError(f"zlut must be real numbers, got dtype {arr.dtype}")
+    return np.asarray(arr, dtype=np.float64), attrs
+
+
+def _read_npy(path: str) -> np.ndarray:
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"zlut: {path} does not exist; expected a .npy file or a Zarr v3 array")
     try:
-        node = zarr.open(path, mode="r")
-    except Exception as err:  # zarr raises several types for "not a store"
-        raise ValueError(f"{path} is not a Z-LUT (Zarr array or .npy): {err}") from err
-    if isinstance(node, zarr.Group):
-        if "zlut" not in node:
-            raise ValueError(f"{path} is a Zarr group without a 'zlut' array")
-        node = node["zlut"]
-    return np.asarray(node[...], dtype=np.float64), dict(node.attrs)
+        return np.load(path)  # allow_pickle=False: a table, never code
+    except (ValueError, OSError, EOFError) as err:
+        first = str(err).splitlines()[0] if str(err) else "empty"
+        raise InputError(f"zlut: {path} is not a readable .npy array ({err.__class__.__name__}: {first}); "
+                         f"expected a (1 + n_bins, n_ref) table saved with numpy.save") from None
 
 
 def write_simulated_calibration(

@@ -79,7 +79,7 @@ def test_save_load_and_track_accepts_the_file(calibration, archives, tmp_path):
     assert attrs["z_units"] == "nm" and attrs["source"] == calibration and attrs["roi_size_px"] == ROI
     assert attrs["n_bins"] == ROI // 2 and attrs["note"] == "test"
     assert zarr.open_array(path).metadata.dimension_names == ("bead", "row", "ref")
-    # track() opens the file itself (tracking._load_zlut), with the same numbers
+    # track() opens the file itself (zlut.load_zlut), with the same numbers
     np.testing.assert_array_equal(track(archives["tyx"], path).z.values, track(archives["tyx"], lut).z.values)
     with pytest.raises(FileExistsError, match="overwrite"):
         save_zlut(path, lut)
@@ -106,7 +106,7 @@ def test_bad_calibrations_raise_clear_errors(archives, tmp_path):
     z[...] = [1000, 1000, 1500, 1500]
     with pytest.raises(ValueError, match="bead 0 was not found in any frame of the step at z = 1000.0 nm"):
         build_zlut(path)
-    with pytest.raises(FileNotFoundError, match="Z-LUT not found"):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         load_zlut(tmp_path / "missing.zarr")
     with pytest.raises(ValueError, match="shape"):
         save_zlut(tmp_path / "bad.zarr", np.zeros((2, 5)))

@@ -6,6 +6,7 @@ import numpy as np
 
 from magtrack_dask._backend import array_module
 from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_odd_int, check_stack
+from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.profiles import fft_profile_with_center, radial_profile
 from magtrack_dask.core.xy import auto_conv, center_of_mass, refine_rounds
 from magtrack_dask.core.z import check_zlut, lookup_z
@@ -15,18 +16,6 @@ __all__ = ["stack_to_xyzp", "stack_to_xyzp_advanced", "as_float_stack", "min_ima
 # The seed of the pipeline: |pixel - median| makes the bead's rings, not the
 # bright background, carry the mass. The reference pipeline uses it too.
 _SEED_BACKGROUND = "median"
-
-_STAGE_KEYS = {
-    "center_of_mass": dict,
-    "auto_conv": dict,
-    "n auto_conv_multiline_sub_pixel": int,
-    "auto_conv_multiline_sub_pixel": dict,
-    "use fft_profile": bool,
-    "fft_profile": dict,
-    "radial_profile": dict,
-    "lookup_z": dict,
-}
-
 
 def as_float_stack(stack, min_pixels: int = 3):
     """Validate a pipeline input and return it as float32/float64.
@@ -51,16 +40,7 @@ def as_float_stack(stack, min_pixels: int = 3):
 
 def _check_stage_options(options: dict) -> int:
     """Validate the stage options of :func:`stack_to_xyzp_advanced`; return the refinement rounds."""
-    for key, value in options.items():
-        expected = _STAGE_KEYS.get(key)
-        if expected is None:
-            raise ValueError(f"unknown stage option {key!r}; expected one of {sorted(_STAGE_KEYS)}")
-        if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
-            raise ValueError(f"stage option {key!r} must be a {expected.__name__}, got {value!r}")
-    n_refine = options.get("n auto_conv_multiline_sub_pixel", 5)
-    if n_refine < 0:
-        raise ValueError(f"stage option 'n auto_conv_multiline_sub_pixel' must be >= 0, got {n_refine}")
-    return n_refine
+    return PipelineOptions.from_stage_options(options).refine_rounds
 
 
 def _min_pixels(n_refine: int, refine: dict | None) -> int:
