@@ -101,22 +101,22 @@ def _rings(x: np.ndarray, y: np.ndarray, z: np.ndarray, n: int,
 
 
 def _render(x, y, z, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, str]:
-    """(stack float64, zlut float64, source): magtrack_dask.simulate if it works."""
+    """(stack float64, zlut float64, source): magtrack_dask.sim.beads if it works."""
     z_ref = np.linspace(0.0, Z_MAX_NM, N_ZLUT)
     try:
-        from magtrack_dask import simulate
+        from magtrack_dask.sim import beads
 
-        stack = np.asarray(simulate.render_beads(x, y, z, n_pixels=n, seed=seed), np.float64)
-        zlut = np.asarray(simulate.make_zlut(z_ref, n_pixels=n), np.float64)
+        stack = np.asarray(beads.render_beads(x, y, z, n_pixels=n, seed=seed), np.float64)
+        zlut = np.asarray(beads.make_zlut(z_ref, n_pixels=n), np.float64)
         # A bead centred between pixels leaves bin 0 empty (NaN); both packages skip
         # that row when matching, so give it the next bin's values.
         zlut[1] = np.where(np.isfinite(zlut[1]), zlut[1], zlut[2])
         assert stack.shape == (n, n, len(x)) and zlut.shape == (1 + n // 2, N_ZLUT)
         cx, cy = ref.center_of_mass(stack[:, :, :50], background="median")
         assert np.nanmedian(np.hypot(cx - x[:50], cy - y[:50])) < 3.0, "bead not at (x, y)"
-        return stack, zlut, "magtrack_dask.simulate"
+        return stack, zlut, "magtrack_dask.sim.beads"
     except Exception as exc:  # not written yet, or a different convention
-        reason = f"magtrack_dask.simulate: {type(exc).__name__}"
+        reason = f"magtrack_dask.sim.beads: {type(exc).__name__}"
     stack = _rings(x, y, z, n, np.random.default_rng(seed))
     c = np.full(N_ZLUT, n / 2.0)
     profiles = ref.radial_profile(_rings(c, c, z_ref, n, None), c, c)

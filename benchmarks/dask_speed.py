@@ -38,7 +38,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # memory_bound, 
 
 from magtrack_dask import core  # noqa: E402
 from magtrack_dask.cluster import start_cluster  # noqa: E402
-from magtrack_dask.storage import describe_archive, open_archive, write_simulated_archive  # noqa: E402
+from magtrack_dask.io.archive import describe_archive, open_archive  # noqa: E402
+from magtrack_dask.sim.archives import write_simulated_archive  # noqa: E402
 from magtrack_dask.tracking import track, write_results  # noqa: E402
 
 

@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     p.add_argument("--dir", help="where to write the archive (default: a temporary folder, removed)")
     args = p.parse_args(argv)
 
-    from magtrack_dask.storage import write_simulated_archive
+    from magtrack_dask.sim.archives import write_simulated_archive
 
     root = args.dir or tempfile.mkdtemp(prefix="memory_bound-")
     archive, out = os.path.join(root, "archive.zarr"), os.path.join(root, "results.zarr")

@@ -31,11 +31,14 @@ __version__ = "0.1.0"
 # Workflow entry points load on first use: importing the package stays cheap
 # and never imports dask, zarr or xarray (which probe for CuPy) by itself.
 _LAZY = {
-    "Archive": "storage",
-    "create_archive": "storage",
-    "describe_archive": "storage",
-    "open_archive": "storage",
-    "write_simulated_archive": "storage",
+    "Archive": "io.archive",
+    "create_archive": "io.archive",
+    "describe_archive": "io.archive",
+    "open_archive": "io.archive",
+    "write_simulated_archive": "sim.archives",
+    "write_simulated_calibration": "sim.archives",
+    "render_beads": "sim.beads",
+    "make_zlut": "sim.beads",
     "FLAG_BITS": "tracking",
     "start_cluster": "cluster",
     "require_gpu": "tracking",

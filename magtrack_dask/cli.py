@@ -282,7 +282,7 @@ def _cmd_track(args) -> int:
 def _cmd_zlut(args) -> int:
     if args.zlut_command != "build":
         raise UsageError("zlut needs an action: build (see 'magtrack-dask zlut --help')")
-    from magtrack_dask.storage import describe_archive
+    from magtrack_dask.io.archive import describe_archive
     from magtrack_dask.zlut import build_zlut, save_zlut
 
     if not os.path.exists(args.calibration):
@@ -313,7 +313,7 @@ def _cmd_zlut(args) -> int:
 
 def _cmd_import(args) -> int:
     from magtrack_dask.progress import TextProgress
-    from magtrack_dask.tiff_import import import_tiff
+    from magtrack_dask.io.tiff_import import import_tiff
 
     arch = import_tiff(args.tiffs, args.out, rois=args.rois, layout=args.layout, chunk_frames=args.chunk_frames,
                        pixel_size_nm=args.pixel_size_nm, frame_rate_hz=args.frame_rate_hz,

@@ -113,9 +113,9 @@ def run_demo(
     DemoSummary
     """
     from magtrack_dask import jobs
-    from magtrack_dask.storage import write_simulated_archive
     from magtrack_dask.cluster import start_cluster
-    from magtrack_dask.zlut import build_zlut, save_zlut, write_simulated_calibration
+    from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
+    from magtrack_dask.zlut import build_zlut, save_zlut
 
     stream = stream or sys.stdout
 

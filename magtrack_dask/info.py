@@ -100,7 +100,7 @@ def describe_path(path) -> dict[str, Any]:
                 float(lut[..., 0, -1].max())], "attrs": attrs}
     attrs = dict(node.attrs)
     if "layout" in attrs and "frames" in node:
-        from magtrack_dask.storage import describe_archive
+        from magtrack_dask.io.archive import describe_archive
 
         info = {"kind": "archive", **describe_archive(node)}
         info["path"] = path

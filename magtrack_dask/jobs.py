@@ -50,7 +50,7 @@ from typing import Any, Callable
 import numpy as np
 import zarr
 
-from magtrack_dask.storage import remove_unfinished_writes
+from magtrack_dask.io.integrity import remove_unfinished_writes
 
 __all__ = ["Job", "JobError", "JobFailed", "JobReport", "prepare_job", "run_job", "job_status", "summarize_results",
            "format_bead_summary", "JOB_GROUP", "STUCK_STD_PX"]
@@ -598,7 +598,7 @@ def prepare_job(
     Parameters
     ----------
     archive : str or os.PathLike
-        Archive to track (see :mod:`magtrack_dask.storage`).
+        Archive to track (see :mod:`magtrack_dask.io.format`).
     out : str or os.PathLike
         Results store (a Zarr v3 folder).
     zlut : str, os.PathLike or array_like, optional

@@ -25,19 +25,13 @@ import numpy as np
 import xarray as xr
 import zarr
 
-from magtrack_dask.storage import (
-    LAYOUTS,
-    TARGET_ROIS_PER_CHUNK,
-    _check_count,
-    _check_positive,
-    _is_scalar,
-    check_layout,
-    check_rois,
-    frame_axis,
-    open_archive,
-    read_frames,
-    remove_unfinished_writes,
-)
+from magtrack_dask.io.archive import open_archive
+from magtrack_dask.io.chunk_read import read_frames
+from magtrack_dask.io.format import TARGET_ROIS_PER_CHUNK
+from magtrack_dask.io.integrity import remove_unfinished_writes
+from magtrack_dask.io.layout import Layout
+from magtrack_dask.io.rois import check_rois
+from magtrack_dask.validation import check_count, check_positive, is_scalar
 
 __all__ = ["track", "write_results", "require_gpu", "FLAG_BITS"]
 
@@ -475,20 +469,20 @@ def _infer_layout(ndim: int, rois) -> str:
 
 def _open_source(source, layout, rois, frames_per_task):
     """Return (dask array, layout, rois, Archive or None, zarr.Array or None)."""
-    if _is_scalar(source):
+    if is_scalar(source):
         raise TypeError(f"source must be an archive (a path, zarr.Group or Zarr store) or an image array; "
                         f"got {type(source).__name__}")
     if isinstance(source, (str, os.PathLike, zarr.Group)) or (
         not hasattr(source, "ndim") and not isinstance(source, (list, tuple))
     ):
         arch = open_archive(source, frames_per_task=frames_per_task)
-        if layout is not None and check_layout(layout) != arch.layout:
+        if layout is not None and Layout.parse(layout) != arch.layout:
             raise ValueError(f"layout={layout!r} does not match the archive's layout {arch.layout!r}")
         return arch.data, arch.layout, arch.rois if rois is None else rois, arch, arch.group["frames"]
-    layout = check_layout(layout) if layout is not None else _infer_layout(np.ndim(source), rois)
-    if len(LAYOUTS[layout]) != np.ndim(source):
-        raise ValueError(f"layout {layout!r} needs a {len(LAYOUTS[layout])}-D source; got {np.ndim(source)}-D")
-    ax = frame_axis(layout)
+    layout = Layout.parse(layout) if layout is not None else _infer_layout(np.ndim(source), rois)
+    if Layout.parse(layout).ndim != np.ndim(source):
+        raise ValueError(f"layout {layout!r} needs a {Layout.parse(layout).ndim}-D source; got {np.ndim(source)}-D")
+    ax = Layout.parse(layout).frame_axis
     if isinstance(source, zarr.Array):
         unit = (source.shards or source.chunks)[ax]
         step = unit * max(1, -(-(frames_per_task or unit) // unit))
@@ -528,7 +522,7 @@ def track(
     Parameters
     ----------
     source : str, os.PathLike, zarr Store, zarr.Group, zarr.Array, dask or numpy array
-        An archive (see :mod:`magtrack_dask.storage`) or an image array. For
+        An archive (see :mod:`magtrack_dask.io.format`) or an image array. For
         arrays without ``layout``: 4-D is ``'tbyx'``; 3-D is ``'tyx'`` when
         ``rois`` is given, else ``'yxt'``.
     zlut : array_like or str, optional
@@ -581,7 +575,7 @@ def track(
         per-bead count does not fit or whose values are malformed (see
         :func:`magtrack_dask.core.z.check_zlut`), an option out of range, a
         source without frames, an archive whose metadata lies
-        (:class:`magtrack_dask.storage.ArchiveError`). All raised before any
+        (:class:`magtrack_dask.io.paths.ArchiveError`). All raised before any
         task runs.
     TypeError
         Bool or complex pixels or Z-LUT.
@@ -595,14 +589,14 @@ def track(
     if device == "gpu":
         require_gpu()
     if layout is not None:
-        check_layout(layout)
+        Layout.parse(layout)
     # Options first: a bad value fails here, before any archive is opened or output made.
     if frames_per_task is not None:
-        frames_per_task = _check_count(frames_per_task, "frames_per_task")
+        frames_per_task = check_count(frames_per_task, "frames_per_task")
     if pixel_size_nm is not None:
-        pixel_size_nm = _check_positive(pixel_size_nm, "pixel_size_nm", "nm per pixel")
+        pixel_size_nm = check_positive(pixel_size_nm, "pixel_size_nm", "nm per pixel")
     if frame_rate_hz is not None:
-        frame_rate_hz = _check_positive(frame_rate_hz, "frame_rate_hz", "frames per second")
+        frame_rate_hz = check_positive(frame_rate_hz, "frame_rate_hz", "frames per second")
     if edge_margin_px is not None and not (isinstance(edge_margin_px, (int, float, np.number))
                                            and np.isfinite(edge_margin_px) and edge_margin_px >= 0):
         raise ValueError(f"edge_margin_px must be a finite number >= 0 (px), got {edge_margin_px!r}")
@@ -610,9 +604,9 @@ def track(
     data, layout, rois, arch, zarr_frames = _open_source(source, layout, rois, frames_per_task)
     if data.dtype.kind not in "uif":
         raise TypeError(f"source must hold integer or float pixels; got dtype {data.dtype}")
-    if data.shape[frame_axis(layout)] == 0:
+    if data.shape[Layout.parse(layout).frame_axis] == 0:
         raise ValueError(f"source has no frames: shape {tuple(data.shape)} (layout {layout!r}, "
-                         f"frame axis {frame_axis(layout)})")
+                         f"frame axis {Layout.parse(layout).frame_axis})")
 
     # ROI table and per-bead offsets.
     if layout == "tyx":
@@ -674,7 +668,7 @@ def track(
         raise ValueError(f"min_symmetry must lie in [0, 1]; got {min_symmetry}")
 
     # One task per frame chunk.
-    ax = frame_axis(layout)
+    ax = Layout.parse(layout).frame_axis
     lut_key = None if zlut_arr is None else dask.delayed(zlut_arr, pure=True)  # one graph key, not one copy per task
     kernel_kwargs = dict(
         layout=layout, rois=rois if layout == "tyx" else None, offsets=offsets, n_bins=n_bins,

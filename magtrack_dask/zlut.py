@@ -1,8 +1,8 @@
-"""Z-LUTs from calibration archives: build, save, load, simulate.
+"""Z-LUTs from calibration archives: build, save, load.
 
 Calibration archive
 -------------------
-An ordinary archive (any layout, see :mod:`magtrack_dask.storage`) recorded
+An ordinary archive (any layout, see :mod:`magtrack_dask.io.format`) recorded
 while the focus steps through known positions, plus one array
 ``calibration_z`` ``(frame,)`` float64: each frame's bead z relative to the
 focal plane, in nm, with the sign convention of the tracking results (for an
@@ -38,7 +38,7 @@ import zarr
 
 from magtrack_dask._backend import to_numpy
 from magtrack_dask.io.paths import check_zarr_path
-from magtrack_dask.storage import CALIBRATION_Z
+from magtrack_dask.io.format import CALIBRATION_Z
 from magtrack_dask.validation import InputError, InputTypeError
 
 __all__ = [
@@ -47,7 +47,6 @@ __all__ = [
     "save_zlut",
     "load_zlut",
     "calibration_steps",
-    "write_simulated_calibration",
 ]
 
 ZLUT_FORMAT = 1
@@ -132,7 +131,7 @@ def build_zlut(
     """
     import dask
 
-    from magtrack_dask.storage import open_archive
+    from magtrack_dask.io.archive import open_archive
     from magtrack_dask.tracking import track
 
     arch = open_archive(calibration, frames_per_task=frames_per_task)
@@ -280,100 +279,3 @@ def _read_npy(path: str) -> np.ndarray:
         first = str(err).splitlines()[0] if str(err) else "empty"
         raise InputError(f"zlut: {path} is not a readable .npy array ({err.__class__.__name__}: {first}); "
                          f"expected a (1 + n_bins, n_ref) table saved with numpy.save") from None
-
-
-def write_simulated_calibration(
-    path,
-    z_steps_nm,
-    n_beads: int = 4,
-    *,
-    frames_per_step: int = 10,
-    roi: int = 64,
-    frame_shape: tuple[int, int] | None = None,
-    photons: float | None = 1000.0,
-    background: float = 1000.0,
-    jitter_px: float = 0.5,
-    seed: int = 0,
-    chunk_frames: int | None = None,
-    pixel_size_nm: float | None = 100.0,
-    optics=None,
-    overwrite: bool = False,
-):
-    """Simulate a calibration archive: stuck beads, focus stepped through z.
-
-    The ROIs are laid out like :func:`magtrack_dask.storage.write_simulated_archive`
-    with the same ``n_beads``, ``roi`` and ``frame_shape``, so the Z-LUT built
-    from it fits a simulated measurement. Each bead sits near its ROI centre
-    (a fixed random offset of up to 1 px) and jitters by up to ``jitter_px``
-    from frame to frame (vibration, drift), which also averages the
-    pixelation of the profiles over sub-pixel positions.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-    z_steps_nm : array_like
-        The focus steps: the beads' z relative to focus, nm.
-    n_beads : int, optional
-    frames_per_step : int, optional
-        Frames recorded (and averaged) at each step.
-    roi : int, optional
-        ROI side, px.
-    frame_shape : tuple of int, optional
-        Camera frame ``(height, width)``; default the smallest grid of ROIs.
-    photons : float or None, optional
-        Photon count of a background pixel (shot noise); None: noiseless.
-    background : float, optional
-        Background level, counts.
-    jitter_px : float, optional
-        Frame-to-frame position jitter, px.
-    seed : int, optional
-    chunk_frames : int, optional
-        Frames per Zarr chunk; default ``frames_per_step * 16``.
-    pixel_size_nm : float, optional
-        Stored as an attribute.
-    optics : magtrack_dask.simulate.Optics, optional
-    overwrite : bool, optional
-
-    Returns
-    -------
-    magtrack_dask.storage.Archive
-        With ``calibration_z`` (frame,) in nm.
-    """
-    from magtrack_dask.simulate import render_beads
-    from magtrack_dask.storage import create_archive, frames_writer, open_archive, roi_grid
-
-    z_steps = np.asarray(z_steps_nm, dtype=np.float64)
-    if z_steps.ndim != 1 or len(z_steps) < 2:
-        raise ValueError(f"z_steps_nm must be 1-D with at least 2 steps; got shape {z_steps.shape}")
-    rois, fshape = roi_grid(n_beads, roi, frame_shape)
-    z = np.repeat(z_steps, frames_per_step)
-    n_frames = len(z)
-    chunk_frames = chunk_frames or frames_per_step * 16
-    group = create_archive(
-        path, shape=(n_frames, *fshape), dtype="uint16", layout="tyx", rois=rois, chunk_frames=chunk_frames,
-        pixel_size_nm=pixel_size_nm, overwrite=overwrite,
-        attrs={"calibration": {"frames_per_step": frames_per_step, "z_units": "nm"},
-               "simulated": {"seed": seed, "photons": photons, "background": background, "jitter_px": jitter_px}},
-    )
-    cz = group.create_array(CALIBRATION_Z, shape=(n_frames,), dtype="float64", chunks=(chunk_frames,),
-                            dimension_names=("frame",))
-    cz[...] = z
-    cz.attrs.update({"units": "nm", "long_name": "bead z relative to the focal plane"})
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
-    centre = (roi - 1) / 2 + rng.uniform(-1, 1, size=(2, n_beads, 1))
-    frames = frames_writer(group["frames"])
-    for i, start in enumerate(range(0, n_frames, chunk_frames)):
-        stop = min(start + chunk_frames, n_frames)
-        nt = stop - start
-        xy = centre + rng.uniform(-jitter_px, jitter_px, size=(2, n_beads, nt))
-        imgs = render_beads(
-            xy[0].ravel(), xy[1].ravel(), np.tile(z[start:stop], n_beads), n_pixels=roi, optics=optics,
-            background=background, photons=photons, seed=np.random.SeedSequence([seed, 12, i]).generate_state(1)[0],
-        ).reshape(roi, roi, n_beads, nt)
-        block = np.full((nt, *fshape), background)
-        if photons is not None:
-            block = rng.poisson(photons, block.shape) * (background / photons)
-        for b, (top, bottom, left, right) in enumerate(rois):
-            block[:, top:bottom, left:right] = imgs[:, :, b, :].transpose(2, 0, 1)
-        frames[start:stop] = np.clip(np.rint(block), 0, 65535).astype(np.uint16)
-    return open_archive(group)

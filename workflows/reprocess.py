@@ -227,7 +227,7 @@ def _zlut_for(archive: str, cfg: dict, client_getter) -> str | None:
     calibration = _fill(zcfg["calibration"], archive, cfg["base"])
     if not os.path.exists(calibration):
         raise FileNotFoundError(f"Z-LUT {path} missing and calibration archive not found: {calibration}")
-    from magtrack_dask.storage import describe_archive
+    from magtrack_dask.io.archive import describe_archive
     from magtrack_dask.zlut import build_zlut, save_zlut
 
     client_getter()  # build on the cluster

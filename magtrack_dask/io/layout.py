@@ -35,6 +35,11 @@ class Layout(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    def __repr__(self) -> str:
+        # As its name: messages written as f"layout {layout!r}" read 'tyx' whether
+        # they are given a Layout or the string it came from.
+        return repr(self.value)
+
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)
 

@@ -54,33 +54,15 @@ signal to noise ratio (shot noise of about 3 % of the background).
 Speed
 -----
 The centred bead's image spectrum is computed once per ``z`` plane on a
-20 nm grid and cached per :class:`Optics` and ``n_pixels`` (about 1 ms per
-plane, so the first call over a 4.5 um range takes about 0.3 s). Each frame
+20 nm grid and cached per :class:`Optics` and ``n_pixels``. Each frame
 then costs a linear interpolation between the two neighbouring planes, the
 sub-pixel x, y shift as a Fourier phase ramp and one band-limited inverse
 FFT, vectorised over batches of 256 frames, with the batches spread over up
 to four threads (NumPy's FFTs, element-wise loops and random draws release
-the GIL). Arithmetic is single precision; images agree with a brute-force
-fine-grid computation to about 5e-4 of the background. On the 2-core
-development machine, 64 px frames, 2000 frames, z in 0.5-5 um, warm cache:
-15,000-22,000 frames/s noise-free (float64) and 9,000-11,000 frames/s with
-Poisson noise as uint16 (the Poisson draws dominate), measured with::
-
-    import time
-    import numpy as np
-    from magtrack_dask.simulate import render_beads
-
-    g = np.random.default_rng(0)
-    n = 2000
-    x, y = 31.5 + g.uniform(-3, 3, (2, n))
-    z = g.uniform(500, 5000, n)
-    render_beads(x, y, z)  # fills the plane cache
-    t0 = time.perf_counter()
-    render_beads(x, y, z)
-    t1 = time.perf_counter()
-    render_beads(x, y, z, photons=1000, dtype="uint16", seed=1)
-    t2 = time.perf_counter()
-    print(n / (t1 - t0), n / (t2 - t1), "frames/s")
+the GIL): fast enough that simulating an archive costs less than tracking it.
+Arithmetic is single precision; images agree with a brute-force
+fine-grid computation to about 5e-4 of the background. Rendering rates are
+in benchmarks/README.md.
 """
 
 from __future__ import annotations
@@ -95,6 +77,8 @@ import os
 import threading
 
 import numpy as np
+
+from magtrack_dask.validation import InputError, InputTypeError, check_count, check_positive
 
 __all__ = ["Optics", "render_beads", "make_zlut"]
 
@@ -155,23 +139,23 @@ class Optics:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise ValueError(f"Optics.{field.name} must be a finite real number, got {value!r}")
+                raise InputError(f"Optics.{field.name} must be a finite real number, got {value!r}")
         for name in ("wavelength_nm", "na", "pixel_size_nm", "bead_diameter_nm", "n_bead", "n_medium"):
             if getattr(self, name) <= 0:
-                raise ValueError(f"Optics.{name} must be > 0, got {getattr(self, name)!r}")
+                raise InputError(f"Optics.{name} must be > 0, got {getattr(self, name)!r}")
         if self.na >= self.n_medium:
-            raise ValueError(
+            raise InputError(
                 f"Optics.na must be below n_medium ({self.n_medium}), got {self.na!r}"
             )
         if self.k_bead < 0:
-            raise ValueError(f"Optics.k_bead must be >= 0, got {self.k_bead!r}")
+            raise InputError(f"Optics.k_bead must be >= 0, got {self.k_bead!r}")
         if not 0 <= self.pupil_taper <= 1:
-            raise ValueError(f"Optics.pupil_taper must be within [0, 1], got {self.pupil_taper!r}")
+            raise InputError(f"Optics.pupil_taper must be within [0, 1], got {self.pupil_taper!r}")
         if self.contrast < 0:
-            raise ValueError(f"Optics.contrast must be >= 0, got {self.contrast!r}")
+            raise InputError(f"Optics.contrast must be >= 0, got {self.contrast!r}")
         nyquist_px = self.wavelength_nm / (4 * self.na)
         if self.pixel_size_nm > nyquist_px:
-            raise ValueError(
+            raise InputError(
                 f"Optics.pixel_size_nm must be <= wavelength_nm / (4 * na) = {nyquist_px:.1f} nm "
                 f"so that the images are Nyquist sampled, got {self.pixel_size_nm!r}"
             )
@@ -355,7 +339,7 @@ def _model(optics: Optics, n_pixels: int) -> _BeadModel:
 
 def _check_n_pixels(n_pixels) -> int:
     if isinstance(n_pixels, (bool, np.bool_)) or not isinstance(n_pixels, numbers.Integral) or n_pixels < 8:
-        raise ValueError(f"n_pixels must be an integer >= 8, got {n_pixels!r}")
+        raise InputError(f"n_pixels must be an integer >= 8, got {n_pixels!r}")
     return int(n_pixels)
 
 
@@ -363,16 +347,8 @@ def _check_optics(optics) -> Optics:
     if optics is None:
         return Optics()
     if not isinstance(optics, Optics):
-        raise TypeError(f"optics must be an Optics instance or None, got {type(optics).__name__}")
+        raise InputTypeError(f"optics must be an Optics instance or None, got {type(optics).__name__}")
     return optics
-
-
-def _check_positive(value, name: str) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or not (
-        math.isfinite(value) and value > 0
-    ):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
 
 
 def render_beads(
@@ -424,10 +400,10 @@ def render_beads(
 
     Raises
     ------
-    ValueError
-        If an argument is out of range; the message names it.
-    TypeError
-        If ``optics`` is not an :class:`Optics`.
+    InputError
+        If an argument is out of range; the message names it (a ValueError).
+    InputTypeError
+        If ``optics`` is not an :class:`Optics` (a TypeError).
 
     Examples
     --------
@@ -437,40 +413,12 @@ def render_beads(
     """
     n_pixels = _check_n_pixels(n_pixels)
     optics = _check_optics(optics)
-    background = _check_positive(background, "background")
+    background = check_positive(background, "background")
     if photons is not None:
-        photons = _check_positive(photons, "photons")
-    try:
-        out_dtype = np.dtype(dtype)
-    except TypeError as err:
-        raise ValueError(f"dtype must be 'float64', 'float32' or 'uint16', got {dtype!r}") from err
-    if out_dtype not in (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.uint16)):
-        raise ValueError(f"dtype must be 'float64', 'float32' or 'uint16', got {dtype!r}")
-
-    arrays = {}
-    for name, value in (("x", x), ("y", y), ("z", z)):
-        arr = np.asarray(value)
-        if arr.ndim > 1 or arr.dtype.kind not in "fiu":
-            raise ValueError(
-                f"{name} must be a real scalar or 1-D array, got shape {arr.shape} dtype {arr.dtype}"
-            )
-        arrays[name] = arr.astype(np.float64)
-    lengths = [a.shape[0] for a in arrays.values() if a.ndim == 1]
-    if len(set(lengths)) > 1:
-        got = ", ".join(str(a.shape[0]) if a.ndim else "scalar" for a in arrays.values())
-        raise ValueError(f"x, y and z must have the same length, got {got}")
-    n_images = lengths[0] if lengths else 1
-    x, y, z = (np.broadcast_to(a, (n_images,)) for a in arrays.values())
-    for name, arr in (("x", x), ("y", y)):
-        inside = np.isfinite(arr) & (arr >= -0.5) & (arr <= n_pixels - 0.5)
-        if not inside.all():
-            raise ValueError(
-                f"{name} must lie within [-0.5, {n_pixels - 0.5}] px (inside the ROI), "
-                f"got {float(arr[~inside][0])!r}"
-            )
-    inside = np.isfinite(z) & (np.abs(z) <= _Z_LIMIT_NM)
-    if not inside.all():
-        raise ValueError(f"z must lie within +-{_Z_LIMIT_NM:g} nm of focus, got {float(z[~inside][0])!r}")
+        photons = check_positive(photons, "photons")
+    out_dtype = _check_out_dtype(dtype)
+    x, y, z = _check_positions(x, y, z, n_pixels)
+    n_images = x.shape[0]
 
     out = np.empty((n_pixels, n_pixels, n_images), out_dtype)
     if n_images == 0:
@@ -486,26 +434,71 @@ def render_beads(
 
     def work(batch):
         sl, batch_seed = batch
-        image = model.render(frames, sl)
-        image += 1  # intensity relative to the background
-        if batch_seed is None:
-            image *= background
-        else:
-            np.maximum(image, 0, out=image)  # photon rates cannot be negative
-            image *= photons
-            counts = np.random.default_rng(batch_seed).poisson(image)
-            if background == photons and out_dtype == np.uint16:
-                image = np.minimum(counts, 65535, out=counts)  # already whole counts
-            else:
-                image = counts.astype(np.float32)
-                image *= background / photons
-        if out_dtype == np.uint16 and image.dtype.kind == "f":
-            np.rint(image, out=image)
-            np.clip(image, 0, 65535, out=image)
+        image = _camera_image(model.render(frames, sl), background, photons, batch_seed, out_dtype)
         out[:, :, sl] = image.transpose(1, 2, 0)
 
     _parallel_map(work, list(zip(batches, seeds)))
     return out
+
+
+def _check_out_dtype(dtype) -> np.dtype:
+    try:
+        out_dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise InputError(f"dtype must be 'float64', 'float32' or 'uint16', got {dtype!r}") from err
+    if out_dtype not in (np.dtype(np.float64), np.dtype(np.float32), np.dtype(np.uint16)):
+        raise InputError(f"dtype must be 'float64', 'float32' or 'uint16', got {dtype!r}")
+    return out_dtype
+
+
+def _check_positions(x, y, z, n_pixels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x, y, z as float64 ``(n_images,)`` (scalars broadcast), inside the ROI and the z range."""
+    arrays = {}
+    for name, value in (("x", x), ("y", y), ("z", z)):
+        arr = np.asarray(value)
+        if arr.ndim > 1 or arr.dtype.kind not in "fiu":
+            raise InputError(
+                f"{name} must be a real scalar or 1-D array, got shape {arr.shape} dtype {arr.dtype}"
+            )
+        arrays[name] = arr.astype(np.float64)
+    lengths = [a.shape[0] for a in arrays.values() if a.ndim == 1]
+    if len(set(lengths)) > 1:
+        got = ", ".join(str(a.shape[0]) if a.ndim else "scalar" for a in arrays.values())
+        raise InputError(f"x, y and z must have the same length, got {got}")
+    n_images = lengths[0] if lengths else 1
+    x, y, z = (np.broadcast_to(a, (n_images,)) for a in arrays.values())
+    for name, arr in (("x", x), ("y", y)):
+        inside = np.isfinite(arr) & (arr >= -0.5) & (arr <= n_pixels - 0.5)
+        if not inside.all():
+            raise InputError(
+                f"{name} must lie within [-0.5, {n_pixels - 0.5}] px (inside the ROI), "
+                f"got {float(arr[~inside][0])!r}"
+            )
+    inside = np.isfinite(z) & (np.abs(z) <= _Z_LIMIT_NM)
+    if not inside.all():
+        raise InputError(f"z must lie within +-{_Z_LIMIT_NM:g} nm of focus, got {float(z[~inside][0])!r}")
+    return x, y, z
+
+
+def _camera_image(image: np.ndarray, background: float, photons: float | None, seed, out_dtype) -> np.ndarray:
+    """A batch ``I / I_background - 1`` (float32, changed in place) as camera values:
+    scaled to ``background``, with Poisson noise when ``photons`` is given, rounded for uint16."""
+    image += 1  # intensity relative to the background
+    if seed is None:
+        image *= background
+    else:
+        np.maximum(image, 0, out=image)  # photon rates cannot be negative
+        image *= photons
+        counts = np.random.default_rng(seed).poisson(image)
+        if background == photons and out_dtype == np.uint16:
+            image = np.minimum(counts, 65535, out=counts)  # already whole counts
+        else:
+            image = counts.astype(np.float32)
+            image *= background / photons
+    if out_dtype == np.uint16 and image.dtype.kind == "f":
+        np.rint(image, out=image)
+        np.clip(image, 0, 65535, out=image)
+    return image
 
 
 def make_zlut(
@@ -565,19 +558,12 @@ def make_zlut(
     n_pixels = _check_n_pixels(n_pixels)
     z_ref = np.asarray(z_ref)
     if z_ref.ndim != 1 or z_ref.shape[0] < 1 or z_ref.dtype.kind not in "fiu":
-        raise ValueError(f"z_ref must be a non-empty 1-D array of numbers, got shape {z_ref.shape}")
+        raise InputError(f"z_ref must be a non-empty 1-D array of numbers, got shape {z_ref.shape}")
     z_ref = z_ref.astype(np.float64)
     step = np.diff(z_ref)
     if not np.all(np.isfinite(z_ref)) or not (np.all(step > 0) or np.all(step < 0)):
-        raise ValueError("z_ref must be finite and strictly increasing or decreasing")
-    if (
-        isinstance(oversample_frames, (bool, np.bool_))
-        or not isinstance(oversample_frames, numbers.Integral)
-        or oversample_frames < 1
-    ):
-        raise ValueError(f"oversample_frames must be an integer >= 1, got {oversample_frames!r}")
-
-    k = int(oversample_frames)
+        raise InputError("z_ref must be finite and strictly increasing or decreasing")
+    k = check_count(oversample_frames, "oversample_frames")
     # R2 low-discrepancy sequence (plastic number): even coverage of the pixel for any k,
     # and offset (0, 0) for the first frame.
     g = 1.32471795724474602596
