@@ -11,12 +11,13 @@ ROI = 32  # px; small ROIs keep the suite fast
 N_FRAMES = 45  # not a multiple of CHUNK_FRAMES: the last chunk is short
 CHUNK_FRAMES = 16
 Z_RANGE_NM = (800.0, 2400.0)  # rings fit in 32 px ROIs
+CALIBRATION_STEPS = np.arange(Z_RANGE_NM[0] - 300, Z_RANGE_NM[1] + 301, 50.0)  # focus steps, nm
 
 
 @pytest.fixture(scope="session")
 def archives(tmp_path_factory):
     """Paths of simulated archives, one per layout (3 beads; 1 for 'yxt')."""
-    from magtrack_dask.storage import write_simulated_archive
+    from magtrack_dask.sim.archives import write_simulated_archive
 
     root = tmp_path_factory.mktemp("archives")
     paths = {}
@@ -30,9 +31,19 @@ def archives(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def calibration(tmp_path_factory):
+    """A calibration archive of the 3 beads of the 'tyx' archive (same ROI grid), 6 frames per step."""
+    from magtrack_dask.sim.archives import write_simulated_calibration
+
+    path = str(tmp_path_factory.mktemp("calibration") / "calibration.zarr")
+    write_simulated_calibration(path, CALIBRATION_STEPS, 3, roi=ROI, frames_per_step=6, photons=1e4, seed=5)
+    return path
+
+
+@pytest.fixture(scope="session")
 def zlut():
     """A Z-LUT (1 + ROI // 2, n_ref) covering the archives' z range with margin."""
-    from magtrack_dask.simulate import make_zlut
+    from magtrack_dask.sim.beads import make_zlut
 
     # averaged over sub-pixel positions: a LUT of a perfectly centred bead biases z by ~150 nm
     return make_zlut(np.arange(Z_RANGE_NM[0] - 500, Z_RANGE_NM[1] + 501, 50.0), n_pixels=ROI, oversample_frames=16)
@@ -50,7 +61,7 @@ def client():
 
 def _simulated_beads(n: int, rng_seed: int, **render_options):
     """(stack, x, y): ``n`` 64 px beads within 3 px of the centre, z 0.8-4 um."""
-    from magtrack_dask.simulate import render_beads
+    from magtrack_dask.sim.beads import render_beads
 
     rng = np.random.default_rng(rng_seed)
     x = 31.5 + rng.uniform(-3, 3, n)

@@ -11,8 +11,9 @@ import pytest
 import zarr
 
 from magtrack_dask._backend import check_cupy
-from magtrack_dask.storage import open_archive, write_simulated_archive
-from magtrack_dask.zlut import load_zlut, save_zlut, write_simulated_calibration
+from magtrack_dask.io.archive import open_archive
+from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
+from magtrack_dask.zlut import load_zlut, save_zlut
 
 from conftest import N_FRAMES, ROI, Z_RANGE_NM
 
@@ -224,25 +225,6 @@ def test_import_tiff_layouts(archives, tmp_path):
     assert_usage_error(cli("import", tmp_path / "bead.tif", "--out", tmp_path / "bead.zarr", "--layout", "yxt"),
                        "exists|overwrite")
     assert_usage_error(cli("import", tmp_path / "nope.tif", "--out", tmp_path / "y.zarr"), "TIFF file not found")
-
-
-def test_import_streams_in_small_reads(archives, tmp_path):
-    tifffile = pytest.importorskip("tifffile")
-    from magtrack_dask.tiff_import import import_tiff, read_rois
-
-    a = open_archive(archives["tyx"])
-    frames = a.data.compute()
-    paths = []
-    for i, (lo, hi) in enumerate([(0, 7), (7, 30), (30, N_FRAMES)]):  # chunk edges fall inside files
-        paths.append(tmp_path / f"part{i}.tif")
-        tifffile.imwrite(paths[-1], frames[lo:hi])
-    np.save(tmp_path / "rois.npy", a.rois)
-    seen = []
-    arch = import_tiff(paths, tmp_path / "a.zarr", rois=tmp_path / "rois.npy", chunk_frames=10, pages_per_read=3,
-                       progress=lambda done, total, n: seen.append((done, total, n)))
-    np.testing.assert_array_equal(arch.data.compute(), frames)
-    assert seen == [(0, 5, 0), (1, 5, 10), (2, 5, 20), (3, 5, 30), (4, 5, 40), (5, 5, 45)]
-    np.testing.assert_array_equal(read_rois(tmp_path / "rois.npy"), a.rois)
 
 
 # -- demo ---------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import xarray as xr
 import zarr
 
 from magtrack_dask.jobs import JobError, JobFailed, job_status, prepare_job, run_job
-from magtrack_dask.storage import write_simulated_archive
+from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import track, write_results
 from magtrack_dask.zlut import save_zlut
 

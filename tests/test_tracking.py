@@ -16,7 +16,7 @@ from zarr.storage import LocalStore, WrapperStore
 import magtrack_dask
 from magtrack_dask._backend import check_cupy
 from magtrack_dask.cluster import start_cluster
-from magtrack_dask.storage import open_archive
+from magtrack_dask.io.archive import open_archive
 from magtrack_dask.tracking import FLAG_BITS, track, write_results
 
 from conftest import N_FRAMES, ROI
@@ -292,7 +292,7 @@ def test_gpu_matches_cpu(archives, zlut):
 @pytest.mark.parametrize("photons", [None, 300.0])
 def test_coarse_symmetry_screen_decides_like_the_full_score(photons):
     from magtrack_dask import core
-    from magtrack_dask.simulate import render_beads
+    from magtrack_dask.sim.beads import render_beads
     from magtrack_dask.tracking import _lost_beads, _radial_symmetry
 
     # Beads drifting out of a 64 px ROI (cut from 160 px frames), then ROIs of background only.
@@ -343,7 +343,7 @@ def test_saturation_flags_match_a_per_roi_maximum():
 
 def test_screen_sample_from_camera_integers_scores_like_the_float_stack():
     from magtrack_dask import core
-    from magtrack_dask.simulate import render_beads
+    from magtrack_dask.sim.beads import render_beads
     from magtrack_dask.tracking import _crop, _lost_beads, _radial_symmetry, _ring_scores, _screen_sample
 
     # tyx frames of two beads, one drifting out of its ROI; the same frames as tbyx

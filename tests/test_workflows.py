@@ -12,8 +12,8 @@ import pytest
 import zarr
 
 from magtrack_dask.jobs import job_status, run_job
-from magtrack_dask.storage import write_simulated_archive
-from magtrack_dask.zlut import write_simulated_calibration
+from magtrack_dask.sim.archives import write_simulated_archive
+from magtrack_dask.sim.archives import write_simulated_calibration
 
 from conftest import ROI, Z_RANGE_NM
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import zarr
 
-from magtrack_dask.simulate import make_zlut
-from magtrack_dask.storage import create_archive, describe_archive, open_archive
+from magtrack_dask.io.archive import create_archive
+from magtrack_dask.sim.beads import make_zlut
 from magtrack_dask.tracking import track
 from magtrack_dask.zlut import (
     CALIBRATION_Z,
@@ -14,20 +14,9 @@ from magtrack_dask.zlut import (
     calibration_steps,
     load_zlut,
     save_zlut,
-    write_simulated_calibration,
 )
 
-from conftest import ROI, Z_RANGE_NM
-
-STEPS = np.arange(Z_RANGE_NM[0] - 300, Z_RANGE_NM[1] + 301, 50.0)
-
-
-@pytest.fixture(scope="module")
-def calibration(tmp_path_factory):
-    """Calibration of the 3 beads of the conftest 'tyx' archive (same ROI grid)."""
-    path = str(tmp_path_factory.mktemp("cal") / "calibration.zarr")
-    write_simulated_calibration(path, STEPS, 3, roi=ROI, frames_per_step=6, photons=1e4, seed=5)
-    return path
+from conftest import CALIBRATION_STEPS, ROI
 
 
 def test_calibration_steps_group_round_and_skip_nan():
@@ -39,22 +28,11 @@ def test_calibration_steps_group_round_and_skip_nan():
         calibration_steps(z, 0)
 
 
-def test_simulated_calibration_archive(calibration, archives):
-    a = open_archive(calibration)
-    assert a.layout == "tyx" and a.n_frames == len(STEPS) * 6
-    np.testing.assert_array_equal(a.rois, open_archive(archives["tyx"]).rois)
-    z = a.group[CALIBRATION_Z]
-    np.testing.assert_array_equal(z[...], np.repeat(STEPS, 6))
-    assert z.attrs["units"] == "nm" and z.metadata.dimension_names == ("frame",)
-    assert describe_archive(calibration)["calibration_z_range_nm"] == [STEPS[0], STEPS[-1]]
-    assert describe_archive(archives["tyx"])["calibration_z_range_nm"] is None
-
-
 def test_build_matches_the_ideal_lut_and_tracks_z(calibration, archives, zlut):
     lut = build_zlut(calibration, frames_per_task=40)
-    assert lut.shape == (3, 1 + ROI // 2, len(STEPS))
-    np.testing.assert_allclose(lut[:, 0, :], np.broadcast_to(STEPS, (3, len(STEPS))), atol=1e-9)
-    ideal = make_zlut(STEPS, n_pixels=ROI, oversample_frames=16)
+    assert lut.shape == (3, 1 + ROI // 2, len(CALIBRATION_STEPS))
+    np.testing.assert_allclose(lut[:, 0, :], np.broadcast_to(CALIBRATION_STEPS, (3, len(CALIBRATION_STEPS))), atol=1e-9)
+    ideal = make_zlut(CALIBRATION_STEPS, n_pixels=ROI, oversample_frames=16)
     for b in range(3):  # the measured profiles look like the noiseless model's (rows 2.. are matched)
         r = np.corrcoef(lut[b, 2:].ravel(), ideal[2:].ravel())[0, 1]
         assert r > 0.999, (b, r)

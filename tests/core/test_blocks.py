@@ -12,7 +12,7 @@ import magtrack_dask as md
 from magtrack_dask.core import _blocks
 from magtrack_dask.core._blocks import blocks, core_threads, for_each_block, frame_run, get_core_threads
 from magtrack_dask.core.xy import refine_rounds
-from magtrack_dask.simulate import make_zlut
+from magtrack_dask.sim.beads import make_zlut
 
 
 @pytest.fixture(scope="module")

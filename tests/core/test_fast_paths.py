@@ -12,7 +12,7 @@ import pytest
 
 import magtrack_dask as md
 from magtrack_dask.core import _blocks, helpers, xy
-from magtrack_dask.simulate import render_beads
+from magtrack_dask.sim.beads import render_beads
 
 
 @pytest.fixture(scope="module")
@@ -258,7 +258,7 @@ def test_qi_quadratic_offsets_matrix_vector_product_is_exact(dtype):
 
 @pytest.fixture(scope="module")
 def lut_and_profiles():
-    from magtrack_dask.simulate import make_zlut
+    from magtrack_dask.sim.beads import make_zlut
 
     rng = np.random.default_rng(21)
     zlut = make_zlut(np.arange(300.0, 5701.0, 30.0), n_pixels=64)  # 181 references

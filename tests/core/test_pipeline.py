@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 
 import magtrack_dask as md
-from magtrack_dask.simulate import make_zlut, render_beads
+from magtrack_dask.sim.beads import make_zlut, render_beads
 
 N = 16
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import magtrack_dask as md
-from magtrack_dask.simulate import render_beads
+from magtrack_dask.sim.beads import render_beads
 
 N = 12
 

@@ -13,8 +13,8 @@ import xarray as xr
 import zarr
 
 from magtrack_dask.jobs import job_status, run_job
-from magtrack_dask.simulate import render_beads
-from magtrack_dask.storage import write_simulated_archive
+from magtrack_dask.sim.beads import render_beads
+from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS, track
 
 from conftest import ROI

@@ -32,7 +32,8 @@ import zarr
 from magtrack_dask import core
 from magtrack_dask.cli import main
 from magtrack_dask.jobs import JobError, prepare_job, run_job
-from magtrack_dask.storage import ArchiveError, create_archive, open_archive
+from magtrack_dask.io.archive import create_archive, open_archive
+from magtrack_dask.io.paths import ArchiveError
 from magtrack_dask.tracking import track, write_results
 
 from conftest import ROI, snapshot

@@ -23,7 +23,8 @@ from dask.utils import format_bytes, parse_bytes
 
 from magtrack_dask.info import describe_path, format_info
 from magtrack_dask.jobs import job_status, run_job
-from magtrack_dask.storage import _UNFINISHED_WRITE, write_simulated_archive
+from magtrack_dask.io.integrity import UNFINISHED_WRITE
+from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS
 
 from conftest import ROI, Z_RANGE_NM, snapshot
@@ -62,7 +63,7 @@ def written_chunks(store, before: dict, after: dict) -> set[int]:
         old, new = before.get(path), after.get(path)
         if old == new or stat.S_IFREG not in (old and old[0], new and new[0]):  # unchanged, or a folder
             continue
-        if _UNFINISHED_WRITE.search(path):
+        if UNFINISHED_WRITE.search(path):
             continue
         parts = os.path.relpath(path, store).split(os.sep)
         if len(parts) < 3 or parts[1] != "c" or parts[0].startswith("_"):

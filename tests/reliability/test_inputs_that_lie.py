@@ -21,7 +21,9 @@ import pytest
 import zarr
 
 from magtrack_dask.cli import main
-from magtrack_dask.storage import ArchiveError, create_archive, describe_archive, open_archive, read_frames
+from magtrack_dask.io.archive import create_archive, describe_archive, open_archive
+from magtrack_dask.io.chunk_read import read_frames
+from magtrack_dask.io.paths import ArchiveError
 from magtrack_dask.tracking import FLAG_BITS, track
 
 from conftest import snapshot

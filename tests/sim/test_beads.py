@@ -1,10 +1,11 @@
-"""Tests of the bead simulator: layout, positions, optics, noise, Z-LUTs, errors."""
+"""The bead simulator (magtrack_dask.sim.beads): layout, positions, optics, noise, Z-LUTs, errors."""
 
 import numpy as np
 import pytest
 
 from magtrack_dask.core.profiles import radial_profile
-from magtrack_dask.simulate import Optics, make_zlut, render_beads
+from magtrack_dask.sim.beads import Optics, make_zlut, render_beads
+from magtrack_dask.validation import InputError, InputTypeError
 
 BG = 1000.0
 C64 = 31.5  # centre of a 64 px ROI: between columns 31 and 32
@@ -268,23 +269,25 @@ def test_make_zlut_format():
     ],
 )
 def test_render_beads_rejects_bad_input(kwargs, name):
-    with pytest.raises(ValueError, match=name):
+    with pytest.raises(InputError, match=name):
         render_beads(**kwargs)
 
 
 def test_bad_optics_and_zlut_arguments():
-    with pytest.raises(ValueError, match="na"):
+    with pytest.raises(InputError, match="na"):
         Optics(na=1.4)
-    with pytest.raises(ValueError, match="pixel_size_nm"):
+    with pytest.raises(InputError, match="pixel_size_nm"):
         Optics(pixel_size_nm=400.0)
-    with pytest.raises(ValueError, match="pupil_taper"):
+    with pytest.raises(InputError, match="pupil_taper"):
         Optics(pupil_taper=2.0)
-    with pytest.raises(TypeError, match="optics"):
+    with pytest.raises(InputTypeError, match="optics"):
         render_beads(30.0, 30.0, 1000.0, optics="default")
-    with pytest.raises(ValueError, match="z_ref"):
+    with pytest.raises(InputError, match="z_ref"):
         make_zlut([1000.0, 500.0, 2000.0])
-    with pytest.raises(ValueError, match="oversample_frames"):
+    with pytest.raises(InputError, match="oversample_frames must be an integer >= 1, got 0"):
         make_zlut([1000.0, 2000.0], oversample_frames=0)
+    with pytest.raises(InputError, match="oversample_frames must be an integer >= 1, got True"):
+        make_zlut([1000.0, 2000.0], oversample_frames=True)
 
 
 def test_custom_optics():

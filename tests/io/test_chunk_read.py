@@ -1,4 +1,5 @@
-"""read_whole_chunk: one stored chunk decoded straight into an array, or None for zarr to read.
+"""read_frames and read_whole_chunk (magtrack_dask.io.chunk_read): one stored chunk decoded straight into an
+array, or None for zarr to read.
 
 Real archives on disk in each layout; damaged, missing and foreign chunks.
 """
@@ -11,8 +12,8 @@ import zarr
 from zarr.codecs import BloscCodec, ZstdCodec
 from zarr.storage import LocalStore, WrapperStore
 
-from magtrack_dask.chunk_read import read_whole_chunk
-from magtrack_dask.storage import create_archive, read_frames
+from magtrack_dask.io.archive import create_archive
+from magtrack_dask.io.chunk_read import read_frames, read_whole_chunk
 
 N_FRAMES, CHUNK = 23, 5  # the last chunk holds 3 frames
 SHAPES = {"tyx": (N_FRAMES, 12, 14), "tbyx": (N_FRAMES, 2, 8, 8), "yxt": (8, 8, N_FRAMES)}

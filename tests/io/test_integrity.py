@@ -1,0 +1,114 @@
+"""Archive integrity (magtrack_dask.io.integrity): metadata against itself and against the stored chunks.
+
+Each check is called directly on real archives on disk; the same lies told through open_archive, track and
+the command line are in tests/reliability/test_inputs_that_lie.py.
+"""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import zarr
+from zarr.storage import LocalStore, WrapperStore
+
+from magtrack_dask.io.archive import create_archive
+from magtrack_dask.io.integrity import (
+    UNFINISHED_WRITE,
+    check_archive_metadata,
+    check_frame_chunks,
+    remove_unfinished_writes,
+)
+from magtrack_dask.io.layout import Layout
+from magtrack_dask.io.paths import ArchiveError
+from magtrack_dask.validation import InputTypeError
+
+
+def _tbyx(tmp_path, **kwargs):
+    data = np.arange(10 * 2 * 8 * 8, dtype=np.uint16).reshape(10, 2, 8, 8)
+    return create_archive(tmp_path / "a.zarr", data, layout="tbyx", chunk_frames=4, **kwargs)
+
+
+def _check(group, layout="tbyx"):
+    check_archive_metadata(group, group["frames"], Layout(layout), dict(group.attrs))
+
+
+def test_a_truthful_archive_passes(tmp_path):
+    g = _tbyx(tmp_path, rois=[[0, 8, 0, 8], [0, 8, 10, 18]], timestamps=np.arange(10) * 0.1, pixel_size_nm=65.0)
+    _check(g)
+    check_frame_chunks(g["frames"])
+
+
+@pytest.mark.parametrize(
+    ("lie", "match"),
+    [
+        (lambda g: g.attrs.update(magtrack_dask_archive=2), "archive format version 2 is newer than this"),
+        (lambda g: g.attrs.update(frame_rate_hz=0), r"archive attribute frame_rate_hz must be a finite number > 0"),
+        (lambda g: g.create_array("rois", data=np.array([[0, 8, 0, 8]])),
+         r"archive 'rois' has 1 ROIs of 8 px, but the tbyx frames \(10, 2, 8, 8\) hold 2 beads of 8 px"),
+        (lambda g: g.create_group("rois"), "archive 'rois' is a group"),
+        (lambda g: g.create_array("timestamps", data=np.zeros(9)), r"archive 'timestamps' has shape \(9,\), "
+                                                                   r"expected \(10,\): one value per frame"),
+        (lambda g: g.create_array("truth_z", data=np.zeros((3, 10))), r"archive 'truth_z' has shape \(3, 10\), "
+                                                                      r"expected \(2, 10\): \(bead, frame\)"),
+    ],
+)
+def test_metadata_that_disagrees_with_itself(tmp_path, lie, match):
+    g = _tbyx(tmp_path)
+    lie(g)
+    with pytest.raises(ArchiveError, match=match):
+        _check(g)
+
+
+def test_layout_and_array_disagree(tmp_path):
+    g = _tbyx(tmp_path)
+    with pytest.raises(ArchiveError, match=r"archive attribute layout='tyx' means a 3-D frames array"):
+        _check(g, "tyx")
+    g = create_archive(tmp_path / "b.zarr", shape=(8, 8, 4), layout="yxt")
+    with pytest.raises(ArchiveError, match=r"dimension_names \('y', 'x', 'frame'\) disagree .*layout='tyx'|means a"):
+        _check(g, "tyx")
+
+
+def test_frames_that_are_not_pixels(tmp_path):
+    g = zarr.open_group(tmp_path / "c.zarr", mode="w")
+    g.create_array("frames", shape=(8, 8, 4), dtype="complex64")
+    with pytest.raises(InputTypeError, match="frames: dtype complex64 is not a pixel type"):
+        _check(g, "yxt")
+
+
+@pytest.mark.parametrize("wrapped", [False, True])  # a local store is asked per chunk, other stores are listed
+def test_missing_chunks_are_named_with_their_frames(tmp_path, wrapped):
+    g = _tbyx(tmp_path)
+    os.remove(tmp_path / "a.zarr" / "frames" / "c" / "1" / "0" / "0" / "0")
+    frames = zarr.open_group(WrapperStore(LocalStore(tmp_path / "a.zarr")), mode="r")["frames"] if wrapped \
+        else g["frames"]
+    with pytest.raises(ArchiveError, match=r"frames: 1 of 3 chunks declared by its shape \(10, 2, 8, 8\) are "
+                                           r"missing from the store \(chunk 1/0/0/0 \(frames 4-7\)\)"):
+        check_frame_chunks(frames)
+
+
+def test_a_chunk_shape_that_disagrees_with_the_stored_chunks(tmp_path):
+    _tbyx(tmp_path)
+    meta = tmp_path / "a.zarr" / "frames" / "zarr.json"
+    doc = json.loads(meta.read_text())
+    doc["chunk_grid"]["configuration"]["chunk_shape"][0] = 5
+    meta.write_text(json.dumps(doc))
+    frames = zarr.open_group(tmp_path / "a.zarr", mode="r")["frames"]
+    assert frames.chunks[0] == 5
+    with pytest.raises(ArchiveError, match=r"chunk 0/0/0/0 \(frames 0-4\) holds 1024 bytes of 2-byte values, but "
+                                           r"zarr.json declares chunks of \(5, 2, 8, 8\) uint16 = 1280 bytes"):
+        check_frame_chunks(frames)
+
+
+def test_remove_unfinished_writes_takes_only_zarrs_temporaries(tmp_path):
+    (tmp_path / "x" / "c" / "0").mkdir(parents=True)
+    stale = [tmp_path / "x" / "c" / "0" / "3.0123456789abcdef0123456789abcdef.partial",
+             tmp_path / "zarr.fedcba9876543210fedcba9876543210.partial"]
+    kept = [tmp_path / "x" / "c" / "0" / "3", tmp_path / "x" / "my.partial",
+            tmp_path / "x" / "4.0123456789ABCDEF0123456789ABCDEF.partial"]  # zarr writes lower-case hex
+    for f in stale + kept:
+        f.write_bytes(b"1")
+    assert all(UNFINISHED_WRITE.search(f.name) for f in stale)
+    assert remove_unfinished_writes(str(tmp_path)) == 2
+    assert not any(f.exists() for f in stale) and all(f.exists() for f in kept)
+    assert remove_unfinished_writes(str(tmp_path)) == 0
