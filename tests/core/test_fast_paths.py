@@ -173,12 +173,18 @@ def direct_gaussian(x, mu, sigma):
 @pytest.mark.parametrize("sigma", [0.4, 3.0, 64 / 6, 500.0])
 def test_gaussian_outer_product_gemm_path(xdtype, sigma):
     """The GEMM path (column x, row mu, >= 8192 values) gives the direct
-    formula's values to 1e-12, tails included, never above 1."""
+    formula's values to 1e-12, tails included, never above 1. It is taken
+    exactly where gaussian's Notes say: (max|x~| + max|mu~|)**2 <= 860 in
+    units of sigma / sqrt(log2(e) / 2) about the middle of x (here every sigma
+    but 0.4, whose far tails take the direct formula)."""
     rng = np.random.default_rng(int(sigma * 10))
     x = np.arange(64).astype(xdtype)[:, None]
     mu = rng.uniform(-10, 74, (1, 700))
     x0, mu0 = x.copy(), mu.copy()
-    assert helpers._gaussian_outer(x, mu, sigma) is not None or sigma == 0.4  # small sigma: far tails
+    scale = np.sqrt(0.5 / np.log(2.0)) / sigma
+    span = ((31.5 + np.abs(mu - 31.5).max()) * scale) ** 2
+    assert (span <= 860.0) == (sigma != 0.4)  # the parameters cover both paths
+    assert (helpers._gaussian_outer(x, mu, sigma) is not None) == (span <= 860.0)
     got = md.gaussian(x, mu, sigma)
     expected = direct_gaussian(x.astype(np.float64), mu, sigma)
     assert got.shape == (64, 700) and got.dtype == np.float64 and got.flags.c_contiguous
