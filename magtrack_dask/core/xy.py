@@ -147,7 +147,7 @@ def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int, frames=None
     if axis == 1:  # columns: (pixels along the line, lines, n_images)
         values, line_axis = _gathered_columns(xp, stack, lines, frames), 1
     else:  # rows: (lines, n_images, pixels along the line); NumPy gathers
-        # that ~2x faster by index arrays for the line and the image and a
+        # that faster by index arrays for the line and the image and a
         # slice along the line than by three index arrays or flat offsets.
         values, line_axis = stack[lines, :, frames], 0
     if half_lines == 0:
@@ -166,9 +166,8 @@ def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int, frames=None
 def _columns_by_take(xp, stack) -> bool:
     """Whether :func:`_gathered_columns` takes whole matrix columns: a
     C-ordered frames-last NumPy stack is a ``(y, x * n_images + frame)``
-    matrix, from which ``np.take`` copies columns ~2x faster than the fancy
-    index works out each element's address (64 px: 0.73 -> 0.39 ms for the
-    columns of 2000 images, float64)."""
+    matrix, from which ``np.take`` copies columns faster than the fancy
+    index works out each element's address."""
     return xp is np and stack.flags.c_contiguous
 
 
@@ -218,9 +217,8 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
         sums[:, part] = xp.einsum(rule, slab[..., part], mask[:, part])
 
     # The slab streams through the einsum once; what stays in cache is
-    # small. Blocks of a quarter of the cache budget's worth of slab (at
-    # 64 px, 2000 images: one per thread instead of four) measured 5-16 %
-    # faster in auto_conv_multiline* (fewer, longer einsum calls).
+    # small, so blocks of a quarter of the cache budget's worth of slab
+    # (fewer, longer einsum calls) suffice.
     for_each_block(xp, blocks(xp, idx.size, width * (hi - lo) * 2), work)
     if n_lines > 1:
         xp.divide(sums.T, mask.sum(axis=0)[:, None], out=out)
@@ -277,7 +275,7 @@ def _same_autoconvolution(xp, signals):
     n = signals.shape[-1]
     start = (n - 1) // 2
     # scipy.fft transforms float32 in single precision, several rows at a
-    # time (~3x numpy.fft's speed at these lengths); float64 stays on numpy.fft.
+    # time (faster than numpy.fft at these lengths); float64 stays on numpy.fft.
     if xp is np and signals.dtype == np.float32:
         import scipy.fft as fft  # imported on first use: the package imports fast
     else:
