@@ -53,7 +53,9 @@ _LAZY = {
 
 
 def __getattr__(name):
-    # ``cp`` resolves lazily so that importing the package never imports CuPy.
+    # ``cp`` resolves lazily so that importing the package never imports CuPy:
+    # CuPy when importable, else NumPy with CuPy's asnumpy, get_array_module and
+    # cuda.is_available() (``_backend.NUMPY_AS_CUPY``), as the reference's ``cp``.
     if name == "cp":
         from magtrack_dask._backend import get_cp
 

@@ -20,9 +20,8 @@ import numpy as np
 _CPU_BLOCK_BYTES = 2**21  # keeps a few (n, n, block) temporaries in L2/L3
 # OpenBLAS runs a matrix product of up to about this many multiply-adds in the
 # calling thread. Larger ones wake its own threads, which keep spinning for a
-# while after the call and take the CPUs from the core's threads (measured on
-# 2 CPUs: the next center_of_mass 1.7x slower, stack_to_xyzp 1.25x). The
-# bound measured on OpenBLAS 0.3.31 lies between 6.4e5 and 1.3e6.
+# while after the call and take the CPUs from the core's threads
+# (benchmarks/README.md has the figures).
 _SERIAL_GEMM_MACS = 2**19
 _MIN_RUN_BYTES = 256  # of frames per pixel in a block of a frames-last stack (frame_run)
 _TILE = 256  # pixels per tile of the frame-block transpose (a few hundred pages of source)
@@ -39,9 +38,7 @@ def frame_run(stack) -> int:
 
     A block of such a stack is read as one short run of frames per pixel,
     each run on another memory page; runs under ~256 bytes defeat the
-    hardware prefetcher (measured, 1 thread: ``radial_profile`` 128 px
-    75 -> 64 ms with 32 instead of 16 frames a block, 256 px 200 -> 114 ms).
-    1 for any other memory order.
+    hardware prefetcher. 1 for any other memory order.
     """
     itemsize = stack.dtype.itemsize
     return max(1, _MIN_RUN_BYTES // itemsize) if stack.strides[2] == itemsize else 1

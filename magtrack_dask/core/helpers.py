@@ -47,7 +47,7 @@ def binmean(x, weights, n_bins: int):
     Notes
     -----
     One ``bincount`` over a combined (bin, column) index replaces the scatter
-    ``add.at`` of the reference, which is an order of magnitude slower.
+    ``add.at`` of the reference, which is much slower.
     """
     xp = array_module(x, weights)
     if x.ndim != 2 or weights.shape != x.shape:
@@ -117,7 +117,7 @@ def pearson(x, y):
         return yc.T @ xc
 
 
-_GAUSS_MIN_SIZE = 8192  # outer products from this many values take the GEMM path (faster from ~8000)
+_GAUSS_MIN_SIZE = 8192  # outer products from this many values take the GEMM path (where it pays)
 _GAUSS_MAX_SPAN = 860.0  # bound on (max|x~| + max|mu~|)**2 there (base 2): see gaussian's Notes
 _EPS = float(np.finfo(np.float64).eps)
 
@@ -287,7 +287,7 @@ def crop_stack_to_rois(stack, rois):
     # each ROI is then one contiguous block, filled by a copy of whole rows
     # of frames, instead of a write every n_roi elements. The rows of all
     # ROIs are copied in blocks on the core's threads (a copy this size is
-    # bound by memory and page faults, which two threads take ~1.8x faster).
+    # bound by memory and page faults, which several threads take faster).
     out = xp.empty((len(rois_host), width, width, stack.shape[2]), dtype=stack.dtype)
     corners = rois_host[:, [0, 2]].tolist()
 

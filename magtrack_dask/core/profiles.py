@@ -176,11 +176,11 @@ def _fourier_profile_blocks(stack, matrix):
     """:func:`_fourier_profile` on NumPy, in blocks of images on the core's threads.
 
     Each block is copied frame-major and transformed while it is in cache
-    (numpy.fft on a whole frames-last 128 px stack ran ~4x slower). Each
+    (numpy.fft on a whole frames-last stack is much slower). Each
     frequency belongs to one ring, so the ring means are one ``bincount``
     over (image, ring) slots (in float64) times ``1 / count``, not a product
     with the mostly-zero ``matrix``. float64 stacks use scipy.fft (SIMD over
-    lines, ~3x numpy.fft); float32 stays on numpy.fft, the reference's own:
+    lines, faster than numpy.fft); float32 stays on numpy.fft, the reference's own:
     another single-precision FFT moves the weak high-frequency bins by up to
     1e-5 relative.
     """

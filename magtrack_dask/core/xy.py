@@ -13,6 +13,7 @@ import functools
 import numpy as np
 
 from magtrack_dask._backend import array_module
+from magtrack_dask.core import _blocks
 from magtrack_dask.core._blocks import block_size, blocks, for_each_block, frame_block, frame_run
 from magtrack_dask.core._checks import (
     check_centres,
@@ -69,66 +70,126 @@ def center_of_mass(stack, background="none"):
     -------
     x, y : (n_images,) float64 arrays
         Centre in pixels (column, row); NaN where the total mass is zero.
+        Sums are taken in float64 whatever the stack's type, so float32 stacks
+        give the centres of their exact float64 conversion.
     """
     xp = array_module(stack)
     check_stack(stack)
     if background not in ("none", "mean", "median"):
         raise ValueError(f"background must be 'none', 'mean' or 'median', got {background!r}")
-    n_y, n_x, n_images = stack.shape
-    if background == "none":
-        col_sum = stack.sum(axis=0, dtype=np.float64)
-        row_sum = stack.sum(axis=1, dtype=np.float64)
+    if background != "none":
+        moments = _deviation_moments(xp, stack, background)
+    elif xp is np and stack.flags.c_contiguous and stack.shape[2]:
+        moments = _raw_moments_by_rows(stack)
     else:
-        # The level is float64 whatever the stack's type, so float32 stacks
-        # give the same centres as their exact float64 conversion. Frames are
-        # handled in blocks, each copied frame-major once (the partition and
-        # the deviations then run over contiguous, cache-resident rows).
-        n_px = n_y * n_x
-        flat = stack.reshape(n_px, n_images)
-        # Mass and first moments from row and column sums of each block, not
-        # a GEMM: many small multi-threaded BLAS calls measured 1.2x slower
-        # on a quiet machine and 2-5x slower with one other busy core.
-        col_x = xp.arange(n_x, dtype=np.float64)
-        row_y = xp.arange(n_y, dtype=np.float64)
-        moments = xp.empty((n_images, 3))
-        parts = blocks(xp, n_images, n_px * 8, frame_run(stack))
-        size = block_size(parts)
-
-        # float64 frames become their deviations in place: one buffer fewer
-        # in cache. float32 ones take a float64 buffer (the level is float64).
-        in_place = stack.dtype == np.float64
-
-        def scratch():  # each thread's buffers, reused block after block
-            frames = xp.empty((size, n_px), dtype=stack.dtype)
-            partitioned = xp.empty_like(frames) if background == "median" else None
-            return frames, partitioned, (frames if in_place else xp.empty((size, n_px)))
-
-        def work(part, buffers):
-            n_part = part.stop - part.start
-            frames, partitioned, dev = (None if b is None else b[:n_part] for b in buffers)
-            frame_block(flat, part, frames)
-            if background == "mean":
-                level = frames.mean(axis=1, dtype=np.float64)
-            else:
-                level = _frame_median(xp, frames, partitioned)
-            xp.subtract(frames, level[:, None], out=dev)
-            xp.abs(dev, out=dev)
-            by_pixel = dev.reshape(n_part, n_y, n_x)
-            rows, cols = by_pixel.sum(axis=2), by_pixel.sum(axis=1)
-            moments[part, 0] = rows.sum(axis=1)
-            moments[part, 1] = (cols * col_x).sum(axis=1)
-            moments[part, 2] = (rows * row_y).sum(axis=1)
-
-        for_each_block(xp, parts, work, scratch)
-        total = xp.where(moments[:, 0] == 0, np.nan, moments[:, 0])
-        with quiet(xp):  # inf pixels give inf / inf: NaN for that image, not news
-            return moments[:, 1] / total, moments[:, 2] / total
-    total = col_sum.sum(axis=0)
-    total = xp.where(total == 0, np.nan, total)
+        moments = _raw_moments(xp, stack)
+    total = xp.where(moments[0] == 0, np.nan, moments[0])
     with quiet(xp):  # inf pixels give inf / inf: NaN for that image, not news
-        x = (xp.arange(n_x, dtype=np.float64) @ col_sum) / total
-        y = (xp.arange(n_y, dtype=np.float64) @ row_sum) / total
-    return x, y
+        return moments[1] / total, moments[2] / total
+
+
+def _raw_moments(xp, stack):
+    """Mass and x, y moments ``(3, n_images)`` of the raw pixels from the
+    column and row sums of the whole stack (CuPy, and NumPy stacks in other
+    memory orders)."""
+    n_y, n_x = stack.shape[:2]
+    col_sum = stack.sum(axis=0, dtype=np.float64)  # (n_x, n_images)
+    row_sum = stack.sum(axis=1, dtype=np.float64)  # (n_y, n_images)
+    return xp.stack([col_sum.sum(axis=0), xp.arange(n_x, dtype=np.float64) @ col_sum,
+                     xp.arange(n_y, dtype=np.float64) @ row_sum])
+
+
+def _row_parts(n_y: int, n_x: int, n_images: int) -> list[tuple[slice, slice]]:
+    """(rows, frames) parts of a frames-last stack: a few image rows of all
+    frames (contiguous memory), or of a range of frames when one row is
+    larger than the budget. The parts depend on the shape only, so every part
+    is computed the same way whichever thread takes it."""
+    budget = 2 * _blocks._CPU_BLOCK_BYTES  # of float64 pixels
+    row_bytes = n_x * 8
+    frames = n_images if row_bytes * n_images <= budget else max(512, budget // row_bytes)
+    rows = max(1, budget // (row_bytes * frames))
+    return [(slice(y, min(y + rows, n_y)), slice(f, min(f + frames, n_images)))
+            for f in range(0, n_images, frames) for y in range(0, n_y, rows)]
+
+
+def _raw_moments_by_rows(stack):
+    """:func:`_raw_moments` of a C-ordered NumPy stack, in one pass over memory.
+
+    Each image row of each frame gives its sum and its x moment, two
+    matrix-vector products over a part of contiguous rows (float32 parts are
+    first copied to float64); the mass and the y moment are then sums over the
+    ``n_y`` row sums. The reductions of a stack read twice (once per axis)
+    cost two passes over memory.
+    """
+    n_y, n_x, n_images = stack.shape
+    ones, col_x = np.ones(n_x), np.arange(n_x, dtype=np.float64)
+    row_sums, row_x = np.empty((n_y, n_images)), np.empty((n_y, n_images))
+    parts = _row_parts(n_y, n_x, n_images)
+    convert = stack.dtype != np.float64
+    size = max((r.stop - r.start) * (f.stop - f.start) for r, f in parts) * n_x
+
+    def work(index, buffer):
+        rows, frames = parts[index.start]
+        pixels = stack[rows, :, frames]
+        if convert:  # exact: float64 holds every float32 value
+            as_float64 = buffer[: pixels.size].reshape(pixels.shape)
+            np.copyto(as_float64, pixels)
+            pixels = as_float64
+        np.matmul(ones, pixels, out=row_sums[rows, frames])
+        np.matmul(col_x, pixels, out=row_x[rows, frames])
+
+    scratch = (lambda: np.empty(size)) if convert else None
+    for_each_block(np, [slice(i, i + 1) for i in range(len(parts))], work, scratch)
+    return np.stack([row_sums.sum(axis=0), row_x.sum(axis=0), np.arange(n_y, dtype=np.float64) @ row_sums])
+
+
+def _deviation_moments(xp, stack, background: str):
+    """Mass and x, y moments ``(3, n_images)`` of ``|pixel - level|``, the
+    level being each image's mean or median (float64 whatever the stack's
+    type, so float32 stacks give the centres of their exact float64
+    conversion).
+
+    Frames are handled in blocks, each copied frame-major once (the partition
+    and the deviations then run over contiguous, cache-resident rows); the
+    moments come from row and column sums of each block, not a GEMM (many
+    small multi-threaded BLAS calls are slower, more so on a busy machine).
+    """
+    n_y, n_x, n_images = stack.shape
+    n_px = n_y * n_x
+    flat = stack.reshape(n_px, n_images)
+    col_x = xp.arange(n_x, dtype=np.float64)
+    row_y = xp.arange(n_y, dtype=np.float64)
+    moments = xp.empty((3, n_images))
+    parts = blocks(xp, n_images, n_px * 8, frame_run(stack))
+    size = block_size(parts)
+
+    # float64 frames become their deviations in place: one buffer fewer
+    # in cache. float32 ones take a float64 buffer (the level is float64).
+    in_place = stack.dtype == np.float64
+
+    def scratch():  # each thread's buffers, reused block after block
+        frames = xp.empty((size, n_px), dtype=stack.dtype)
+        partitioned = xp.empty_like(frames) if background == "median" else None
+        return frames, partitioned, (frames if in_place else xp.empty((size, n_px)))
+
+    def work(part, buffers):
+        n_part = part.stop - part.start
+        frames, partitioned, dev = (None if b is None else b[:n_part] for b in buffers)
+        frame_block(flat, part, frames)
+        if background == "mean":
+            level = frames.mean(axis=1, dtype=np.float64)
+        else:
+            level = _frame_median(xp, frames, partitioned)
+        xp.subtract(frames, level[:, None], out=dev)
+        xp.abs(dev, out=dev)
+        by_pixel = dev.reshape(n_part, n_y, n_x)
+        rows, cols = by_pixel.sum(axis=2), by_pixel.sum(axis=1)
+        moments[0, part] = rows.sum(axis=1)
+        moments[1, part] = (cols * col_x).sum(axis=1)
+        moments[2, part] = (rows * row_y).sum(axis=1)
+
+    for_each_block(xp, parts, work, scratch)
+    return moments
 
 
 # ---------------------------------------------------------------- auto-convolution
@@ -147,7 +208,7 @@ def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int, frames=None
     if axis == 1:  # columns: (pixels along the line, lines, n_images)
         values, line_axis = _gathered_columns(xp, stack, lines, frames), 1
     else:  # rows: (lines, n_images, pixels along the line); NumPy gathers
-        # that ~2x faster by index arrays for the line and the image and a
+        # that faster by index arrays for the line and the image and a
         # slice along the line than by three index arrays or flat offsets.
         values, line_axis = stack[lines, :, frames], 0
     if half_lines == 0:
@@ -166,9 +227,8 @@ def _gathered_line_means(xp, stack, idx, half_lines: int, axis: int, frames=None
 def _columns_by_take(xp, stack) -> bool:
     """Whether :func:`_gathered_columns` takes whole matrix columns: a
     C-ordered frames-last NumPy stack is a ``(y, x * n_images + frame)``
-    matrix, from which ``np.take`` copies columns ~2x faster than the fancy
-    index works out each element's address (64 px: 0.73 -> 0.39 ms for the
-    columns of 2000 images, float64)."""
+    matrix, from which ``np.take`` copies columns faster than the fancy
+    index works out each element's address."""
     return xp is np and stack.flags.c_contiguous
 
 
@@ -218,9 +278,8 @@ def _line_means(xp, stack, idx, half_lines: int, axis: int, out):
         sums[:, part] = xp.einsum(rule, slab[..., part], mask[:, part])
 
     # The slab streams through the einsum once; what stays in cache is
-    # small. Blocks of a quarter of the cache budget's worth of slab (at
-    # 64 px, 2000 images: one per thread instead of four) measured 5-16 %
-    # faster in auto_conv_multiline* (fewer, longer einsum calls).
+    # small, so blocks of a quarter of the cache budget's worth of slab
+    # (fewer, longer einsum calls) suffice.
     for_each_block(xp, blocks(xp, idx.size, width * (hi - lo) * 2), work)
     if n_lines > 1:
         xp.divide(sums.T, mask.sum(axis=0)[:, None], out=out)
@@ -277,7 +336,7 @@ def _same_autoconvolution(xp, signals):
     n = signals.shape[-1]
     start = (n - 1) // 2
     # scipy.fft transforms float32 in single precision, several rows at a
-    # time (~3x numpy.fft's speed at these lengths); float64 stays on numpy.fft.
+    # time (faster than numpy.fft at these lengths); float64 stays on numpy.fft.
     if xp is np and signals.dtype == np.float32:
         import scipy.fft as fft  # imported on first use: the package imports fast
     else:

@@ -27,6 +27,7 @@ def many_blocks(simulated_beads):
 
 def _all_kernels(stack, x, y, zlut):
     return [
+        *md.center_of_mass(stack),  # C-ordered stacks: parts of image rows
         *md.center_of_mass(stack, background="median"),
         *md.center_of_mass(stack, background="mean"),
         md.radial_profile(stack, x, y),

@@ -130,6 +130,48 @@ def test_refinement_rounds_equal_chained_calls(beads):
     np.testing.assert_array_equal(yr, y)
 
 
+def direct_center_of_mass(stack):
+    """Moments summed in float64 over each image, one image at a time."""
+    n = stack.shape[0]
+    x, y = np.empty(stack.shape[2]), np.empty(stack.shape[2])
+    grid = np.arange(n, dtype=np.float64)
+    for i in range(stack.shape[2]):
+        image = stack[:, :, i].astype(np.float64)
+        mass = image.sum()
+        x[i], y[i] = (image.sum(axis=0) @ grid) / mass, (image.sum(axis=1) @ grid) / mass
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("budget", [None, 2**17, 2**10], ids=["one-part", "row-parts", "row-and-frame-parts"])
+def test_center_of_mass_row_parts_equal_the_direct_sums(dtype, budget, monkeypatch):
+    """The default background sums rows of a C-ordered stack in parts (rows of
+    all frames, or of 512-frame ranges when a row is larger than the budget),
+    on 2 threads: the per-image float64 moments, and the whole-stack sums that
+    other memory orders take, to rounding."""
+    rng = np.random.default_rng(31)
+    n_frames = 1100
+    x0, y0 = 7.5 + rng.uniform(-2, 2, n_frames), 7.5 + rng.uniform(-2, 2, n_frames)
+    stack = render_beads(x0, y0, rng.uniform(800, 3000, n_frames), n_pixels=16, photons=3000, seed=3)
+    stack = stack.astype(dtype)
+    if budget is not None:
+        monkeypatch.setattr(_blocks, "_CPU_BLOCK_BYTES", budget)
+    parts = xy._row_parts(16, 16, n_frames)
+    covered = np.zeros((16, n_frames), int)
+    for rows, frames in parts:
+        covered[rows, frames] += 1
+    assert (covered == 1).all()
+    assert len(parts) == {None: 1, 2**17: 16, 2**10: 48}[budget]
+    with md.core_threads(2):
+        x, y = md.center_of_mass(stack)
+    ex, ey = direct_center_of_mass(stack)
+    np.testing.assert_allclose(x, ex, rtol=1e-13)
+    np.testing.assert_allclose(y, ey, rtol=1e-13)
+    frame_major = np.ascontiguousarray(stack.transpose(2, 0, 1)).transpose(1, 2, 0)
+    for a, b in zip(md.center_of_mass(frame_major), (x, y)):
+        np.testing.assert_allclose(a, b, rtol=1e-13)
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint16])
 @pytest.mark.parametrize("rows_per_block", [None, 1, 3, 7])
 def test_crop_stack_to_rois_values(dtype, rows_per_block, monkeypatch):
@@ -173,12 +215,18 @@ def direct_gaussian(x, mu, sigma):
 @pytest.mark.parametrize("sigma", [0.4, 3.0, 64 / 6, 500.0])
 def test_gaussian_outer_product_gemm_path(xdtype, sigma):
     """The GEMM path (column x, row mu, >= 8192 values) gives the direct
-    formula's values to 1e-12, tails included, never above 1."""
+    formula's values to 1e-12, tails included, never above 1. It is taken
+    exactly where gaussian's Notes say: (max|x~| + max|mu~|)**2 <= 860 in
+    units of sigma / sqrt(log2(e) / 2) about the middle of x (here every sigma
+    but 0.4, whose far tails take the direct formula)."""
     rng = np.random.default_rng(int(sigma * 10))
     x = np.arange(64).astype(xdtype)[:, None]
     mu = rng.uniform(-10, 74, (1, 700))
     x0, mu0 = x.copy(), mu.copy()
-    assert helpers._gaussian_outer(x, mu, sigma) is not None or sigma == 0.4  # small sigma: far tails
+    scale = np.sqrt(0.5 / np.log(2.0)) / sigma
+    span = ((31.5 + np.abs(mu - 31.5).max()) * scale) ** 2
+    assert (span <= 860.0) == (sigma != 0.4)  # the parameters cover both paths
+    assert (helpers._gaussian_outer(x, mu, sigma) is not None) == (span <= 860.0)
     got = md.gaussian(x, mu, sigma)
     expected = direct_gaussian(x.astype(np.float64), mu, sigma)
     assert got.shape == (64, 700) and got.dtype == np.float64 and got.flags.c_contiguous

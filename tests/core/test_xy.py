@@ -84,15 +84,123 @@ def test_invalid_centre_return_conv(beads, fn):
     assert np.isfinite(col_con[:, 1:]).all() and np.isfinite(row_con[1:]).all()
 
 
-@pytest.mark.parametrize("centre", [-0.4, 0.0, 63.0, 63.4])
-@pytest.mark.parametrize("name", list(REFINERS))
-def test_centres_at_the_frame_edge_are_accepted(beads, name, centre):
-    """Centres that round to the first or last pixel are inside the frame: no error."""
-    stack, x, y = beads
+EDGE_CENTRES = [-0.4, 0.0, 63.0, 63.4]  # round to the first or the last pixel: inside the frame
+
+
+def _edge_centres(x, y, centre):
+    """Image 0 with x at ``centre``, image 1 with y at ``centre``."""
     xb, yb = x.copy(), y.copy()
     xb[0] = centre
     yb[1] = centre
-    REFINERS[name](stack, xb, yb)
+    return xb, yb
+
+
+def _assert_other_images_unchanged(out, stack, x, y, name):
+    """Images 2.. give exactly what they give without the edge centres."""
+    for a, g in zip(out, REFINERS[name](stack, x, y)):
+        np.testing.assert_array_equal(_per_image(a, N)[2:], _per_image(g, N)[2:])
+
+
+@pytest.fixture(scope="module")
+def ref_core():
+    saved = np.geterr()  # the reference calls np.seterr at import: keep ours
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = pytest.importorskip("magtrack.core")
+    np.seterr(**saved)
+    return module
+
+
+# The single-line refiners at edge centres: the reference's value (it computes
+# these without error), NaN where it gives NaN (e.g. a sub-pixel peak at the end
+# of the convolution).
+REFERENCE_AT_THE_EDGE = {
+    "auto_conv": lambda m, s, x, y: m.auto_conv(s, x, y),
+    "auto_conv_sub_pixel": lambda m, s, x, y: m.auto_conv_sub_pixel(s, x, y),
+    "qi": lambda m, s, x, y: m.qi(s, x, y),
+    "qi_samples_axis0": lambda m, s, x, y: (m._qi_sample_axis_profiles(s, x, y, 0),),
+    "qi_samples_axis1": lambda m, s, x, y: (m._qi_sample_axis_profiles(s, x, y, 1),),
+}
+
+
+@pytest.mark.parametrize("centre", EDGE_CENTRES)
+@pytest.mark.parametrize("name", list(REFERENCE_AT_THE_EDGE))
+def test_centres_at_the_frame_edge_give_the_reference_value(beads, ref_core, name, centre):
+    stack, x, y = beads
+    xb, yb = _edge_centres(x, y, centre)
+    out = REFINERS[name](stack, xb, yb)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = REFERENCE_AT_THE_EDGE[name](ref_core, stack, xb, yb)
+    for a, e in zip(out, expected):
+        a, e = _per_image(a, N)[:2], _per_image(e, N)[:2]
+        # qi divides by the curvature of three samples, which is nearly 0 at
+        # the frame's edge: relative agreement (about 5e-8 there) as well
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-6, equal_nan=True)
+    _assert_other_images_unchanged(out, stack, x, y, name)
+
+
+@pytest.mark.parametrize("centre", EDGE_CENTRES)
+@pytest.mark.parametrize("axis", [0, 1])
+def test_qi_samples_at_the_frame_edge_are_the_spline_samples(beads, centre, axis):
+    """The documented equivalent: scipy.ndimage.map_coordinates(order=2,
+    mode='nearest') at offsets -1, 0, +1 through the centre; qi is the centre
+    plus the vertex offset of those samples."""
+    ndimage = pytest.importorskip("scipy.ndimage")
+    stack, x, y = beads
+    xb, yb = _edge_centres(x, y, centre)
+    samples = md._qi_sample_axis_profiles(stack, xb, yb, axis)
+    offsets = np.array([-1.0, 0.0, 1.0])
+    for i in (0, 1):
+        rows = yb[i] + (offsets if axis == 0 else 0.0 * offsets)
+        cols = xb[i] + (offsets if axis == 1 else 0.0 * offsets)
+        expected = ndimage.map_coordinates(stack[:, :, i], [rows, cols], order=2, mode="nearest")
+        np.testing.assert_allclose(samples[i], expected, rtol=1e-9)
+    qx, qy = md.qi(stack, xb, yb)
+    along, start = (qy, yb) if axis == 0 else (qx, xb)
+    np.testing.assert_array_equal(along[:2], start[:2] + md._qi_quadratic_offsets(samples[:2]))
+
+
+MULTILINE_AT_THE_EDGE = {  # name -> (the single-line refiner, line_ratio it is called with)
+    "auto_conv_multiline": (md.auto_conv, 0.05),
+    "auto_conv_multiline_wide": (md.auto_conv, 0.3),
+    "auto_conv_multiline_sub_pixel": (md.auto_conv_sub_pixel, 0.1),
+}
+
+
+def _mean_of_inside_lines(stack, image, centre, half_lines, axis):
+    """``stack`` with the line of ``image`` through ``centre`` (a column for
+    axis 1, a row for axis 0) replaced by the mean of the lines within
+    ``half_lines`` of it that lie inside the frame."""
+    width = stack.shape[0]
+    c = int(np.rint(centre))
+    lines = [k for k in range(c - half_lines, c + half_lines + 1) if 0 <= k < width]
+    out = stack.copy()
+    if axis == 1:
+        out[:, c, image] = stack[:, lines, image].mean(axis=1)
+    else:
+        out[c, :, image] = stack[lines, :, image].mean(axis=0)
+    return out
+
+
+@pytest.mark.parametrize("centre", EDGE_CENTRES)
+@pytest.mark.parametrize("name", list(MULTILINE_AT_THE_EDGE))
+def test_multiline_at_the_frame_edge_averages_the_lines_inside(beads, name, centre):
+    """The documented result where the reference raises IndexError (63.0, 63.4)
+    or wraps around (-0.4, 0.0): the single-line refiner run on the mean of
+    the lines that lie inside the frame (x of each image from its rows, y
+    from its columns), NaN where that gives NaN."""
+    stack, x, y = beads
+    single, line_ratio = MULTILINE_AT_THE_EDGE[name]
+    half = int(stack.shape[0] * line_ratio // 2)
+    xb, yb = _edge_centres(x, y, centre)
+    ox, oy = REFINERS[name](stack, xb, yb)
+    for i in (0, 1):
+        ex = single(_mean_of_inside_lines(stack, i, yb[i], half, axis=0), xb, yb)[0][i]
+        ey = single(_mean_of_inside_lines(stack, i, xb[i], half, axis=1), xb, yb)[1][i]
+        np.testing.assert_allclose([ox[i], oy[i]], [ex, ey], rtol=0, atol=1e-9, equal_nan=True)
+    assert np.isfinite(ox[0]) and np.isfinite(oy[1])  # the coordinate along the bead's own lines
+    _assert_other_images_unchanged((ox, oy), stack, x, y, name)
 
 
 def test_reference_behaviour_we_avoid(beads):
