@@ -14,7 +14,7 @@ from magtrack_dask._backend import check_cupy
 from magtrack_dask.storage import open_archive, write_simulated_archive
 from magtrack_dask.zlut import load_zlut, save_zlut, write_simulated_calibration
 
-from conftest import N_FRAMES, ROI, Z_RANGE_NM
+from conftest import N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, worker_intervals
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -34,10 +34,9 @@ def assert_usage_error(res, pattern):
 
 
 @pytest.fixture(scope="module")
-def scheduler():
-    cluster = distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2, dashboard_address=":0")
-    yield cluster.scheduler_address
-    cluster.close()
+def scheduler(client):
+    """The address of the module's cluster, for ``--scheduler``."""
+    return client.scheduler.address
 
 
 @pytest.fixture(scope="module")
@@ -266,16 +265,14 @@ def test_demo_smoke(tmp_path):
 def test_local_cluster_housekeeping(archives, tmp_path, flag, profile_ms):
     """`track --workers N` starts the batch-tuned cluster; --dask-defaults keeps Dask's settings."""
     from magtrack_dask.cli import _client, build_parser
-
-    from test_cluster import _worker_intervals
+    from magtrack_dask.cluster import close_client
 
     args = build_parser().parse_args(["track", archives["tyx"], "--out", str(tmp_path / "r.zarr"), "--workers", "1",
                                       *flag])
     client = _client(args)
     try:
-        (intervals,) = client.run(_worker_intervals).values()
+        (intervals,) = client.run(worker_intervals).values()
         assert intervals["profile"] == profile_ms
         assert intervals["tick"] == (20 if flag else 500)
     finally:
-        client.close()
-        client.cluster.close()
+        close_client(client)

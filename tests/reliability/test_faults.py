@@ -26,8 +26,7 @@ from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.storage import _UNFINISHED_WRITE, write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS
 
-from conftest import ROI, Z_RANGE_NM, snapshot
-from test_jobs import store_bytes
+from conftest import ROI, Z_RANGE_NM, snapshot, store_bytes
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
