@@ -132,18 +132,15 @@ def test_max_chunks_then_resume(archives, scheduler, tmp_path):
     assert "1 chunks computed, 2 already done" in res.stdout
 
 
-def test_job_failure_exits_1(scheduler, tmp_path):
-    from test_jobs import _sabotage
-
+def test_job_failure_exits_1(client, scheduler, tmp_path):
     arch = str(tmp_path / "a.zarr")
     write_simulated_archive(arch, 32, 1, roi=ROI, layout="yxt", chunk_frames=16, z_range_nm=Z_RANGE_NM)
     # an error in the code, not in the data (unreadable input exits 3: tests/reliability/test_faults.py)
-    with distributed.Client(scheduler) as client:
-        client.run(_sabotage, float(zarr.open_group(arch, mode="r")["frames"][:, :, 16:32].mean()))
-        try:
-            res = cli("track", arch, "--out", tmp_path / "r.zarr", "--scheduler", scheduler, "--no-progress")
-        finally:
-            client.run(_sabotage, None)
+    client.run(sabotage_kernel, float(zarr.open_group(arch, mode="r")["frames"][:, :, 16:32].mean()))
+    try:
+        res = cli("track", arch, "--out", tmp_path / "r.zarr", "--scheduler", scheduler, "--no-progress")
+    finally:
+        client.run(sabotage_kernel, None)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert re.search(r"magtrack-dask: job failed: chunk 1 \(frames 16-31\) failed", res.stderr)
 

@@ -373,7 +373,8 @@ JOBS = [
          r"cannot track .*: rois are 4 x 4 px; tracking needs at least 5 x 5 px"),
     Case("prepare_job-frames_per_task", lambda c: prepare_job(c.arch["yxt"], c("r.zarr"), frames_per_task=-4),
          JobError, r"frames_per_task must be an integer >= 1, got -4"),
-    Case("prepare_job-unknown-option", lambda c: prepare_job(c.arch["yxt"], c("r.zarr"), rios=[[0, 32, 0, 32]]),
+    Case("prepare_job-unknown-option",
+         lambda c: prepare_job(c.arch["yxt"], c("r.zarr"), pipeline={"rios": [[0, 32, 0, 32]]}),
          JobError, r"unknown stage option 'rios'"),
 ]
 
@@ -458,7 +459,7 @@ CLI = [
     ("track-out-is-file", lambda c: ["track", c.arch["yxt"], "--out", c("file.txt")],
      r"file\.txt exists and is not a magtrack-dask results store"),
     ("track-out-folder-overwrite", lambda c: ["track", c.arch["yxt"], "--out", c("folder"), "--overwrite"],
-     r"refusing to overwrite .*folder: it is a folder but not a Zarr store"),
+     r"out: refusing to overwrite .*folder: it is a folder, not a Zarr store"),
     ("track-out-is-archive", lambda c: ["track", c.arch["yxt"], "--out", c.arch["yxt"], "--overwrite"],
      r"out: .*yxt\.zarr overlaps the archive"),
     ("track-resume-and-overwrite", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--resume",
