@@ -1,6 +1,7 @@
 """The magtrack-dask command, run as a subprocess: exit codes, messages, every subcommand."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -71,7 +72,10 @@ def test_bad_usage_exits_2_with_one_message(archives, tmp_path, zlut):
     assert_usage_error(cli("frobnicate"), "invalid choice: 'frobnicate'")
     assert_usage_error(cli("track"), "required: ARCHIVE, --out")
     assert_usage_error(cli("track", arch, "--out", out, "--resume", "--overwrite"), "not allowed with argument")
-    assert_usage_error(cli("track", arch, "--out", out, "--workers", "0"), "expected a number >= 1")
+    assert_usage_error(cli("track", arch, "--out", out, "--workers", "0"),
+                       r"argument --workers: value must be an integer >= 1, got 0")
+    assert_usage_error(cli("track", arch, "--out", out, "--workers", "two"),
+                       r"argument --workers: value must be an integer >= 1, got 'two'")
     assert_usage_error(cli("track", tmp_path / "missing.zarr", "--out", out), "archive not found")
     assert_usage_error(cli("track", arch, "--out", out, "--zlut", tmp_path / "nope.zarr"), "Z-LUT not found")
     np.save(tmp_path / "small.npy", zlut[:9])  # 8 bins, the ROIs give 16
@@ -143,6 +147,41 @@ def test_job_failure_exits_1(client, scheduler, tmp_path):
         client.run(sabotage_kernel, None)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert re.search(r"magtrack-dask: job failed: chunk 1 \(frames 16-31\) failed", res.stderr)
+
+
+@pytest.mark.parametrize(("where", "exc"), [
+    ("magtrack_dask.jobs.prepare.track", ValueError),  # inside prepare_job, where input errors become JobError
+    ("magtrack_dask.jobs.runner.remove_unfinished_writes", ValueError),  # after the chunks are written
+    ("magtrack_dask.jobs.runner.summarize_results", TypeError),
+])
+def test_a_bug_exits_1_with_its_traceback_logged(where, exc, archives, scheduler, tmp_path, monkeypatch, capsys,
+                                                 caplog):
+    """A ValueError or TypeError of a bug is not bad input: exit 1, and the traceback in the log."""
+    from magtrack_dask.cli import main
+
+    def buggy(*args, **kwargs):
+        raise exc("a bug deep in the job")
+
+    monkeypatch.setattr(where, buggy)
+    code = main(["track", archives["yxt"], "--out", str(tmp_path / "r.zarr"), "--scheduler", scheduler,
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"magtrack-dask: failed: {exc.__name__}: a bug deep in the job" in err
+    assert "Traceback (most recent call last)" in err and f"in buggy\n    raise exc(" in err
+    (record,) = [r for r in caplog.records if r.name == "magtrack_dask.cli" and r.levelno >= logging.ERROR]
+    assert record.exc_info[0] is exc
+
+
+def test_verbose_logs_the_traceback_of_bad_input(archives, tmp_path, capsys):
+    from magtrack_dask.cli import main
+
+    argv = ["track", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "r.zarr")]
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["-v", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "magtrack-dask: error: archive not found" in err and "Traceback" in err and "JobError" in err
 
 
 def test_unreachable_scheduler_is_bad_usage(archives, tmp_path):
