@@ -14,8 +14,9 @@ from magtrack_dask.core.flags import Flag
 __all__ = ["JobReport", "STUCK_STD_PX", "format_bead_summary", "summarize_results"]
 
 #: A bead whose x and y standard deviations over the job are both below this
-#: (px) is reported as stuck: a tethered bead fluctuates by far more than the
-#: tracking noise, a bead stuck to the surface by less.
+#: (px) is reported as stuck: a tethered bead fluctuates by more, while a bead
+#: stuck to the surface shows only the tracking noise, which is less (the
+#: figures are in benchmarks/README.md).
 STUCK_STD_PX = 0.03
 _MIN_STUCK_FRAMES = 10  # fewer tracked frames say nothing about motion
 #: Column titles of the bead table.
