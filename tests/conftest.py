@@ -1,6 +1,7 @@
 """Shared fixtures and helpers: small simulated archives in every layout, a matching Z-LUT,
 one real Dask cluster per test module, and the helpers several test modules use."""
 
+import logging
 import os
 import stat
 import warnings
@@ -71,6 +72,18 @@ def _simulated_beads(n: int, rng_seed: int, **render_options):
 def simulated_beads():
     """The factory ``simulated_beads(n, rng_seed, **render_options)``."""
     return _simulated_beads
+
+
+@pytest.fixture(autouse=True)
+def _package_logger_as_it_was():
+    """A CLI main() run in the test process sets up the package's logger (a handler on that
+    test's captured stderr, a level): the next test gets it back as it was."""
+    logger = logging.getLogger("magtrack_dask")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture
