@@ -204,6 +204,7 @@ def _check_gpu(gpu: bool) -> None:
 
         if not check_cupy():
             raise UsageError("--gpu needs CuPy and a working CUDA GPU (pip install 'magtrack-dask[gpu]'); none found")
+        _require("dask_cuda", "--gpu", "gpu")  # its LocalCUDACluster
 
 
 def _check_writable(path: str, option: str, *, folder: bool) -> None:

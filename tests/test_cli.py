@@ -312,3 +312,20 @@ def test_local_cluster_housekeeping(archives, tmp_path, flag, profile_ms):
         assert intervals["tick"] == (20 if flag else 500)
     finally:
         close_client(client)
+
+
+def test_missing_optional_extras_are_usage_errors_before_any_work(archives, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from magtrack_dask.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tifffile", "matplotlib") else find_spec(name, *a))
+    out = tmp_path / "r.zarr"
+    assert main(["import", str(tmp_path / "a.tif"), "--out", str(tmp_path / "a.zarr")]) == 2
+    assert main(["track", archives["yxt"], "--out", str(out), "--plots", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["magtrack-dask: error: import needs tifffile: pip install 'magtrack-dask[tiff]'",
+                   "magtrack-dask: error: --plots needs matplotlib: pip install 'magtrack-dask[plot]'"]
+    assert not out.exists() and not (tmp_path / "png").exists()
