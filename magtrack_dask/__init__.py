@@ -47,8 +47,8 @@ _LAZY = {
     "build_zlut": "zlut",
     "load_zlut": "zlut",
     "save_zlut": "zlut",
-    "run_job": "jobs",
-    "summarize_results": "jobs",
+    "run_job": "jobs.prepare",
+    "summarize_results": "jobs.summary",
 }
 
 

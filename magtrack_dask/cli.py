@@ -1,31 +1,41 @@
 """The ``magtrack-dask`` command: demo, track, zlut, import, info.
 
-Exit codes: 0 success, 1 the job failed while running, 2 bad usage or bad
-input (one message on stderr, no traceback; ``--verbose`` shows it), 3 a
-``track`` job finished every chunk it could but some input chunks were
-unreadable (their frames are flagged 16; repair them and rerun with
-``--resume``), 130 interrupted (a ``track`` job can then be finished with
+Exit codes: 0 success; 1 the job failed while running, or any other error (a
+bug or a failure, never bad input: its traceback is logged); 2 bad usage or
+bad input, which is exactly the package's own input errors
+(:class:`~magtrack_dask.validation.InputError` and its subclasses, missing
+or existing paths; one message on stderr, no traceback; ``--verbose`` logs
+it); 3 a ``track`` job finished every chunk it could but some input chunks
+were unreadable (their frames are flagged 16; repair them and rerun with
+``--resume``); 130 interrupted (a ``track`` job can then be finished with
 ``--resume``).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
 import sys
-import warnings
-from typing import Sequence
+from typing import Any, Callable, Sequence
+
+from magtrack_dask.validation import InputError, check_count, check_positive
 
 __all__ = ["main", "build_parser"]
 
 PROG = "magtrack-dask"
 EXIT_UNREADABLE_INPUT = 3  # track: finished all it could; some input chunks were unreadable
+#: What exits 2: the package's own input errors (JobError, ArchiveError,
+#: InputTypeError and UsageError are InputErrors) and the path checks' errors.
+INPUT_ERRORS = (InputError, FileNotFoundError, FileExistsError)
+
+log = logging.getLogger("magtrack_dask.cli")  # also when run as __main__
 
 
-class UsageError(Exception):
-    """Bad usage or input: exit 2 with this message."""
+class UsageError(InputError):
+    """Bad usage of the command line: exit 2 with this message."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -43,24 +53,24 @@ class _SubParsers:
         return self._action.add_parser(name, parents=[self._common], **kwargs)
 
 
-def _positive_int(text: str) -> int:
+def _argument(check: Callable[[Any, str], Any], convert: type, text: str):
+    """``text`` converted and checked by a :mod:`magtrack_dask.validation` check, for argparse."""
     try:
-        value = int(text)
+        value = convert(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+        value = text  # the check names what was expected
+    try:
+        return check(value, "value")
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _positive_int(text: str) -> int:
+    return _argument(check_count, int, text)
 
 
 def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text}")
-    return value
+    return _argument(check_positive, float, text)
 
 
 def _add_cluster_options(p: argparse.ArgumentParser, default_workers: int | None) -> None:
@@ -170,33 +180,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _client(args, *, gpu: bool = False):
+    """The ``--scheduler`` to connect to, else a new local cluster of ``--workers``."""
     from magtrack_dask.cluster import start_cluster
 
-    if args.scheduler:
-        import dask
-        from distributed import Client
-
-        try:  # dask's connect timeout (30 s unless configured), not the client's default of "forever"
-            return Client(args.scheduler, timeout=dask.config.get("distributed.comm.timeouts.connect"))
-        except (OSError, TimeoutError, ValueError) as err:
-            raise UsageError(f"cannot reach the Dask scheduler at {args.scheduler}: {err}") from err
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "port 8787 is in use": the printed link says which
-        return start_cluster(args.workers, gpu=gpu, batch_config=not args.dask_defaults)
+    return start_cluster(args.workers, gpu=gpu, scheduler_address=args.scheduler,
+                         batch_config=not args.dask_defaults)
 
 
 def _dashboard(client) -> str:
-    import importlib.util
-
     # distributed prints a link even when it cannot serve the page
     return client.dashboard_link + ("" if importlib.util.find_spec("bokeh") else " (install bokeh to serve it)")
 
 
-def _close(client) -> None:
-    cluster = getattr(client, "cluster", None)
-    client.close()
-    if cluster is not None:
-        cluster.close()
+def _require(module: str, what: str, extra: str) -> None:
+    """Fail now, not after the work, when an optional dependency is missing."""
+    if importlib.util.find_spec(module) is None:
+        raise UsageError(f"{what} needs {module}: pip install 'magtrack-dask[{extra}]'")
 
 
 def _check_gpu(gpu: bool) -> None:
@@ -205,6 +204,7 @@ def _check_gpu(gpu: bool) -> None:
 
         if not check_cupy():
             raise UsageError("--gpu needs CuPy and a working CUDA GPU (pip install 'magtrack-dask[gpu]'); none found")
+        _require("dask_cuda", "--gpu", "gpu")  # its LocalCUDACluster
 
 
 def _check_writable(path: str, option: str, *, folder: bool) -> None:
@@ -237,19 +237,23 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_track(args) -> int:
+    from magtrack_dask.cluster import close_client
+    from magtrack_dask.core.options import PipelineOptions
     from magtrack_dask.jobs import prepare_job
 
     if args.plots:
+        _require("matplotlib", "--plots", "plot")
         _check_writable(args.plots, "--plots", folder=True)
     # A remote cluster is connected first, so that track() checks its workers' GPUs, not this node's.
     _check_gpu(args.gpu and not args.scheduler)
     client = _client(args) if args.scheduler else None
     try:
         job = prepare_job(args.archive, args.out, args.zlut, resume=args.resume, overwrite=args.overwrite,
-                          device="gpu" if args.gpu else "cpu", frames_per_task=args.frames_per_task)
+                          pipeline=PipelineOptions(), device="gpu" if args.gpu else "cpu",
+                          frames_per_task=args.frames_per_task)
     except BaseException as err:
         if client is not None:
-            _close(client)
+            close_client(client)
         if args.gpu and isinstance(err, RuntimeError):  # no GPU on the remote workers
             raise UsageError(str(err)) from err
         raise
@@ -264,7 +268,7 @@ def _cmd_track(args) -> int:
         report = job.run(client, progress=not args.no_progress, max_chunks=args.max_chunks)
     finally:
         if client is not None:
-            _close(client)
+            close_client(client)
     print(report.summary())
     if report.beads:
         print(report.bead_table())
@@ -282,6 +286,7 @@ def _cmd_track(args) -> int:
 def _cmd_zlut(args) -> int:
     if args.zlut_command != "build":
         raise UsageError("zlut needs an action: build (see 'magtrack-dask zlut --help')")
+    from magtrack_dask.cluster import close_client
     from magtrack_dask.io.archive import describe_archive
     from magtrack_dask.zlut import build_zlut, save_zlut
 
@@ -290,6 +295,7 @@ def _cmd_zlut(args) -> int:
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
     if args.png:
+        _require("matplotlib", "--png", "plot")
         _check_writable(args.png, "--png", folder=False)
     info = describe_archive(args.calibration)
     client = _client(args) if (args.scheduler or args.workers) else None
@@ -298,7 +304,7 @@ def _cmd_zlut(args) -> int:
                           frames_per_task=args.frames_per_task)
     finally:
         if client is not None:
-            _close(client)
+            close_client(client)
     save_zlut(args.out, zlut, source=os.path.abspath(args.calibration), roi_size_px=info["roi_size"],
               overwrite=args.overwrite)
     print(f"{args.out}: Z-LUT of {zlut.shape[0]} beads, {zlut.shape[1] - 1} radial bins, {zlut.shape[2]} steps "
@@ -313,6 +319,8 @@ def _cmd_zlut(args) -> int:
 
 def _cmd_import(args) -> int:
     from magtrack_dask.progress import TextProgress
+
+    _require("tifffile", "import", "tiff")
     from magtrack_dask.io.tiff_import import import_tiff
 
     arch = import_tiff(args.tiffs, args.out, rois=args.rois, layout=args.layout, chunk_frames=args.chunk_frames,
@@ -331,48 +339,34 @@ def _cmd_info(args) -> int:
     return 0
 
 
-def _setup_logging(verbose: bool) -> None:
-    # Our logger only: a root handler would also print distributed's INFO chatter.
-    logger = logging.getLogger("magtrack_dask")
-    if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s: %(message)s"))
-        logger.addHandler(handler)
-    logger.setLevel(logging.INFO if verbose else logging.WARNING)
-
-
 _COMMANDS = {"demo": _cmd_demo, "track": _cmd_track, "zlut": _cmd_zlut, "import": _cmd_import, "info": _cmd_info}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``magtrack-dask`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    from magtrack_dask.jobs import JobError, JobFailed
+    from magtrack_dask.jobs import JobFailed
+    from magtrack_dask.logs import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    verbose = "-v" in argv or "--verbose" in argv
+    setup_logging(logging.INFO if ("-v" in argv or "--verbose" in argv) else logging.WARNING)
     try:
         args = build_parser().parse_args(argv)
         if args.command is None:
             raise UsageError(f"a command is needed: {', '.join(_COMMANDS)} (see '{PROG} --help')")
-        _setup_logging(args.verbose)
         return _COMMANDS[args.command](args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (a track job can be finished with --resume)", file=sys.stderr)
         return 130
-    except (UsageError, JobError, ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError) as err:
-        if verbose:
-            raise
+    except INPUT_ERRORS as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
+        log.info("the error above came from here:", exc_info=True)  # shown with --verbose
         return 2
-    except JobFailed as err:
-        if verbose:
-            raise
+    except JobFailed as err:  # a chunk's task raised on a worker; the finished chunks stay recorded
         print(f"{PROG}: job failed: {err}", file=sys.stderr)
+        log.info("the failure above came from here:", exc_info=True)
         return 1
-    except Exception as err:  # a failure while running: say what, keep the traceback for --verbose
-        if verbose:
-            raise
-        print(f"{PROG}: failed: {type(err).__name__}: {err}", file=sys.stderr)
+    except Exception as err:  # a bug or a failure, never bad input: the traceback goes to the log
+        log.exception("%s: failed: %s: %s", PROG, type(err).__name__, err)
         return 1
 
 

@@ -1,21 +1,25 @@
-"""Dask clusters for batch tracking: start one on this machine, or connect to one.
+"""Dask clusters for batch tracking: start one on this machine, connect to one, close it.
 
 Distributed's housekeeping is tuned for interactive work: every process
 checks its event loop every 20 ms, samples its system load every 500 ms,
 each worker samples its task thread's stack every 10 ms for the dashboard's
-profile page, and each nanny reads its worker's memory every 100 ms. An idle
-2-worker cluster spends 2.1-2.3 s of CPU per 15 s on this (measured on 2 cores),
-CPU a batch job's workers lose when they share the machine with the
-scheduler. :func:`start_cluster` starts its clusters with slower intervals
-(:data:`BATCH_CONFIG`): ~1.1 s per 15 s idle, and a 2-worker tracking job
-runs ~10 % faster (``benchmarks/dask_speed.py`` against ``--dask-defaults``).
+profile page, and each nanny reads its worker's memory every 100 ms. That
+costs CPU a batch job's workers lose when they share the machine with the
+scheduler, so :func:`start_cluster` starts its clusters with slower intervals
+(:data:`BATCH_CONFIG`); the measured savings are in ``benchmarks/README.md``.
+The command line and ``workflows/reprocess.py`` start and close their
+clusters here.
 """
 
 from __future__ import annotations
 
+import warnings
+
 import dask
 
-__all__ = ["BATCH_CONFIG", "batch_settings", "start_cluster"]
+from magtrack_dask.validation import InputError
+
+__all__ = ["BATCH_CONFIG", "batch_settings", "close_client", "connect", "start_cluster"]
 
 #: Dask settings of the clusters :func:`start_cluster` starts, with what each
 #: costs. A key the user's own Dask config sets to something other than
@@ -79,11 +83,13 @@ def start_cluster(workers: int | None = None, *, gpu: bool = False, scheduler_ad
     from distributed import Client, LocalCluster
 
     if scheduler_address:
-        return Client(scheduler_address)
+        return connect(scheduler_address)
     settings = batch_settings() if batch_config else {}
     if settings:  # each nanny's worker process gets them, also nannies added later by scale()
         cluster_kwargs["config"] = {**settings, **cluster_kwargs.get("config", {})}
-    with dask.config.set(settings):  # the scheduler and the nannies read theirs as they start
+    with dask.config.set(settings), warnings.catch_warnings():  # the scheduler and nannies read theirs as they start
+        # "Port 8787 is already in use ...": the client's dashboard_link says which port it took instead
+        warnings.filterwarnings("ignore", message="Port .* is already in use", category=UserWarning)
         if gpu:
             from magtrack_dask._backend import check_cupy
 
@@ -96,3 +102,30 @@ def start_cluster(workers: int | None = None, *, gpu: bool = False, scheduler_ad
             cluster = LocalCluster(n_workers=workers, threads_per_worker=threads_per_worker, processes=True,
                                    **cluster_kwargs)
     return Client(cluster)
+
+
+def connect(address: str):
+    """A ``distributed.Client`` of the running scheduler at ``address``.
+
+    Waits at most Dask's connect timeout (``distributed.comm.timeouts.connect``,
+    30 s unless configured).
+
+    Raises
+    ------
+    InputError
+        No scheduler answers at ``address``.
+    """
+    from distributed import Client
+
+    try:
+        return Client(address, timeout=dask.config.get("distributed.comm.timeouts.connect"))
+    except (OSError, TimeoutError, ValueError) as err:
+        raise InputError(f"cannot reach the Dask scheduler at {address}: {err}") from err
+
+
+def close_client(client) -> None:
+    """Close ``client`` and the cluster it started, if any (a connected scheduler keeps running)."""
+    cluster = getattr(client, "cluster", None)
+    client.close()
+    if cluster is not None:
+        cluster.close()

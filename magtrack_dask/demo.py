@@ -16,7 +16,6 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from typing import TextIO
 
 import numpy as np
@@ -113,7 +112,7 @@ def run_demo(
     DemoSummary
     """
     from magtrack_dask import jobs
-    from magtrack_dask.cluster import start_cluster
+    from magtrack_dask.cluster import close_client, start_cluster
     from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
     from magtrack_dask.zlut import build_zlut, save_zlut
 
@@ -134,9 +133,7 @@ def run_demo(
     z_steps = np.arange(z_lo - 300, z_hi + 300 + 1, Z_STEP_NM)
     say(f"magtrack-dask demo: {beads} beads, {roi} px ROIs, {frames} frames -> {out}")
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # "port 8787 is in use, using another": the link below says which
-        client = start_cluster(workers, gpu=gpu)
+    client = start_cluster(workers, gpu=gpu)
     try:
         dashboard = client.dashboard_link
         note = "" if importlib.util.find_spec("bokeh") else " (install bokeh to serve it)"
@@ -168,10 +165,7 @@ def run_demo(
         report = jobs.run_job(paths["archive"], paths["results"], paths["zlut"], client=client, overwrite=True,
                               device="gpu" if gpu else "cpu", progress=True)
     finally:
-        cluster = getattr(client, "cluster", None)
-        client.close()
-        if cluster is not None:
-            cluster.close()
+        close_client(client)
 
     import xarray as xr
     import zarr

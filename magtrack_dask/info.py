@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import zarr
 
+from magtrack_dask.validation import InputError
+
 __all__ = ["describe_path", "format_info"]
 
 
@@ -28,7 +30,7 @@ def _array_summary(arr: zarr.Array) -> dict[str, Any]:
 
 
 def _describe_results(path: str, root: zarr.Group) -> dict[str, Any]:
-    from magtrack_dask.jobs import job_status
+    from magtrack_dask.jobs.record import job_status
 
     attrs = dict(root.attrs)
     arrays = {name: _array_summary(arr) for name, arr in sorted(root.arrays())}
@@ -77,7 +79,7 @@ def describe_path(path) -> dict[str, Any]:
     ------
     FileNotFoundError
         Nothing at ``path``.
-    ValueError
+    InputError
         ``path`` holds none of these.
     """
     path = os.fspath(path)
@@ -91,7 +93,7 @@ def describe_path(path) -> dict[str, Any]:
     try:
         node = zarr.open(path, mode="r")
     except Exception as err:  # zarr raises several types for "nothing here"
-        raise ValueError(f"{path} is not an archive, results store or Z-LUT: not a Zarr store") from err
+        raise InputError(f"{path} is not an archive, results store or Z-LUT: not a Zarr store") from err
     if isinstance(node, zarr.Array):
         attrs = dict(node.attrs)
         lut = node[...]
@@ -113,7 +115,7 @@ def describe_path(path) -> dict[str, Any]:
         return info
     if "parameters" in attrs or "_job" in node:
         return _describe_results(path, node)
-    raise ValueError(f"{path} is a Zarr group but not a magtrack-dask archive, results store or Z-LUT")
+    raise InputError(f"{path} is a Zarr group but not a magtrack-dask archive, results store or Z-LUT")
 
 
 def _fmt(value) -> str:

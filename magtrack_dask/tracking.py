@@ -515,6 +515,7 @@ def track(
     frame_rate_hz: float | None = None,
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
+    pipeline=None,
     **stage_options: Any,
 ) -> xr.Dataset:
     """Track every bead of every frame, lazily.
@@ -584,6 +585,10 @@ def track(
     RuntimeError
         ``device='gpu'`` without a usable CuPy/CUDA.
     """
+    if pipeline is not None:  # TEMP bridge until track() takes pipeline= itself
+        from magtrack_dask.core.options import PipelineOptions
+
+        stage_options = {**PipelineOptions.coerce(pipeline).stage_options(), **stage_options}
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu'; got {device!r}")
     if device == "gpu":

@@ -1,5 +1,7 @@
-"""Shared fixtures: small simulated archives in every layout and a matching Z-LUT."""
+"""Shared fixtures and helpers: small simulated archives in every layout, a matching Z-LUT,
+one real Dask cluster per test module, and the helpers several test modules use."""
 
+import logging
 import os
 import stat
 import warnings
@@ -51,12 +53,19 @@ def zlut():
 
 @pytest.fixture(scope="module")
 def client():
-    """A real LocalCluster: 2 worker processes, 1 thread each, one per test module."""
+    """start_cluster's LocalCluster: 2 worker processes, 1 thread each, one per test module.
+
+    Every test that needs a cluster uses this one (subprocesses connect to
+    ``client.scheduler.address``).
+    """
     distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
-    with distributed.Client(cluster) as c:
-        yield c
-    cluster.close()
+    from magtrack_dask.cluster import close_client, start_cluster
+
+    c = start_cluster(2, dashboard_address=":0")
+    assert isinstance(c.cluster, distributed.LocalCluster)
+    assert sorted(c.nthreads().values()) == [1, 1]
+    yield c
+    close_client(c)
 
 
 def _simulated_beads(n: int, rng_seed: int, **render_options):
@@ -74,6 +83,18 @@ def _simulated_beads(n: int, rng_seed: int, **render_options):
 def simulated_beads():
     """The factory ``simulated_beads(n, rng_seed, **render_options)``."""
     return _simulated_beads
+
+
+@pytest.fixture(autouse=True)
+def _package_logger_as_it_was():
+    """A CLI main() run in the test process sets up the package's logger (a handler on that
+    test's captured stderr, a level): the next test gets it back as it was."""
+    logger = logging.getLogger("magtrack_dask")
+    handlers, level = list(logger.handlers), logger.level
+    yield
+    for handler in [h for h in logger.handlers if h not in handlers]:
+        logger.removeHandler(handler)
+    logger.setLevel(level)
 
 
 @pytest.fixture
@@ -98,3 +119,41 @@ def snapshot(*roots) -> dict:
                 st = os.lstat(path)
                 out[path] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
     return out
+
+
+def store_bytes(path) -> dict:
+    """{relative path: bytes} of every file of a store."""
+    out = {}
+    for root, _, files in os.walk(path):
+        for f in files:
+            full = os.path.join(root, f)
+            with open(full, "rb") as fh:
+                out[os.path.relpath(full, path)] = fh.read()
+    return out
+
+
+def sabotage_kernel(chunk_mean):
+    """On a worker (``client.run``): the kernel raises (a bug, not bad input) on the
+    chunk whose pixels have this mean. None undoes it."""
+    from magtrack_dask import tracking
+
+    crop = tracking._crop_unpatched = getattr(tracking, "_crop_unpatched", tracking._crop)
+
+    def buggy(block, *args):
+        if block.mean() == chunk_mean:
+            raise IndexError("a bug in the kernel")
+        return crop(block, *args)
+
+    tracking._crop = crop if chunk_mean is None else buggy
+
+
+def periodic_intervals_ms(server) -> dict:
+    """The periodic callbacks' intervals of a scheduler or worker, in ms (None: not run)."""
+    callbacks = server.periodic_callbacks
+    return {name: (callbacks[name].callback_time if name in callbacks else None)
+            for name in ("tick", "monitor", "profile", "stealing")}
+
+
+def worker_intervals(dask_worker) -> dict:
+    """On a worker (``client.run``): its housekeeping intervals in ms, memory monitor included."""
+    return {**periodic_intervals_ms(dask_worker), "memory": 1000 * dask_worker.memory_manager.memory_monitor_interval}

@@ -1,6 +1,7 @@
 """The magtrack-dask command, run as a subprocess: exit codes, messages, every subcommand."""
 
 import json
+import logging
 import os
 import re
 import subprocess
@@ -15,7 +16,7 @@ from magtrack_dask.io.archive import open_archive
 from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
 from magtrack_dask.zlut import load_zlut, save_zlut
 
-from conftest import N_FRAMES, ROI, Z_RANGE_NM
+from conftest import N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, worker_intervals
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,10 +36,9 @@ def assert_usage_error(res, pattern):
 
 
 @pytest.fixture(scope="module")
-def scheduler():
-    cluster = distributed.LocalCluster(n_workers=1, processes=True, threads_per_worker=2, dashboard_address=":0")
-    yield cluster.scheduler_address
-    cluster.close()
+def scheduler(client):
+    """The address of the module's cluster, for ``--scheduler``."""
+    return client.scheduler.address
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,10 @@ def test_bad_usage_exits_2_with_one_message(archives, tmp_path, zlut):
     assert_usage_error(cli("frobnicate"), "invalid choice: 'frobnicate'")
     assert_usage_error(cli("track"), "required: ARCHIVE, --out")
     assert_usage_error(cli("track", arch, "--out", out, "--resume", "--overwrite"), "not allowed with argument")
-    assert_usage_error(cli("track", arch, "--out", out, "--workers", "0"), "expected a number >= 1")
+    assert_usage_error(cli("track", arch, "--out", out, "--workers", "0"),
+                       r"argument --workers: value must be an integer >= 1, got 0")
+    assert_usage_error(cli("track", arch, "--out", out, "--workers", "two"),
+                       r"argument --workers: value must be an integer >= 1, got 'two'")
     assert_usage_error(cli("track", tmp_path / "missing.zarr", "--out", out), "archive not found")
     assert_usage_error(cli("track", arch, "--out", out, "--zlut", tmp_path / "nope.zarr"), "Z-LUT not found")
     np.save(tmp_path / "small.npy", zlut[:9])  # 8 bins, the ROIs give 16
@@ -134,20 +137,52 @@ def test_max_chunks_then_resume(archives, scheduler, tmp_path):
     assert "1 chunks computed, 2 already done" in res.stdout
 
 
-def test_job_failure_exits_1(scheduler, tmp_path):
-    from test_jobs import _sabotage
-
+def test_job_failure_exits_1(client, scheduler, tmp_path):
     arch = str(tmp_path / "a.zarr")
     write_simulated_archive(arch, 32, 1, roi=ROI, layout="yxt", chunk_frames=16, z_range_nm=Z_RANGE_NM)
     # an error in the code, not in the data (unreadable input exits 3: tests/reliability/test_faults.py)
-    with distributed.Client(scheduler) as client:
-        client.run(_sabotage, float(zarr.open_group(arch, mode="r")["frames"][:, :, 16:32].mean()))
-        try:
-            res = cli("track", arch, "--out", tmp_path / "r.zarr", "--scheduler", scheduler, "--no-progress")
-        finally:
-            client.run(_sabotage, None)
+    client.run(sabotage_kernel, float(zarr.open_group(arch, mode="r")["frames"][:, :, 16:32].mean()))
+    try:
+        res = cli("track", arch, "--out", tmp_path / "r.zarr", "--scheduler", scheduler, "--no-progress")
+    finally:
+        client.run(sabotage_kernel, None)
     assert res.returncode == 1 and "Traceback" not in res.stderr
     assert re.search(r"magtrack-dask: job failed: chunk 1 \(frames 16-31\) failed", res.stderr)
+
+
+@pytest.mark.parametrize(("where", "exc"), [
+    ("magtrack_dask.jobs.prepare.track", ValueError),  # inside prepare_job, where input errors become JobError
+    ("magtrack_dask.jobs.runner.remove_unfinished_writes", ValueError),  # after the chunks are written
+    ("magtrack_dask.jobs.runner.summarize_results", TypeError),
+])
+def test_a_bug_exits_1_with_its_traceback_logged(where, exc, archives, scheduler, tmp_path, monkeypatch, capsys,
+                                                 caplog):
+    """A ValueError or TypeError of a bug is not bad input: exit 1, and the traceback in the log."""
+    from magtrack_dask.cli import main
+
+    def buggy(*args, **kwargs):
+        raise exc("a bug deep in the job")
+
+    monkeypatch.setattr(where, buggy)
+    code = main(["track", archives["yxt"], "--out", str(tmp_path / "r.zarr"), "--scheduler", scheduler,
+                 "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"magtrack-dask: failed: {exc.__name__}: a bug deep in the job" in err
+    assert "Traceback (most recent call last)" in err and f"in buggy\n    raise exc(" in err
+    (record,) = [r for r in caplog.records if r.name == "magtrack_dask.cli" and r.levelno >= logging.ERROR]
+    assert record.exc_info[0] is exc
+
+
+def test_verbose_logs_the_traceback_of_bad_input(archives, tmp_path, capsys):
+    from magtrack_dask.cli import main
+
+    argv = ["track", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "r.zarr")]
+    assert main(argv) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert main(["-v", *argv]) == 2
+    err = capsys.readouterr().err
+    assert "magtrack-dask: error: archive not found" in err and "Traceback" in err and "JobError" in err
 
 
 def test_unreachable_scheduler_is_bad_usage(archives, tmp_path):
@@ -248,16 +283,31 @@ def test_demo_smoke(tmp_path):
 def test_local_cluster_housekeeping(archives, tmp_path, flag, profile_ms):
     """`track --workers N` starts the batch-tuned cluster; --dask-defaults keeps Dask's settings."""
     from magtrack_dask.cli import _client, build_parser
-
-    from test_cluster import _worker_intervals
+    from magtrack_dask.cluster import close_client
 
     args = build_parser().parse_args(["track", archives["tyx"], "--out", str(tmp_path / "r.zarr"), "--workers", "1",
                                       *flag])
     client = _client(args)
     try:
-        (intervals,) = client.run(_worker_intervals).values()
+        (intervals,) = client.run(worker_intervals).values()
         assert intervals["profile"] == profile_ms
         assert intervals["tick"] == (20 if flag else 500)
     finally:
-        client.close()
-        client.cluster.close()
+        close_client(client)
+
+
+def test_missing_optional_extras_are_usage_errors_before_any_work(archives, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from magtrack_dask.cli import main
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name in ("tifffile", "matplotlib") else find_spec(name, *a))
+    out = tmp_path / "r.zarr"
+    assert main(["import", str(tmp_path / "a.tif"), "--out", str(tmp_path / "a.zarr")]) == 2
+    assert main(["track", archives["yxt"], "--out", str(out), "--plots", str(tmp_path / "png")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["magtrack-dask: error: import needs tifffile: pip install 'magtrack-dask[tiff]'",
+                   "magtrack-dask: error: --plots needs matplotlib: pip install 'magtrack-dask[plot]'"]
+    assert not out.exists() and not (tmp_path / "png").exists()

@@ -58,17 +58,6 @@ def assert_matches(ds, ref):
         np.testing.assert_allclose(np.asarray(ds[k]), v, rtol=0, atol=1e-9, err_msg=k)
 
 
-@pytest.fixture(scope="module")
-def client():
-    """start_cluster's LocalCluster: 2 worker processes, 1 thread each."""
-    c = start_cluster(2, dashboard_address=":0")
-    assert isinstance(c.cluster, distributed.LocalCluster)
-    assert sorted(c.nthreads().values()) == [1, 1]
-    yield c
-    c.close()
-    c.cluster.close()
-
-
 # -- values --------------------------------------------------------------------
 
 

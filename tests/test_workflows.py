@@ -35,6 +35,16 @@ def site(tmp_path):
     return tmp_path
 
 
+def workflow_module():
+    """workflows/reprocess.py imported as a module."""
+    sys.path.insert(0, os.path.join(REPO, "workflows"))
+    try:
+        import reprocess
+    finally:
+        sys.path.pop(0)
+    return reprocess
+
+
 def write_config(path, text):
     path.write_text(text)
     return path
@@ -157,18 +167,32 @@ def test_lock_bad_config_and_failures(site, client, tmp_path):
     assert res.returncode == 2 and "config error" in res.stderr
     res = reprocess(write_config(tmp_path / "bad3.toml", "this is = = not toml"))
     assert res.returncode == 2 and "invalid TOML" in res.stderr
+    res = reprocess(write_config(tmp_path / "bad4.toml", toml(client.scheduler.address, "rios = 3")))
+    assert res.returncode == 2 and "[tracking] unknown stage option 'rios'" in res.stderr
     clash = toml(client.scheduler.address).replace('name = "{parent_name}_{stem}.zarr"', 'name = "{stem}.zarr"')
     res = reprocess(write_config(site / "e.toml", clash))
     assert res.returncode == 2 and "would both write" in res.stderr
 
 
 def test_example_config_parses():
-    sys.path.insert(0, os.path.join(REPO, "workflows"))
-    try:
-        import reprocess as wf
-    finally:
-        sys.path.pop(0)
+    wf = workflow_module()
     cfg = wf.load_config(os.path.join(REPO, "workflows", "config.example.toml"))
     assert cfg["cluster"]["kind"] == "local" and cfg["cluster"]["slurm"]["cores"] == 8
     assert cfg["zlut"]["path"] == "{parent}/zlut.zarr"
     assert wf._fill(cfg["output"]["name"], "/data/day1/run_3.zarr") == "day1_run_3.results.zarr"
+
+
+def test_tracking_section_gives_prepare_job_keywords_and_one_pipeline(tmp_path):
+    from magtrack_dask.core.options import PipelineOptions
+
+    wf = workflow_module()
+    config = write_config(tmp_path / "t.toml", toml("tcp://127.0.0.1:1", """frames_per_task = 24
+max_chunks_per_run = 2
+"n auto_conv_multiline_sub_pixel" = 3
+radial_profile = { oversample = 2 }
+"""))
+    tracking = wf.load_config(str(config))["tracking"]
+    assert tracking == {"device": "cpu", "frames_per_task": 24, "max_chunks_per_run": 2,
+                        "pipeline": PipelineOptions(refine_rounds=3, radial_profile={"oversample": 2})}
+    with pytest.raises(wf.ConfigError, match=r"\[tracking\] stage option 'radial_profile' must be a dict"):
+        wf.load_config(str(write_config(tmp_path / "u.toml", toml("tcp://127.0.0.1:1", "radial_profile = 2"))))

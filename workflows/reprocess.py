@@ -31,6 +31,10 @@ from typing import Any
 log = logging.getLogger("magtrack_dask.reprocess")
 
 CLUSTER_KINDS = ("local", "scheduler", "slurm")
+#: [tracking] keys that are keyword arguments of prepare_job; every other key
+#: but max_chunks_per_run is a stage option (the reference's keys).
+TRACK_KEYS = ("device", "frames_per_task", "rois", "layout", "pixel_size_nm", "frame_rate_hz", "edge_margin_px",
+              "min_symmetry")
 
 
 class ConfigError(Exception):
@@ -98,10 +102,7 @@ def _normalise(cfg: dict, base: str) -> dict:
         raise ConfigError(f"[cluster] kind must be one of {CLUSTER_KINDS}; got {cluster['kind']!r}")
     if cluster["kind"] == "scheduler" and not cluster.get("address"):
         raise ConfigError("[cluster] kind = 'scheduler' needs address = 'tcp://host:8786'")
-    tracking = dict(cfg.get("tracking", {}))
-    tracking.setdefault("device", "cpu")
-    if tracking["device"] not in ("cpu", "gpu"):
-        raise ConfigError(f"[tracking] device must be 'cpu' or 'gpu'; got {tracking['device']!r}")
+    tracking = _tracking(dict(cfg.get("tracking", {})))
     return {
         "input": {"archives": [absolute(p) for p in patterns]},
         "zlut": zlut,  # templates: made absolute after the placeholders are filled
@@ -110,6 +111,23 @@ def _normalise(cfg: dict, base: str) -> dict:
         "tracking": tracking,
         "base": base,
     }
+
+
+def _tracking(section: dict) -> dict:
+    """[tracking] as keyword arguments of prepare_job (the stage options as one ``pipeline``),
+    plus ``max_chunks_per_run``."""
+    from magtrack_dask.core.options import PipelineOptions
+    from magtrack_dask.validation import InputError
+
+    section.setdefault("device", "cpu")
+    if section["device"] not in ("cpu", "gpu"):
+        raise ConfigError(f"[tracking] device must be 'cpu' or 'gpu'; got {section['device']!r}")
+    tracking = {k: section.pop(k) for k in (*TRACK_KEYS, "max_chunks_per_run") if k in section}
+    try:
+        tracking["pipeline"] = PipelineOptions.from_stage_options(section)
+    except InputError as err:
+        raise ConfigError(f"[tracking] {err}; or one of {', '.join(TRACK_KEYS)}, max_chunks_per_run") from None
+    return tracking
 
 
 def _fill(template: str, archive: str, base: str = "") -> str:
@@ -137,17 +155,19 @@ def find_archives(cfg: dict) -> list[str]:
 
 
 def start_client(cluster_cfg: dict, device: str):
-    """A distributed Client for the configured cluster kind."""
-    from distributed import Client
+    """A distributed Client for the configured cluster kind (close it with ``cluster.close_client``)."""
+    from magtrack_dask.cluster import connect, start_cluster
 
     kind = cluster_cfg["kind"]
     if kind == "scheduler":
-        return Client(cluster_cfg["address"], timeout=30)
+        return connect(cluster_cfg["address"])
     if kind == "slurm":
         try:
             from dask_jobqueue import SLURMCluster  # only when asked for
         except ImportError as err:
             raise ConfigError("kind = 'slurm' needs dask-jobqueue: pip install 'magtrack-dask[slurm]'") from err
+        from distributed import Client
+
         cluster = SLURMCluster(**cluster_cfg.get("slurm", {}))
         jobs = cluster_cfg.get("jobs", 1)
         if cluster_cfg.get("adapt"):
@@ -158,8 +178,6 @@ def start_client(cluster_cfg: dict, device: str):
         log.info("SLURM cluster: %s jobs requested; job script:\n%s", jobs, cluster.job_script())
         client.wait_for_workers(1, timeout=cluster_cfg.get("wait_for_workers_s", 600))
         return client
-    from magtrack_dask.cluster import start_cluster
-
     return start_cluster(cluster_cfg.get("workers"), gpu=device == "gpu",
                          dashboard_address=cluster_cfg.get("dashboard_address", ":0"))
 
@@ -250,81 +268,99 @@ def _log_progress(name: str):
     return progress
 
 
-def reprocess(cfg: dict, *, dry_run: bool = False) -> dict[str, list[str]]:
-    """Track every archive of the config; return archives by outcome.
+class _LazyClient:
+    """The configured cluster, started on first use: a run with nothing to compute starts none."""
 
-    Outcomes: ``done`` (computed now, complete), ``partial`` (stopped by
-    ``max_chunks_per_run``), ``skipped`` (already complete), ``failed``.
-    """
-    from magtrack_dask.jobs import JobError, job_status, prepare_job
+    def __init__(self, cluster_cfg: dict, device: str):
+        self._cfg, self._device = cluster_cfg, device
+        self.client = None
 
-    archives = find_archives(cfg)
-    log.info("%d archives match %s", len(archives), cfg["input"]["archives"])
-    outcome: dict[str, list[str]] = {"done": [], "partial": [], "skipped": [], "failed": []}
+    def __call__(self):
+        if self.client is None:
+            self.client = start_client(self._cfg, self._device)
+            log.info("cluster: %s, dashboard %s", self.client.scheduler.address, self.client.dashboard_link)
+        return self.client
+
+    def close(self) -> None:
+        from magtrack_dask.cluster import close_client
+
+        if self.client is not None:
+            close_client(self.client)
+            self.client = None
+
+
+def _track_one(archive: str, out: str, cfg: dict, get_client: _LazyClient) -> str:
+    """Track, resume or skip one archive; return its outcome (``done``, ``partial`` or ``skipped``)."""
+    from magtrack_dask.jobs import job_status, prepare_job
+
+    tracking = dict(cfg["tracking"])
+    max_chunks = tracking.pop("max_chunks_per_run", None)
+    status = job_status(out)
+    zlut = _zlut_for(archive, cfg, get_client)
+    # Complete stores go through prepare_job too: changed parameters must not pass as done.
+    job = prepare_job(archive, out, zlut, resume=True, **tracking)
+    if job.done.all():
+        if not status or not status["complete"]:
+            job.run()  # all chunks written, only the final consolidation was missing
+        log.info("skip %s: %s is complete", archive, out)
+        return "skipped"
+    resumed = int(job.done.sum())
+    log.info("%s %s -> %s (%d/%d chunks to do)", "resume" if resumed else "track", archive, out,
+             job.n_chunks - resumed, job.n_chunks)
+    report = job.run(get_client(), max_chunks=max_chunks, progress=_log_progress(out))  # logs a summary
+    return "done" if report.complete else "partial"
+
+
+def _dry_run(archive: str, out: str) -> None:
+    from magtrack_dask.jobs import job_status
+
+    status = job_status(out)
+    state = ("missing" if status is None else
+             "complete" if status["complete"] else f"{status['n_done']}/{status['n_chunks']} chunks")
+    log.info("[dry run] %s -> %s (%s)", archive, out, state)
+
+
+def _outputs(cfg: dict, archives: list[str]) -> dict[str, str]:
+    """{results store: archive}; ConfigError when two archives would write one store."""
     outs: dict[str, str] = {}
     for a in archives:
         out = _fill(cfg["output"]["name"], a, cfg["output"]["folder"])
         if out in outs:
             raise ConfigError(f"{a} and {outs[out]} would both write {out}: use {{parent_name}} in [output] name")
         outs[out] = a
-    tracking = dict(cfg["tracking"])
-    max_chunks = tracking.pop("max_chunks_per_run", None)
-    client = None
+    return outs
 
-    def get_client():
-        nonlocal client
-        if client is None:
-            client = start_client(cfg["cluster"], tracking.get("device", "cpu"))
-            log.info("cluster: %s, dashboard %s", client.scheduler.address, client.dashboard_link)
-        return client
 
+def reprocess(cfg: dict, *, dry_run: bool = False) -> dict[str, list[str]]:
+    """Track every archive of the config; return archives by outcome.
+
+    Outcomes: ``done`` (computed now, complete), ``partial`` (stopped by
+    ``max_chunks_per_run``), ``skipped`` (already complete), ``failed``.
+    """
+    from magtrack_dask.validation import InputError
+
+    archives = find_archives(cfg)
+    log.info("%d archives match %s", len(archives), cfg["input"]["archives"])
+    outcome: dict[str, list[str]] = {"done": [], "partial": [], "skipped": [], "failed": []}
+    outs = _outputs(cfg, archives)
+    get_client = _LazyClient(cfg["cluster"], cfg["tracking"].get("device", "cpu"))
     try:
         for out, archive in outs.items():
-            status = job_status(out)
+            if dry_run:
+                _dry_run(archive, out)
+                continue
             try:
-                zlut = _zlut_for(archive, cfg, get_client) if not dry_run else None
-                if dry_run:
-                    state = ("missing" if status is None else
-                             "complete" if status["complete"] else f"{status['n_done']}/{status['n_chunks']} chunks")
-                    log.info("[dry run] %s -> %s (%s)", archive, out, state)
-                    continue
-                # Complete stores go through prepare_job too: changed parameters must not pass as done.
-                job = prepare_job(archive, out, zlut, resume=True, **tracking)
-                if job.done.all():
-                    if not status or not status["complete"]:
-                        job.run()  # all chunks written, only the final consolidation was missing
-                    log.info("skip %s: %s is complete", archive, out)
-                    outcome["skipped"].append(archive)
-                    continue
-                resumed = int(job.done.sum())
-                log.info("%s %s -> %s (%d/%d chunks to do)", "resume" if resumed else "track", archive, out,
-                         job.n_chunks - resumed, job.n_chunks)
-                report = job.run(get_client(), max_chunks=max_chunks, progress=_log_progress(out))  # logs a summary
-                outcome["done" if report.complete else "partial"].append(archive)
-            except (JobError, FileNotFoundError, ValueError) as err:
+                outcome[_track_one(archive, out, cfg, get_client)].append(archive)
+            except (InputError, FileNotFoundError, FileExistsError) as err:  # bad input of this archive
                 log.error("%s: %s", archive, err)
                 outcome["failed"].append(archive)
-            except Exception as err:  # one bad archive must not stop the others
+            except Exception as err:  # a bug or a failure: its traceback; the other archives still run
                 log.exception("%s failed: %s", archive, err)
                 outcome["failed"].append(archive)
     finally:
-        if client is not None:
-            cluster = getattr(client, "cluster", None)
-            client.close()
-            if cluster is not None:
-                cluster.close()
+        get_client.close()
     log.info("summary: %s", ", ".join(f"{len(v)} {k}" for k, v in outcome.items()))
     return outcome
-
-
-def _setup_logging(log_file: str, verbose: bool) -> None:
-    os.makedirs(os.path.dirname(log_file), exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    logger = logging.getLogger("magtrack_dask")
-    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
-    for handler in (logging.StreamHandler(sys.stderr), logging.FileHandler(log_file)):
-        handler.setFormatter(fmt)
-        logger.addHandler(handler)
 
 
 def main(argv=None) -> int:
@@ -338,7 +374,9 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"reprocess: config error: {err}", file=sys.stderr)
         return 2
-    _setup_logging(cfg["output"]["log"], args.verbose)
+    from magtrack_dask.logs import setup_logging
+
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO, log_file=cfg["output"]["log"])
     lock = Lock(os.path.join(cfg["output"]["folder"], ".reprocess.lock"))
     if not args.dry_run and not lock.acquire():
         log.warning("another run holds %s; exiting", lock.path)

@@ -27,8 +27,7 @@ from magtrack_dask.io.integrity import UNFINISHED_WRITE
 from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import FLAG_BITS
 
-from conftest import ROI, Z_RANGE_NM, snapshot
-from test_jobs import store_bytes
+from conftest import ROI, Z_RANGE_NM, snapshot, store_bytes
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

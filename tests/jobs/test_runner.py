@@ -1,4 +1,4 @@
-"""Resumable jobs (magtrack_dask.jobs) on a real LocalCluster and real Zarr stores."""
+"""The job runner (magtrack_dask.jobs.runner) on a real LocalCluster and real Zarr stores."""
 
 import os
 
@@ -11,7 +11,7 @@ from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import track, write_results
 from magtrack_dask.zlut import save_zlut
 
-from conftest import CHUNK_FRAMES, N_FRAMES, ROI, Z_RANGE_NM
+from conftest import CHUNK_FRAMES, N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, store_bytes
 
 distributed = pytest.importorskip("distributed")
 
@@ -21,20 +21,6 @@ def zlut_path(tmp_path_factory, zlut):
     path = str(tmp_path_factory.mktemp("zlut") / "zlut.zarr")
     save_zlut(path, zlut, source="make_zlut")
     return path
-
-
-def store_bytes(path):
-    """{relative path: bytes} of every file of a store."""
-    out = {}
-    for root, _, files in os.walk(path):
-        for f in files:
-            full = os.path.join(root, f)
-            with open(full, "rb") as fh:
-                out[os.path.relpath(full, path)] = fh.read()
-    return out
-
-
-# -- results ------------------------------------------------------------------------
 
 
 def test_results_equal_track_and_write_results(client, archives, zlut_path, tmp_path):
@@ -53,6 +39,16 @@ def test_results_equal_track_and_write_results(client, archives, zlut_path, tmp_
     assert "consolidated_metadata" in zarr.open_group(str(tmp_path / "job.zarr")).metadata.to_dict()
 
 
+def test_stage_options_reach_the_tracking(client, archives, tmp_path):
+    """pipeline= gives the results of track() with the same options, which differ from the defaults'."""
+    pipeline = {"n auto_conv_multiline_sub_pixel": 0}
+    run_job(archives["tbyx"], tmp_path / "r.zarr", client=client, pipeline=pipeline)
+    got = xr.open_zarr(tmp_path / "r.zarr").compute()
+    xr.testing.assert_identical(got, track(os.path.abspath(archives["tbyx"]), pipeline=pipeline).compute())
+    plain = track(os.path.abspath(archives["tbyx"])).compute()
+    assert not (got.x.values == plain.x.values).all()
+
+
 def test_max_chunks_then_resume_gives_identical_bytes(client, archives, zlut_path, tmp_path):
     full = run_job(archives["tbyx"], tmp_path / "full.zarr", zlut_path, client=client)
     part = run_job(archives["tbyx"], tmp_path / "part.zarr", zlut_path, client=client, max_chunks=1, progress=False)
@@ -63,6 +59,13 @@ def test_max_chunks_then_resume_gives_identical_bytes(client, archives, zlut_pat
     assert store_bytes(tmp_path / "part.zarr") == store_bytes(tmp_path / "full.zarr")
     again = run_job(archives["tbyx"], tmp_path / "part.zarr", zlut_path, client=client, resume=True)
     assert (again.n_computed, again.n_skipped) == (0, full.n_chunks)
+
+
+def test_one_chunk_batches_of_a_small_job(client, archives, tmp_path):
+    """More batch room than chunks (one batch holds them all) and batches of one give the same bytes."""
+    run_job(archives["yxt"], tmp_path / "big.zarr", client=client, batch_chunks=100)
+    run_job(archives["yxt"], tmp_path / "one.zarr", client=client, batch_chunks=1)
+    assert store_bytes(tmp_path / "big.zarr") == store_bytes(tmp_path / "one.zarr")
 
 
 def test_writes_a_stopped_worker_left_unfinished_are_removed(client, archives, tmp_path):
@@ -90,66 +93,32 @@ def test_progress_callback_counts_chunks(client, archives, tmp_path):
     assert [c[0] for c in calls] == [0, 1, 2, 3]
 
 
-# -- refusals --------------------------------------------------------------------------
+def test_nothing_to_do_needs_no_cluster(client, archives, tmp_path):
+    run_job(archives["yxt"], tmp_path / "r.zarr", client=client)
+    job = prepare_job(archives["yxt"], tmp_path / "r.zarr", resume=True)
+    report = job.run(None)  # no client given and none needed
+    assert (report.n_computed, report.n_skipped, report.complete) == (0, 3, True)
 
 
-def test_existing_results_refuse_without_resume_or_overwrite(client, archives, tmp_path):
+def test_misaligned_results_chunks_refuse_to_write(client, archives, tmp_path):
+    """Region writes that are not whole chunks would lose data: the runner refuses before any task."""
     out = tmp_path / "r.zarr"
-    run_job(archives["yxt"], out, client=client)
-    before = store_bytes(out)
-    with pytest.raises(JobError, match="--resume"):
-        prepare_job(archives["yxt"], out)
-    with pytest.raises(JobError, match=r"other inputs or parameters \(.*parameters.frames_per_task: 16 -> 32\)"
-                                       r"; pass --overwrite"):
-        prepare_job(archives["yxt"], out, frames_per_task=32, resume=True)
-    with pytest.raises(JobError, match="source"):
-        prepare_job(archives["tbyx"], out, resume=True)
-    assert store_bytes(out) == before  # refused runs touch nothing
-    report = run_job(archives["yxt"], out, client=client, frames_per_task=32, overwrite=True)
-    assert report.n_chunks == 2 and report.complete
-
-
-def test_refuses_to_overwrite_what_is_not_a_store(archives, tmp_path):
-    folder = tmp_path / "precious"
-    folder.mkdir()
-    (folder / "notes.txt").write_text("keep me")
-    with pytest.raises(JobError, match="not a Zarr store"):
-        prepare_job(archives["yxt"], folder, overwrite=True)
-    with pytest.raises(JobError, match="not a magtrack-dask results store"):
-        prepare_job(archives["yxt"], folder, resume=True)
-    assert (folder / "notes.txt").read_text() == "keep me"
-    with pytest.raises(JobError, match="archive not found"):
-        prepare_job(tmp_path / "missing.zarr", tmp_path / "r.zarr")
-    with pytest.raises(JobError, match="exclude each other"):
-        prepare_job(archives["yxt"], tmp_path / "r.zarr", resume=True, overwrite=True)
-
-
-def _sabotage(chunk_mean):
-    """On a worker: the kernel raises (a bug, not bad input) on the chunk whose pixels have this mean.
-
-    None undoes it.
-    """
-    from magtrack_dask import tracking
-
-    crop = tracking._crop_unpatched = getattr(tracking, "_crop_unpatched", tracking._crop)
-
-    def buggy(block, *args):
-        if block.mean() == chunk_mean:
-            raise IndexError("a bug in the kernel")
-        return crop(block, *args)
-
-    tracking._crop = crop if chunk_mean is None else buggy
+    prepare_job(archives["yxt"], out)
+    zarr.open_group(str(out), mode="r+").create_array("x", shape=(1, N_FRAMES), chunks=(1, 10), dtype="float64",
+                                                       dimension_names=("bead", "frame"), overwrite=True)
+    with pytest.raises(JobError, match=r"frame chunks of 'x' \(10 frames\) do not align with the tasks"):
+        prepare_job(archives["yxt"], out, resume=True)
 
 
 def test_failing_chunk_raises_and_keeps_the_others(client, tmp_path):
     # Damaged input is flagged (tests/reliability/test_faults.py); an error of the code still fails the job.
     arch = str(tmp_path / "a.zarr")
     write_simulated_archive(arch, 48, 2, roi=ROI, chunk_frames=16, seed=1, z_range_nm=Z_RANGE_NM)
-    client.run(_sabotage, float(zarr.open_group(arch, mode="r")["frames"][16:32].mean()))
+    client.run(sabotage_kernel, float(zarr.open_group(arch, mode="r")["frames"][16:32].mean()))
     try:
         with pytest.raises(JobFailed, match=r"chunk 1 \(frames 16-31\) failed: IndexError: a bug in the kernel"):
             run_job(arch, tmp_path / "r.zarr", client=client, batch_chunks=1)
     finally:
-        client.run(_sabotage, None)
+        client.run(sabotage_kernel, None)
     status = job_status(tmp_path / "r.zarr")
     assert not status["complete"] and not status["done"][1]

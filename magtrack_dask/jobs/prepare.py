@@ -1,0 +1,219 @@
+"""Starting a job: check the inputs, then create the results store or reopen it to resume.
+
+A job writes the lazy Dataset of :func:`magtrack_dask.tracking.track` to a
+Zarr v3 results store one frame chunk at a time and records each finished
+chunk in the store itself (:mod:`magtrack_dask.jobs.record`), so that a job
+killed part-way can be rerun and computes only what is missing
+(:mod:`magtrack_dask.jobs.runner`). Bad input is refused before anything is
+created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Callable
+
+import numpy as np
+import zarr
+
+from magtrack_dask.core.options import PipelineOptions
+from magtrack_dask.io.paths import check_replaceable, remove_store
+from magtrack_dask.jobs.errors import JobError
+from magtrack_dask.jobs.record import JOB_FORMAT, JobRecord, fingerprint_changes, job_status
+from magtrack_dask.jobs.runner import Job
+from magtrack_dask.jobs.summary import STUCK_STD_PX, JobReport
+from magtrack_dask.tracking import MIN_SYMMETRY, track
+from magtrack_dask.validation import InputError
+from magtrack_dask.zlut import load_zlut
+
+__all__ = ["prepare_job", "run_job"]
+
+
+def _zlut_digest(zlut) -> str:
+    if zlut is None:
+        return "none"
+    arr = np.ascontiguousarray(load_zlut(zlut)[0], dtype=np.float64)
+    return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
+
+
+def _check_paths(archive, out: str, zlut, overwrite: bool):
+    """The archive as an absolute path (other sources as given); JobError for missing or clashing paths."""
+    if isinstance(archive, (str, os.PathLike)):
+        archive = os.path.abspath(os.fspath(archive))
+        if not os.path.exists(archive):
+            raise JobError(f"archive not found: {archive}")
+    if isinstance(zlut, (str, os.PathLike)) and not os.path.exists(zlut):
+        raise JobError(f"Z-LUT not found: {os.fspath(zlut)}")
+    # --overwrite would delete an input that the output overlaps.
+    for name, path in (("archive", archive), ("zlut", zlut)):
+        if isinstance(path, (str, os.PathLike)):
+            a, b = os.path.realpath(out), os.path.realpath(os.fspath(path))
+            if os.path.commonpath([a, b]) in (a, b):
+                raise JobError(f"out: {out} overlaps the {name} {os.fspath(path)}; "
+                               "the results store must be a separate path")
+    if overwrite:
+        try:
+            check_replaceable(out, "out")
+        except InputError as err:
+            raise JobError(str(err)) from err
+    return archive
+
+
+def _fingerprint(ds, zlut, pipeline: PipelineOptions) -> dict:
+    """Everything the bytes of the results depend on.
+
+    The package version is left out on purpose: a bug-fix release should not
+    block resuming.
+    """
+    return {
+        "format": JOB_FORMAT,
+        "source": ds.attrs.get("source"),
+        "zlut_sha256": _zlut_digest(zlut),
+        "parameters": json.loads(ds.attrs["parameters"]),
+        "stage_options": json.loads(json.dumps(pipeline.stage_options())),  # as the record stores it
+        "n_beads": int(ds.sizes["bead"]),
+        "n_frames": int(ds.sizes["frame"]),
+        "chunk_frames": int(ds.chunks["frame"][0]),
+        "variables": sorted(ds.variables),
+    }
+
+
+def _reopen(out: str, fingerprint: dict, resume: bool) -> JobRecord:
+    """The record of the existing store ``out`` when it holds this job and ``resume`` is asked."""
+    status = job_status(out)
+    if status is None:
+        raise JobError(f"{out} exists and is not a magtrack-dask results store; "
+                       "choose another output or pass --overwrite to replace it")
+    changes = fingerprint_changes(status["fingerprint"], fingerprint)
+    if changes:
+        raise JobError(f"{out} holds results made with other inputs or parameters "
+                       f"({'; '.join(changes)}); pass --overwrite to replace them")
+    if not resume:
+        state = "complete" if status["complete"] else f"{status['n_done']}/{status['n_chunks']} chunks done"
+        raise JobError(f"{out} already holds results of this job ({state}); "
+                       "pass --resume to finish it or --overwrite to start again")
+    return JobRecord.open(zarr.open_group(out, mode="r+", zarr_format=3))
+
+
+def _create_store(out: str, ds, fingerprint: dict) -> JobRecord:
+    """The results store's metadata (no data yet) and a new job record."""
+    ds.to_zarr(out, mode="w-", compute=False, consolidated=False, zarr_format=3)
+    root = zarr.open_group(out, mode="r+", zarr_format=3)
+    return JobRecord.create(root, fingerprint, len(ds.chunks["frame"]))
+
+
+def prepare_job(
+    archive,
+    out,
+    zlut=None,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    pipeline: PipelineOptions | dict | None = None,
+    device: str = "cpu",
+    frames_per_task: int | None = None,
+    rois=None,
+    layout: str | None = None,
+    pixel_size_nm: float | None = None,
+    frame_rate_hz: float | None = None,
+    edge_margin_px: float | None = None,
+    min_symmetry: float = MIN_SYMMETRY,
+) -> Job:
+    """Check the inputs and the results store, create it if needed.
+
+    Parameters
+    ----------
+    archive : str or os.PathLike
+        Archive to track (see :mod:`magtrack_dask.io.format`).
+    out : str or os.PathLike
+        Results store (a Zarr v3 folder).
+    zlut : str, os.PathLike or array_like, optional
+        Z-LUT as :func:`magtrack_dask.zlut.load_zlut` reads it (a Zarr array
+        from :func:`magtrack_dask.zlut.save_zlut`, a ``.npy`` file or an array).
+    resume : bool, optional
+        Continue a store made by the same job (same fingerprint): only the
+        missing chunks are computed. Without it an existing store refuses.
+    overwrite : bool, optional
+        Delete an existing store first (it must be a Zarr store).
+    pipeline : PipelineOptions or dict, optional
+        Stage options of the tracking pipeline (a dict uses the reference's
+        keys, see :meth:`PipelineOptions.from_stage_options`); default the
+        plain :func:`magtrack_dask.stack_to_xyzp`.
+    device, frames_per_task, rois, layout, pixel_size_nm, frame_rate_hz, edge_margin_px, min_symmetry
+        As :func:`magtrack_dask.tracking.track` takes them (``frames_per_task``
+        is rounded to whole archive chunks).
+
+    Returns
+    -------
+    Job
+
+    Raises
+    ------
+    JobError
+        Missing or invalid input, both ``resume`` and ``overwrite``, or an
+        existing store that was made with other parameters or is not a job's.
+    """
+    if resume and overwrite:
+        raise JobError("resume and overwrite exclude each other")
+    out = os.path.abspath(os.fspath(out))
+    archive = _check_paths(archive, out, zlut, overwrite)
+    try:
+        pipeline = PipelineOptions.coerce(pipeline)
+        ds = track(archive, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
+                   pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px,
+                   min_symmetry=min_symmetry, pipeline=pipeline)
+        fingerprint = _fingerprint(ds, zlut, pipeline)
+    except (InputError, FileNotFoundError) as err:  # bad input only: a bug keeps its own type
+        raise JobError(f"cannot track {archive}: {err}") from err
+    if os.path.exists(out) and not overwrite:
+        record = _reopen(out, fingerprint, resume)
+    else:
+        if overwrite:
+            remove_store(out, "out")  # a Zarr store: checked above
+        record = _create_store(out, ds, fingerprint)
+    return Job(out, ds, record)
+
+
+def run_job(
+    archive,
+    out,
+    zlut=None,
+    *,
+    client=None,
+    resume: bool = False,
+    overwrite: bool = False,
+    pipeline: PipelineOptions | dict | None = None,
+    device: str = "cpu",
+    frames_per_task: int | None = None,
+    rois=None,
+    layout: str | None = None,
+    pixel_size_nm: float | None = None,
+    frame_rate_hz: float | None = None,
+    edge_margin_px: float | None = None,
+    min_symmetry: float = MIN_SYMMETRY,
+    progress: Callable[[int, int, int], None] | bool | None = None,
+    batch_chunks: int | None = None,
+    max_chunks: int | None = None,
+    stuck_std_px: float = STUCK_STD_PX,
+) -> JobReport:
+    """Track an archive into a results store, resumably.
+
+    :func:`prepare_job` then :meth:`Job.run`; see both for the parameters.
+
+    Returns
+    -------
+    JobReport
+
+    Examples
+    --------
+    >>> from magtrack_dask.cluster import start_cluster   # doctest: +SKIP
+    >>> client = start_cluster(2)                           # doctest: +SKIP
+    >>> run_job("archive.zarr", "results.zarr", "zlut.zarr", client=client, progress=True)  # doctest: +SKIP
+    """
+    job = prepare_job(archive, out, zlut, resume=resume, overwrite=overwrite, pipeline=pipeline, device=device,
+                      frames_per_task=frames_per_task, rois=rois, layout=layout, pixel_size_nm=pixel_size_nm,
+                      frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px, min_symmetry=min_symmetry)
+    return job.run(client, progress=progress, batch_chunks=batch_chunks, max_chunks=max_chunks,
+                   stuck_std_px=stuck_std_px)

@@ -1,0 +1,83 @@
+"""Starting a job (magtrack_dask.jobs.prepare): what refuses, what resumes, what the fingerprint holds."""
+
+import pytest
+
+from magtrack_dask.core.options import PipelineOptions
+from magtrack_dask.jobs import JobError, job_status, prepare_job, run_job
+from magtrack_dask.jobs import prepare as prepare_module
+from magtrack_dask.validation import InputError
+
+from conftest import snapshot, store_bytes
+
+distributed = pytest.importorskip("distributed")
+
+
+def test_job_error_is_an_input_error():
+    assert issubclass(JobError, InputError) and issubclass(JobError, ValueError)
+
+
+def test_existing_results_refuse_without_resume_or_overwrite(client, archives, tmp_path):
+    out = tmp_path / "r.zarr"
+    run_job(archives["yxt"], out, client=client)
+    before = store_bytes(out)
+    with pytest.raises(JobError, match="--resume"):
+        prepare_job(archives["yxt"], out)
+    with pytest.raises(JobError, match=r"other inputs or parameters \(.*parameters.frames_per_task: 16 -> 32\)"
+                                       r"; pass --overwrite"):
+        prepare_job(archives["yxt"], out, frames_per_task=32, resume=True)
+    with pytest.raises(JobError, match="source"):
+        prepare_job(archives["tbyx"], out, resume=True)
+    assert store_bytes(out) == before  # refused runs touch nothing
+    report = run_job(archives["yxt"], out, client=client, frames_per_task=32, overwrite=True)
+    assert report.n_chunks == 2 and report.complete
+
+
+def test_fingerprint_records_the_stage_options(archives, tmp_path):
+    out = tmp_path / "r.zarr"
+    job = prepare_job(archives["yxt"], out, pipeline={"radial_profile": {"oversample": 2}})
+    assert job.fingerprint["stage_options"] == {"radial_profile": {"oversample": 2}}
+    assert job_status(out)["fingerprint"] == job.fingerprint
+    # the same options as an object, or with defaults spelled out: the same job
+    same = PipelineOptions(radial_profile={"oversample": 2}, refine_rounds=5)
+    assert prepare_job(archives["yxt"], out, pipeline=same, resume=True).fingerprint == job.fingerprint
+    with pytest.raises(JobError, match=r"stage_options\.radial_profile: \{'oversample': 2\} -> '<unset>'"):
+        prepare_job(archives["yxt"], out, resume=True)
+    plain = prepare_job(archives["yxt"], tmp_path / "plain.zarr", pipeline={"n auto_conv_multiline_sub_pixel": 5})
+    assert plain.fingerprint["stage_options"] == {} and plain.fingerprint["parameters"]["pipeline"] == "stack_to_xyzp"
+
+
+def test_refuses_to_overwrite_what_is_not_a_store(archives, tmp_path):
+    folder = tmp_path / "precious"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("keep me")
+    with pytest.raises(JobError, match="out: refusing to overwrite .*precious: it is a folder, not a Zarr store"):
+        prepare_job(archives["yxt"], folder, overwrite=True)
+    with pytest.raises(JobError, match="not a magtrack-dask results store"):
+        prepare_job(archives["yxt"], folder, resume=True)
+    assert (folder / "notes.txt").read_text() == "keep me"
+    with pytest.raises(JobError, match="archive not found"):
+        prepare_job(tmp_path / "missing.zarr", tmp_path / "r.zarr")
+    with pytest.raises(JobError, match="exclude each other"):
+        prepare_job(archives["yxt"], tmp_path / "r.zarr", resume=True, overwrite=True)
+
+
+def test_bad_stage_options_are_bad_input_and_create_nothing(archives, tmp_path):
+    before = snapshot(tmp_path)
+    with pytest.raises(JobError, match=r"cannot track .*: unknown stage option 'radial'"):
+        prepare_job(archives["yxt"], tmp_path / "r.zarr", pipeline={"radial": {}})
+    with pytest.raises(JobError, match=r"pipeline must be a PipelineOptions or a dict of stage options, got list"):
+        prepare_job(archives["yxt"], tmp_path / "r.zarr", pipeline=[1])
+    assert snapshot(tmp_path) == before
+
+
+def test_a_bug_inside_track_is_not_called_bad_input(archives, tmp_path, monkeypatch):
+    """Only the package's input errors become JobError; a ValueError or TypeError of a bug keeps its type."""
+    for exc in (ValueError, TypeError, KeyError):
+        def buggy(*args, **kwargs):
+            raise exc("a bug")
+
+        monkeypatch.setattr(prepare_module, "track", buggy)
+        with pytest.raises(exc) as info:
+            prepare_job(archives["yxt"], tmp_path / "r.zarr")
+        assert not isinstance(info.value, JobError)
+    assert not (tmp_path / "r.zarr").exists()
