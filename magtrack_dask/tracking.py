@@ -216,7 +216,7 @@ def _ring_scores(xp, sample, x, y, full: int, step: int):
     """
     from magtrack_dask.core._blocks import blocks
     from magtrack_dask.core._checks import quiet
-    from magtrack_dask.core.profiles import _ROUND_BITS, _ring_index
+    from magtrack_dask.core.profiles import ring_index
 
     n, width = sample.shape[0], sample.shape[1]
     n_rings = full // 2
@@ -246,7 +246,7 @@ def _ring_scores(xp, sample, x, y, full: int, step: int):
         dist, value = buffer[0, :m], buffer[1, :m]
         xp.add(dy2[part, :, None], dx2[part, None, :], out=dist)
         first = xp.arange(m, dtype=np.int64) * slots
-        index = _ring_index(xp, dist, (first - _ROUND_BITS)[:, None, None])
+        index = ring_index(xp, dist, first[:, None, None])
         xp.subtract(sample[part], (level[part] - shift)[:, None, None], out=value)
         size = m * slots
         sums[part] = xp.bincount(index, weights=value.ravel(), minlength=size).reshape(m, slots)
