@@ -36,7 +36,7 @@ _LAZY = {
     "describe_archive": "storage",
     "open_archive": "storage",
     "write_simulated_archive": "storage",
-    "FLAG_BITS": "tracking",
+    "FLAG_BITS": "core.flags",
     "start_cluster": "cluster",
     "require_gpu": "tracking",
     "track": "tracking",

@@ -87,3 +87,40 @@ def snapshot(*roots) -> dict:
                 st = os.lstat(path)
                 out[path] = (stat.S_IFMT(st.st_mode), st.st_size, st.st_mtime_ns)
     return out
+
+
+#: The variables a tracking run computes (x_nm, y_nm are derived).
+TRACKED = ("x", "y", "z", "profiles", "flags")
+
+
+def track_in_memory(path, zlut=None) -> dict:
+    """The reference of the Dask layer: every ROI cropped in memory, stack_to_xyzp per bead.
+
+    Returns ``{name: (bead, frame[, radius]) ndarray}`` for x, y (full-frame px), z, profiles.
+    """
+    from magtrack_dask import core
+    from magtrack_dask.storage import open_archive
+
+    a = open_archive(path)
+    frames = a.data.compute()
+    rois = a.rois if a.rois is not None else np.array([[0, ROI, 0, ROI]])
+    out = {k: [] for k in ("x", "y", "z", "profiles")}
+    for b, (top, bottom, left, right) in enumerate(rois):
+        if a.layout == "tyx":
+            st = frames[:, top:bottom, left:right].transpose(1, 2, 0)
+        elif a.layout == "tbyx":
+            st = frames[:, b].transpose(1, 2, 0)
+        else:
+            st, top, left = frames, 0, 0
+        lut = zlut[b] if zlut is not None and zlut.ndim == 3 else zlut
+        # Frames-last C order, as a user of the core would stack them (the tracking crops frame-major)
+        x, y, z, p = core.stack_to_xyzp(np.ascontiguousarray(st, dtype=np.float64), lut)
+        for k, v in zip(out, (x + left, y + top, z, p.T)):
+            out[k].append(v)
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def assert_matches(ds, ref) -> None:
+    """Every variable of ``ref`` equals the Dataset's to 1e-9."""
+    for k, v in ref.items():
+        np.testing.assert_allclose(np.asarray(ds[k]), v, rtol=0, atol=1e-9, err_msg=k)

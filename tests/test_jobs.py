@@ -129,16 +129,16 @@ def _sabotage(chunk_mean):
 
     None undoes it.
     """
-    from magtrack_dask import tracking
+    from magtrack_dask.tracking import task
 
-    crop = tracking._crop_unpatched = getattr(tracking, "_crop_unpatched", tracking._crop)
+    crop = task._crop_unpatched = getattr(task, "_crop_unpatched", task.crop_chunk)
 
     def buggy(block, *args):
         if block.mean() == chunk_mean:
             raise IndexError("a bug in the kernel")
         return crop(block, *args)
 
-    tracking._crop = crop if chunk_mean is None else buggy
+    task.crop_chunk = crop if chunk_mean is None else buggy
 
 
 def test_failing_chunk_raises_and_keeps_the_others(client, tmp_path):

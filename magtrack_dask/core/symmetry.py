@@ -159,7 +159,7 @@ def lost_beads(stack, x, y, min_symmetry: float, coarse=None):
 
     A NaN score (no centre, a constant image) is not "lost": x and y are NaN
     already. ROIs of :data:`SCREEN_MIN_ROI` px and more are screened first on
-    every :data:`SCREEN_STEP`-th row and column, a quarter of the cost. Sparser
+    every :data:`SCREEN_STEP`-th row and column, at a fraction of the cost. Sparser
     rings overstate the score, so an image whose coarse ``1 - score`` is at
     most ``min(0.2, 0.4 * (1 - min_symmetry))`` keeps its bead (in simulated
     beads and empty ROIs no image below 0.5 on the full sample came near that
