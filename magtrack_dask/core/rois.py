@@ -7,8 +7,8 @@ bead by bead (image ``b * n_frames + t`` is bead ``b`` in frame ``t``). Its
 core accepts any memory order, and runs faster on frame-major images than on a
 frames-last copy. Each ROI row is one contiguous copy.
 
-NumPy or CuPy; the result lives where the chunk lives. The ROI table is trusted
-(:func:`magtrack_dask.storage.check_rois` checks it once, not per chunk).
+NumPy or CuPy; the result lives where the chunk lives. The ROI table is trusted:
+the caller checks it once (``check_rois``), not every chunk.
 """
 
 from __future__ import annotations
