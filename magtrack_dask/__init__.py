@@ -39,7 +39,7 @@ _LAZY = {
     "write_simulated_calibration": "sim.archives",
     "render_beads": "sim.beads",
     "make_zlut": "sim.beads",
-    "FLAG_BITS": "tracking",
+    "FLAG_BITS": "core.flags",
     "start_cluster": "cluster",
     "require_gpu": "tracking",
     "track": "tracking",

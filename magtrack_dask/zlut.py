@@ -37,6 +37,9 @@ import numpy as np
 import zarr
 
 from magtrack_dask._backend import to_numpy
+from magtrack_dask.core.flags import Flag
+from magtrack_dask.core.options import PipelineOptions
+from magtrack_dask.core.symmetry import MIN_SYMMETRY
 from magtrack_dask.io.paths import check_zarr_path
 from magtrack_dask.io.format import CALIBRATION_Z
 from magtrack_dask.validation import InputError, InputTypeError
@@ -85,7 +88,7 @@ def calibration_steps(z, z_resolution_nm: float = 1.0) -> tuple[np.ndarray, np.n
 def _step_sums(profiles: np.ndarray, flags: np.ndarray, step: np.ndarray, n_steps: int) -> np.ndarray:
     """Per-bead, per-step sums and counts of one frame chunk: (2, bead, step, bin)."""
     nb, nt, nr = profiles.shape
-    use = (step >= 0)[None, :] & ((flags & 1) == 0)  # bit 1: bead not found
+    use = (step >= 0)[None, :] & ((flags & int(Flag.XY_NOT_FOUND)) == 0)
     good = np.isfinite(profiles) & use[:, :, None]
     onehot = np.zeros((nt, n_steps))
     onehot[np.flatnonzero(step >= 0), step[step >= 0]] = 1.0
@@ -100,7 +103,10 @@ def build_zlut(
     z=None,
     z_resolution_nm: float = 1.0,
     frames_per_task: int | None = None,
-    **track_options: Any,
+    rois=None,
+    device: str = "cpu",
+    min_symmetry: float = MIN_SYMMETRY,
+    pipeline: PipelineOptions | dict | None = None,
 ) -> np.ndarray:
     """Per-bead Z-LUTs from a calibration archive.
 
@@ -112,11 +118,14 @@ def build_zlut(
         z of each frame in nm; default the archive's ``calibration_z``.
     z_resolution_nm : float, optional
         Frames whose z agree to this form one step.
-    frames_per_task : int, optional
-        Passed to :func:`magtrack_dask.tracking.track`.
-    **track_options
-        More ``track`` options (``rois``, stage options such as
-        ``radial_profile={'oversample': 2}``); use the same ones when tracking.
+    frames_per_task, rois, device, min_symmetry
+        As :func:`magtrack_dask.tracking.track` takes them; frames where a
+        bead is not found (flag 1, see ``min_symmetry``) are left out of its
+        averages.
+    pipeline : PipelineOptions or dict, optional
+        The pipeline's stage options, as :func:`magtrack_dask.tracking.track`
+        takes them (e.g. ``{'radial_profile': {'oversample': 2}}``); track
+        with the same ones.
 
     Returns
     -------
@@ -147,7 +156,8 @@ def build_zlut(
     if len(z_ref) < 2:
         raise ValueError(f"a Z-LUT needs at least 2 focus steps; the calibration has {len(z_ref)}")
 
-    ds = track(arch.group, frames_per_task=frames_per_task, **track_options)
+    ds = track(arch.group, frames_per_task=frames_per_task, rois=rois, device=device, min_symmetry=min_symmetry,
+               pipeline=pipeline)
     bounds = np.cumsum((0,) + ds.chunks["frame"])
     prof = ds.profiles.data.to_delayed().ravel()
     flags = ds.flags.data.to_delayed().ravel()

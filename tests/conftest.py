@@ -135,16 +135,16 @@ def store_bytes(path) -> dict:
 def sabotage_kernel(chunk_mean):
     """On a worker (``client.run``): the kernel raises (a bug, not bad input) on the
     chunk whose pixels have this mean. None undoes it."""
-    from magtrack_dask import tracking
+    from magtrack_dask.tracking import task
 
-    crop = tracking._crop_unpatched = getattr(tracking, "_crop_unpatched", tracking._crop)
+    crop = task._crop_unpatched = getattr(task, "_crop_unpatched", task.crop_chunk)
 
     def buggy(block, *args):
         if block.mean() == chunk_mean:
             raise IndexError("a bug in the kernel")
         return crop(block, *args)
 
-    tracking._crop = crop if chunk_mean is None else buggy
+    task.crop_chunk = crop if chunk_mean is None else buggy
 
 
 def periodic_intervals_ms(server) -> dict:
@@ -157,3 +157,40 @@ def periodic_intervals_ms(server) -> dict:
 def worker_intervals(dask_worker) -> dict:
     """On a worker (``client.run``): its housekeeping intervals in ms, memory monitor included."""
     return {**periodic_intervals_ms(dask_worker), "memory": 1000 * dask_worker.memory_manager.memory_monitor_interval}
+
+
+#: The variables a tracking run computes (x_nm, y_nm are derived).
+TRACKED = ("x", "y", "z", "profiles", "flags")
+
+
+def track_in_memory(path, zlut=None) -> dict:
+    """The reference of the Dask layer: every ROI cropped in memory, stack_to_xyzp per bead.
+
+    Returns ``{name: (bead, frame[, radius]) ndarray}`` for x, y (full-frame px), z, profiles.
+    """
+    from magtrack_dask import core
+    from magtrack_dask.io.archive import open_archive
+
+    a = open_archive(path)
+    frames = a.data.compute()
+    rois = a.rois if a.rois is not None else np.array([[0, ROI, 0, ROI]])
+    out = {k: [] for k in ("x", "y", "z", "profiles")}
+    for b, (top, bottom, left, right) in enumerate(rois):
+        if a.layout == "tyx":
+            st = frames[:, top:bottom, left:right].transpose(1, 2, 0)
+        elif a.layout == "tbyx":
+            st = frames[:, b].transpose(1, 2, 0)
+        else:
+            st, top, left = frames, 0, 0
+        lut = zlut[b] if zlut is not None and zlut.ndim == 3 else zlut
+        # Frames-last C order, as a user of the core would stack them (the tracking crops frame-major)
+        x, y, z, p = core.stack_to_xyzp(np.ascontiguousarray(st, dtype=np.float64), lut)
+        for k, v in zip(out, (x + left, y + top, z, p.T)):
+            out[k].append(v)
+    return {k: np.stack(v) for k, v in out.items()}
+
+
+def assert_matches(ds, ref) -> None:
+    """Every variable of ``ref`` equals the Dataset's to 1e-9."""
+    for k, v in ref.items():
+        np.testing.assert_allclose(np.asarray(ds[k]), v, rtol=0, atol=1e-9, err_msg=k)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zarr
 
-from magtrack_dask.io.archive import create_archive
+from magtrack_dask.io.archive import create_archive, open_archive
 from magtrack_dask.sim.beads import make_zlut
 from magtrack_dask.tracking import track
 from magtrack_dask.zlut import (
@@ -46,6 +46,22 @@ def test_build_matches_the_ideal_lut_and_tracks_z(calibration, archives, zlut):
     ref = track(archives["tyx"], zlut).compute()
     ref_err = ref.z.values - zarr.open_group(archives["tyx"])["truth_z"][...]
     assert np.sqrt(np.mean(err**2)) < 1.5 * np.sqrt(np.mean(ref_err**2)) + 5
+
+
+def test_build_takes_the_tracking_options(calibration, archives):
+    rois = open_archive(calibration).rois[:2]
+    pipeline = {"n auto_conv_multiline_sub_pixel": 3}
+    lut = build_zlut(calibration, frames_per_task=40, rois=rois, pipeline=pipeline, min_symmetry=0.3)
+    assert lut.shape == (2, 1 + ROI // 2, len(CALIBRATION_STEPS))  # the two beads of the ROI table given
+    ds = track(archives["tyx"], lut, rois=rois, pipeline=pipeline).compute()
+    err = ds.z.values - zarr.open_group(archives["tyx"])["truth_z"][:2]
+    assert np.isfinite(err).all() and np.sqrt(np.mean(err**2)) < 60  # nm
+    oversampled = build_zlut(calibration, frames_per_task=40, pipeline={"radial_profile": {"oversample": 2}})
+    assert oversampled.shape == (3, 1 + ROI, len(CALIBRATION_STEPS))  # profiles oversampled x2
+    with pytest.raises(ValueError, match="zlut has 32 profile bins but the profiles of 32 px ROIs have 16"):
+        track(archives["tyx"], oversampled)  # tracked without the LUT's options: refused
+    with pytest.raises(TypeError):
+        build_zlut(calibration, radial_profile={"oversample": 2})  # stage options go in pipeline=
 
 
 def test_save_load_and_track_accepts_the_file(calibration, archives, tmp_path):

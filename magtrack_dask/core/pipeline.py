@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any, Mapping, NamedTuple
+
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_odd_int, check_stack
+from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_odd_int, check_positive_int, check_stack
 from magtrack_dask.core.options import PipelineOptions
-from magtrack_dask.core.profiles import fft_profile_with_center, radial_profile
-from magtrack_dask.core.xy import auto_conv, center_of_mass, refine_rounds
+from magtrack_dask.core.profiles import fft_profile_with_center, fourier_bins, radial_bins, radial_profile
+from magtrack_dask.core.xy import auto_conv, auto_conv_multiline_sub_pixel, center_of_mass, refine_rounds
 from magtrack_dask.core.z import check_zlut, lookup_z
+from magtrack_dask.validation import InputError, InputTypeError
 
-__all__ = ["stack_to_xyzp", "stack_to_xyzp_advanced", "as_float_stack", "min_image_pixels"]
+__all__ = [
+    "stack_to_xyzp",
+    "stack_to_xyzp_advanced",
+    "as_float_stack",
+    "min_image_pixels",
+    "check_stage_keywords",
+    "ProfileBins",
+    "profile_bins",
+]
 
 # The seed of the pipeline: |pixel - median| makes the bead's rings, not the
 # bright background, carry the mass. The reference pipeline uses it too.
@@ -71,6 +83,106 @@ def min_image_pixels(**stage_options) -> int:
     """
     n_refine = _check_stage_options(stage_options)
     return _min_pixels(n_refine, stage_options.get("auto_conv_multiline_sub_pixel"))
+
+
+#: The core function that takes each stage's keyword dictionary (refinement
+#: rounds take those of one round), and its leading array arguments.
+_STAGE_FUNCTIONS = {
+    "center_of_mass": (center_of_mass, 1),
+    "auto_conv": (auto_conv, 3),
+    "auto_conv_multiline_sub_pixel": (auto_conv_multiline_sub_pixel, 3),
+    "fft_profile": (fft_profile_with_center, 3),
+    "radial_profile": (radial_profile, 3),
+    "lookup_z": (lookup_z, 2),
+}
+
+
+def _stage_arguments(stage: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Every keyword of ``stage``'s core function: ``options`` over the defaults."""
+    function, n_arrays = _STAGE_FUNCTIONS[stage]
+    try:
+        bound = inspect.signature(function).bind(*([None] * n_arrays), **options)
+    except TypeError as err:
+        raise InputTypeError(f"stage option {stage!r}: {err}") from None
+    bound.apply_defaults()
+    return dict(list(bound.arguments.items())[n_arrays:])
+
+
+def check_stage_keywords(pipeline: PipelineOptions | Mapping[str, Any] | None) -> PipelineOptions:
+    """Check that every stage's dictionary names keywords its core function takes.
+
+    Parameters
+    ----------
+    pipeline : PipelineOptions, dict of stage options or None
+
+    Returns
+    -------
+    PipelineOptions
+
+    Raises
+    ------
+    InputError
+        An unknown stage option or a value of the wrong type
+        (:meth:`PipelineOptions.coerce`).
+    InputTypeError
+        A keyword the stage's function does not take, or one given twice.
+    """
+    pipeline = PipelineOptions.coerce(pipeline)
+    for stage in _STAGE_FUNCTIONS:
+        _stage_arguments(stage, getattr(pipeline, stage))
+    return pipeline
+
+
+class ProfileBins(NamedTuple):
+    """The bins of the pipeline's profiles (:func:`profile_bins`)."""
+
+    n_bins: int
+    radius: np.ndarray
+    units: str
+
+
+def profile_bins(roi_size: int, pipeline: PipelineOptions | Mapping[str, Any] | None = None) -> ProfileBins:
+    """The profiles' length and bins for images of ``roi_size`` px, without running the pipeline.
+
+    Parameters
+    ----------
+    roi_size : int
+        Image side, px.
+    pipeline : PipelineOptions, dict of stage options or None
+        As the pipeline gets them (None: :func:`stack_to_xyzp`).
+
+    Returns
+    -------
+    ProfileBins
+        ``(n_bins, radius, units)``.
+    n_bins : int
+        Rows of the profiles (and of a Z-LUT's profile part).
+    radius : (n_bins,) float64 ndarray
+        Each bin's radius in px for :func:`radial_profile` (``k / oversample``);
+        the bin number for :func:`fft_profile_with_center`.
+    units : {'px', '1'}
+        Units of ``radius``.
+
+    Raises
+    ------
+    ValueError
+        Profile options the profile function refuses (``oversample``, ``rmin``,
+        ``rmax``), or an odd ``roi_size`` for Fourier profiles.
+    InputTypeError
+        A keyword the profile function does not take.
+    """
+    pipeline = PipelineOptions.coerce(pipeline)
+    if pipeline.use_fft_profile:
+        kwargs = _stage_arguments("fft_profile", pipeline.fft_profile)
+        if roi_size % 2:
+            raise InputError(f"Fourier profiles ('use fft_profile') need images of even width; got {roi_size} px")
+        oversample = check_positive_int(kwargs["oversample"], "oversample")
+        start, stop = fourier_bins(roi_size, oversample, kwargs["rmin"], kwargs["rmax"])
+        return ProfileBins(stop - start, np.arange(stop - start, dtype=np.float64), "1")
+    kwargs = _stage_arguments("radial_profile", pipeline.radial_profile)
+    oversample = check_positive_int(kwargs["oversample"], "oversample")
+    n_bins = radial_bins(roi_size, oversample)
+    return ProfileBins(n_bins, np.arange(n_bins, dtype=np.float64) / oversample, "px")
 
 
 def _run(stack, zlut, *, com=None, conv=None, n_refine=5, refine=None, use_fft=False, fft=None, radial=None, lut=None):

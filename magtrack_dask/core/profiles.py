@@ -19,7 +19,14 @@ from magtrack_dask.core._checks import (
 )
 from magtrack_dask.core.helpers import gaussian_2d
 
-__all__ = ["radial_profile", "fft_profile", "fft_profile_with_center"]
+__all__ = [
+    "radial_profile",
+    "fft_profile",
+    "fft_profile_with_center",
+    "radial_bins",
+    "fourier_bins",
+    "ring_index",
+]
 
 
 # Adding 1.5 * 2**52 rounds a double in [0, 2**51) to an integer, half to even
@@ -30,25 +37,86 @@ _ROUND = 1.5 * 2.0**52
 _ROUND_BITS = int(np.array(_ROUND).view(np.int64))
 
 
-def _ring_index(xp, dist, first, oversample: int = 1):
+def radial_bins(width: int, oversample: int = 1) -> int:
+    """Length of :func:`radial_profile`'s profiles: ``(width // 2) * oversample``.
+
+    Parameters
+    ----------
+    width : int
+        Image side, px.
+    oversample : int, optional
+        Bins per pixel of radius (already checked to be >= 1).
+
+    Returns
+    -------
+    int
+        Bin ``k`` holds the pixels at ``k / oversample`` px from the centre.
+    """
+    return (int(width) // 2) * int(oversample)
+
+
+def fourier_bins(width: int, oversample: int = 4, rmin: float = 0.0, rmax: float = 0.5) -> tuple[int, int]:
+    """The bins :func:`fft_profile` keeps: ``range(start, stop)`` of the Fourier rings.
+
+    Parameters
+    ----------
+    width : int
+        Image side, px.
+    oversample : int, optional
+        Bins per frequency step ``1 / width`` (already checked to be >= 1).
+    rmin, rmax : float, optional
+        Fractions of the Nyquist radius ``width / 2``, ``0 <= rmin <= rmax``.
+
+    Returns
+    -------
+    start, stop : int
+        ``round(width // 2 * r * oversample)`` for ``rmin`` and ``rmax``; the
+        profiles have ``stop - start`` bins, bin ``k`` the frequencies of
+        radius ``(start + k) / oversample`` steps.
+
+    Raises
+    ------
+    ValueError
+        ``rmin`` and ``rmax`` out of order or negative.
+    """
+    if not (0.0 <= rmin <= rmax):
+        raise ValueError(f"rmin and rmax must satisfy 0 <= rmin <= rmax, got rmin={rmin!r}, rmax={rmax!r}")
+    centre = int(width) // 2
+    return int(round(centre * rmin * oversample)), int(round(centre * rmax * oversample))
+
+
+def ring_index(xp, dist, first, oversample: int = 1):
     """Flat (image, ring) slot of every pixel: ``first + round(oversample * distance)``.
 
-    ``dist`` (float64 squared distances) is overwritten and returned viewed
-    as int64, raveled. ``first`` (int64, broadcast against it) is each image's
-    first slot minus ``_ROUND_BITS``. Rounding is half to even, like ``rint``.
+    Parameters
+    ----------
+    xp : module
+        NumPy or CuPy.
+    dist : float64 array
+        Squared distances (px^2) of the pixels from their image's centre;
+        overwritten, and returned viewed as int64.
+    first : int64 array
+        Each image's first slot, broadcast against ``dist``.
+    oversample : int, optional
+        Rings per pixel of radius.
+
+    Returns
+    -------
+    index : (dist.size,) int64 array
+        Raveled slots; rounding is half to even, like ``rint``.
     """
     xp.sqrt(dist, out=dist)
     if oversample != 1:
         dist *= oversample
     dist += _ROUND
     index = dist.view(np.int64)
-    index += first
+    index += first - _ROUND_BITS  # the rounding offset folded into the small per-image array
     return index.ravel()
 
 
 def _ring_sums(xp, weights, dist, offset, size: int, oversample: int):
-    """Sum and count of ``weights`` per (frame, ring) slot for one block (see :func:`_ring_index`)."""
-    index = _ring_index(xp, dist, offset, oversample)
+    """Sum and count of ``weights`` per (frame, ring) slot for one block (see :func:`ring_index`)."""
+    index = ring_index(xp, dist, offset, oversample)
     sums = xp.bincount(index, weights=weights.ravel(), minlength=size)
     return sums, xp.bincount(index, minlength=size)
 
@@ -89,7 +157,7 @@ def radial_profile(stack, x, y, oversample=1):
     grid = xp.arange(width, dtype=np.float64)
     dx2 = (grid[:, None] - xp.where(valid, x, 0.0)) ** 2  # (x, frame)
     dy2 = (grid[:, None] - xp.where(valid, y, 0.0)) ** 2  # (y, frame)
-    n_bins = (width // 2) * oversample
+    n_bins = radial_bins(width, oversample)
     # Slots per frame: enough for the farthest pixel from any valid centre,
     # so no clipping pass is needed; the slots past n_bins are dropped.
     slots = int(np.ceil(np.sqrt(2.0) * width * oversample)) + 2
@@ -106,7 +174,7 @@ def radial_profile(stack, x, y, oversample=1):
 
     def work(part, buffer):
         n_part = part.stop - part.start
-        first = xp.arange(n_part, dtype=np.int64) * slots - _ROUND_BITS
+        first = xp.arange(n_part, dtype=np.int64) * slots
         if by_frame:
             block, source = (n_part, width, width), frame_major[part]
             dy, dx, first = dy2.T[part, :, None], dx2.T[part, None, :], first[:, None, None]
@@ -140,9 +208,7 @@ def _fourier_ring_matrix(xp, width: int, oversample: int, rmin: float, rmax: flo
     ``1 / (oversample * width)``, rounds to ``k``, for the bins selected by
     ``rmin`` and ``rmax`` (fractions of ``width / 2``). Empty bins give NaN.
     """
-    centre = width // 2
-    n_bins = int(round(centre * rmax * oversample))
-    n_start = int(round(centre * rmin * oversample))
+    n_start, n_bins = fourier_bins(width, oversample, rmin, rmax)
     fy = np.fft.fftfreq(width, 1.0 / width)  # signed integer frequencies of the rows
     fx = np.arange(width // 2 + 1)
     radius = np.rint(np.hypot(fx[None, :], fy[:, None]) * oversample).ravel()
@@ -159,8 +225,6 @@ def _fourier_ring_matrix(xp, width: int, oversample: int, rmin: float, rmax: flo
 
 def _fourier_profile(xp, stack, oversample, rmin, rmax):
     oversample = check_positive_int(oversample, "oversample")
-    if not (0.0 <= rmin <= rmax):
-        raise ValueError(f"rmin and rmax must satisfy 0 <= rmin <= rmax, got rmin={rmin!r}, rmax={rmax!r}")
     n_images = stack.shape[2]
     matrix, empty = _fourier_ring_matrix(xp, stack.shape[0], oversample, rmin, rmax)
     if xp is np:

@@ -389,3 +389,63 @@ def test_unknown_nested_option_is_a_type_error(small):
     stack, zlut = small
     with pytest.raises(TypeError, match="bogus"):
         md.stack_to_xyzp_advanced(stack, zlut, **{"radial_profile": {"bogus": 1}})
+
+
+# -- what the pipeline will make, without running it -------------------------------------------
+
+
+@pytest.mark.parametrize("options", [
+    {},
+    {"radial_profile": {"oversample": 2}},
+    {"radial_profile": {"oversample": 3.0}},
+    {"use fft_profile": True},
+    {"use fft_profile": True, "fft_profile": {"oversample": 1}},
+    {"use fft_profile": True, "fft_profile": {"oversample": 3, "rmin": 0.1, "rmax": 0.45}},
+    {"use fft_profile": True, "fft_profile": {"rmin": 0.25, "rmax": 1.0, "gaus_factor": 4.0}},
+    {"n auto_conv_multiline_sub_pixel": 0, "radial_profile": {"oversample": 4}},
+])
+def test_profile_bins_say_what_the_pipeline_makes(options):
+    from magtrack_dask.core.options import PipelineOptions
+    from magtrack_dask.core.pipeline import profile_bins
+
+    fft = options.get("use fft_profile", False)
+    for roi in (6, 8, 10, 16, 17, 31, 32, 48, 64, 65, 100, 128):
+        if fft and roi % 2:
+            with pytest.raises(ValueError, match=f"need images of even width; got {roi} px"):
+                profile_bins(roi, options)
+            continue
+        yy, xx = np.indices((roi, roi), dtype=np.float64)
+        c = (roi - 1) / 2
+        img = (1000.0 + 100 * np.cos(np.hypot(yy - c, xx - c)))[:, :, None]
+        prof = md.stack_to_xyzp_advanced(img, None, **options)[3] if options else md.stack_to_xyzp(img)[3]
+        bins = profile_bins(roi, options)
+        same = profile_bins(roi, PipelineOptions.from_stage_options(options))
+        assert same.n_bins == bins.n_bins and same.units == bins.units
+        assert bins.n_bins == prof.shape[0], roi
+        assert bins.radius.shape == (bins.n_bins,) and bins.radius.dtype == np.float64
+        if fft:  # bin numbers
+            assert bins.units == "1"
+            np.testing.assert_array_equal(bins.radius, np.arange(bins.n_bins))
+        else:  # k / oversample px: the radius of each ring
+            assert bins.units == "px"
+            oversample = options.get("radial_profile", {}).get("oversample", 1)
+            np.testing.assert_array_equal(bins.radius, np.arange(bins.n_bins) / oversample)
+
+
+def test_profile_bins_and_stage_keywords_refuse_what_the_stages_refuse():
+    from magtrack_dask.core.pipeline import check_stage_keywords, profile_bins
+    from magtrack_dask.validation import InputError
+
+    with pytest.raises(ValueError, match="oversample must be an integer >= 1, got 0"):
+        profile_bins(32, {"radial_profile": {"oversample": 0}})
+    with pytest.raises(ValueError, match="rmin and rmax must satisfy 0 <= rmin <= rmax"):
+        profile_bins(32, {"use fft_profile": True, "fft_profile": {"rmin": 0.4, "rmax": 0.2}})
+    with pytest.raises(TypeError, match="stage option 'radial_profile': got an unexpected keyword argument 'bins'"):
+        profile_bins(32, {"radial_profile": {"bins": 3}})
+    for stage in ("center_of_mass", "auto_conv", "auto_conv_multiline_sub_pixel", "fft_profile", "radial_profile",
+                  "lookup_z"):
+        with pytest.raises(InputError, match=f"stage option '{stage}': got an unexpected keyword argument 'typo'"):
+            check_stage_keywords({stage: {"typo": 1}})
+    with pytest.raises(InputError, match="unknown stage option 'radial'"):
+        check_stage_keywords({"radial": {}})
+    assert check_stage_keywords({"lookup_z": {"n_local": 5}}).lookup_z == {"n_local": 5}

@@ -12,18 +12,19 @@ import pytest
 import xarray as xr
 import zarr
 
+from magtrack_dask.core.flags import Flag
 from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.sim.beads import render_beads
 from magtrack_dask.sim.archives import write_simulated_archive
-from magtrack_dask.tracking import FLAG_BITS, track
+from magtrack_dask.tracking import track
 
 from conftest import ROI
 
 pytest.importorskip("distributed")
 
 N, CHUNK = 64, 16
-NO_XY, Z_EDGE, SAT, NEAR = (FLAG_BITS[k] for k in ("xy_not_found", "z_at_lut_edge_or_nan", "saturated",
-                                                     "near_roi_edge"))
+NO_XY, Z_EDGE, SAT, NEAR = (int(f) for f in (Flag.XY_NOT_FOUND, Flag.Z_AT_LUT_EDGE_OR_NAN, Flag.SATURATED,
+                                            Flag.NEAR_ROI_EDGE))
 ZEROS, CONSTANT, ALL_SATURATED, PART_SATURATED = 5, 6, 7, 9  # frames
 DRIFT, STUCK, BEYOND_LUT, NORMAL = 0, 2, 3, 1  # beads
 BEYOND = np.r_[48:56]  # frames in which bead 3 sits beyond the LUT (its z range: 300-2900 nm)
@@ -146,8 +147,8 @@ def test_summary_counts_per_bead(results, doctored):
     assert s == job_status(report.out)["summary"]  # stored in the job record
     assert s["n_frames"] == N and report.complete and not report.unreadable_frames
     f = ds.flags.values
-    for name, bit in FLAG_BITS.items():  # the counts are the flags' own, bead by bead
-        assert s["flag_counts"][name] == [int(v) for v in ((f & bit) > 0).sum(axis=1)], name
+    for flag in Flag:  # the counts are the flags' own, bead by bead
+        assert s["flag_counts"][flag.key] == [int(v) for v in ((f & flag) > 0).sum(axis=1)], flag.key
     assert s["n_flagged"] == [int(v) for v in (f > 0).sum(axis=1)]
     assert s["flag_counts"]["saturated"] == [1, 2, 1, 1]
     assert s["flag_counts"]["z_at_lut_edge_or_nan"][BEYOND_LUT] == len(AT_END) + len(BEYOND) + 3

@@ -21,11 +21,11 @@ import xarray as xr
 import zarr
 from dask.utils import format_bytes, parse_bytes
 
+from magtrack_dask.core.flags import Flag
 from magtrack_dask.info import describe_path, format_info
 from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.io.integrity import UNFINISHED_WRITE
 from magtrack_dask.sim.archives import write_simulated_archive
-from magtrack_dask.tracking import FLAG_BITS
 
 from conftest import ROI, Z_RANGE_NM, snapshot, store_bytes
 
@@ -164,8 +164,8 @@ def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(clien
     bad = np.zeros(80, dtype=bool)
     bad[32:48] = True
     f = ds.flags.values
-    assert (f[:, bad] & FLAG_BITS["input_unreadable"]).all() and (f[:, bad] & FLAG_BITS["xy_not_found"]).all()
-    assert not (f[:, ~bad] & FLAG_BITS["input_unreadable"]).any()
+    assert (f[:, bad] & Flag.INPUT_UNREADABLE).all() and (f[:, bad] & Flag.XY_NOT_FOUND).all()
+    assert not (f[:, ~bad] & Flag.INPUT_UNREADABLE).any()
     for var in ("x", "y", "z", "profiles"):
         assert np.isnan(ds[var].values[:, bad]).all(), var
     assert np.isfinite(ds.x.values[:, ~bad]).all()  # every other chunk was tracked

@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 import zarr
 
+from magtrack_dask.core.flags import Flag
 from magtrack_dask.cli import main
 from magtrack_dask.io.archive import create_archive, describe_archive, open_archive
 from magtrack_dask.io.chunk_read import read_frames
 from magtrack_dask.io.paths import ArchiveError
-from magtrack_dask.tracking import FLAG_BITS, track
+from magtrack_dask.tracking import track
 
 from conftest import snapshot
 
@@ -272,7 +273,7 @@ def test_a_single_chunk_that_lies_is_caught_when_read(tmp_path, caplog):
     with dask.config.set(scheduler="synchronous"), caplog.at_level(logging.WARNING, "magtrack_dask"):
         ds = track(path).compute()
     flags = ds.flags.values[0]
-    assert (flags[4:] & FLAG_BITS["input_unreadable"]).all() and not (flags[:4] & FLAG_BITS["input_unreadable"]).any()
+    assert (flags[4:] & Flag.INPUT_UNREADABLE).all() and not (flags[:4] & Flag.INPUT_UNREADABLE).any()
     assert np.isnan(ds.x.values[0, 4:]).all() and np.isnan(ds.profiles.values[0, 4:]).all()
     assert "the chunk holding frames 4-7 decodes to 4096 bytes" in caplog.text
 
