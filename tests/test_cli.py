@@ -16,7 +16,7 @@ from magtrack_dask.io.archive import open_archive
 from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
 from magtrack_dask.zlut import load_zlut, save_zlut
 
-from conftest import N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, worker_intervals
+from tests.conftest import N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, worker_intervals
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -6,7 +6,7 @@ import pytest
 from magtrack_dask.cluster import BATCH_CONFIG, batch_settings, close_client, connect, start_cluster
 from magtrack_dask.validation import InputError
 
-from conftest import periodic_intervals_ms, worker_intervals
+from tests.conftest import periodic_intervals_ms, worker_intervals
 
 distributed = pytest.importorskip("distributed")
 

@@ -15,7 +15,7 @@ from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.sim.archives import write_simulated_calibration
 
-from conftest import ROI, Z_RANGE_NM
+from tests.conftest import ROI, Z_RANGE_NM
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

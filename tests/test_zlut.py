@@ -16,7 +16,7 @@ from magtrack_dask.zlut import (
     save_zlut,
 )
 
-from conftest import CALIBRATION_STEPS, ROI
+from tests.conftest import CALIBRATION_STEPS, ROI
 
 
 def test_calibration_steps_group_round_and_skip_nan():

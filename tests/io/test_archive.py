@@ -12,7 +12,7 @@ from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.paths import ArchiveError
 from magtrack_dask.validation import InputError, InputTypeError
 
-from conftest import CHUNK_FRAMES, N_FRAMES, ROI
+from tests.conftest import CHUNK_FRAMES, N_FRAMES, ROI
 
 ROIS = np.array([[0, 8, 0, 8], [4, 12, 10, 18]])
 

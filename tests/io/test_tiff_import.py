@@ -11,7 +11,7 @@ from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.tiff_import import import_tiff
 from magtrack_dask.validation import InputError
 
-from conftest import N_FRAMES
+from tests.conftest import N_FRAMES
 
 tifffile = pytest.importorskip("tifffile")
 

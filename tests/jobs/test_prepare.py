@@ -7,7 +7,7 @@ from magtrack_dask.jobs import JobError, job_status, prepare_job, run_job
 from magtrack_dask.jobs import prepare as prepare_module
 from magtrack_dask.validation import InputError
 
-from conftest import snapshot, store_bytes
+from tests.conftest import snapshot, store_bytes
 
 distributed = pytest.importorskip("distributed")
 

@@ -11,7 +11,7 @@ from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import track, write_results
 from magtrack_dask.zlut import save_zlut
 
-from conftest import CHUNK_FRAMES, N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, store_bytes
+from tests.conftest import CHUNK_FRAMES, N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, store_bytes
 
 distributed = pytest.importorskip("distributed")
 

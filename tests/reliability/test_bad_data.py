@@ -18,7 +18,7 @@ from magtrack_dask.sim.beads import render_beads
 from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import track
 
-from conftest import ROI
+from tests.conftest import ROI
 
 pytest.importorskip("distributed")
 

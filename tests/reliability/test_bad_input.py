@@ -36,7 +36,7 @@ from magtrack_dask.io.archive import create_archive, open_archive
 from magtrack_dask.io.paths import ArchiveError
 from magtrack_dask.tracking import track, write_results
 
-from conftest import ROI, snapshot
+from tests.conftest import ROI, snapshot
 
 N_BINS = ROI // 2
 RNG = np.random.default_rng(5)

@@ -27,7 +27,7 @@ from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.io.integrity import UNFINISHED_WRITE
 from magtrack_dask.sim.archives import write_simulated_archive
 
-from conftest import ROI, Z_RANGE_NM, snapshot, store_bytes
+from tests.conftest import ROI, Z_RANGE_NM, snapshot, store_bytes
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

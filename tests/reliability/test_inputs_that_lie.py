@@ -27,7 +27,7 @@ from magtrack_dask.io.chunk_read import read_frames
 from magtrack_dask.io.paths import ArchiveError
 from magtrack_dask.tracking import track
 
-from conftest import snapshot
+from tests.conftest import snapshot
 
 N_FRAMES, CHUNK, SIZE = 8, 4, 32
 

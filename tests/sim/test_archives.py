@@ -11,7 +11,7 @@ from magtrack_dask.io.layout import Layout
 from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
 from magtrack_dask.validation import InputError
 
-from conftest import CALIBRATION_STEPS, N_FRAMES, ROI, Z_RANGE_NM
+from tests.conftest import CALIBRATION_STEPS, N_FRAMES, ROI, Z_RANGE_NM
 
 
 @pytest.mark.parametrize("layout", ["tyx", "tbyx", "yxt"])

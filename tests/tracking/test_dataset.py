@@ -8,7 +8,7 @@ from magtrack_dask.core.flags import FLAG_BITS, flag_attrs
 from magtrack_dask.tracking import track
 from magtrack_dask.tracking.schema import COORDINATES, FIELDS, N_FIELDS, VARIABLES
 
-from conftest import ROI
+from tests.conftest import ROI
 
 
 def test_variables_follow_the_schema(archives, zlut):

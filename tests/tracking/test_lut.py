@@ -5,7 +5,7 @@ import pytest
 
 from magtrack_dask.tracking.lut import resolve_zlut
 
-from conftest import ROI
+from tests.conftest import ROI
 
 N_BINS = ROI // 2
 

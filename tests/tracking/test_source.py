@@ -11,7 +11,7 @@ from magtrack_dask.io.archive import open_archive
 from magtrack_dask.tracking import track
 from magtrack_dask.tracking.source import resolve_source
 
-from conftest import N_FRAMES, ROI, TRACKED, assert_matches
+from tests.conftest import N_FRAMES, ROI, TRACKED, assert_matches
 
 
 @pytest.mark.parametrize("layout", ["tyx", "tbyx", "yxt"])

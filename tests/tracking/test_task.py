@@ -15,7 +15,7 @@ from magtrack_dask.io.archive import open_archive
 from magtrack_dask.tracking import track
 from magtrack_dask.tracking.task import ChunkSpec, _saturated, _screen_sample, _unreadable, crop_chunk, track_chunk
 
-from conftest import ROI
+from tests.conftest import ROI
 
 ROIS = np.array([[8, 72, 8, 72], [8, 72, 88, 152]])
 

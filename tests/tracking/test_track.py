@@ -17,7 +17,7 @@ from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.io.archive import open_archive
 from magtrack_dask.tracking import track
 
-from conftest import ROI, TRACKED, assert_matches, track_in_memory
+from tests.conftest import ROI, TRACKED, assert_matches, track_in_memory
 
 distributed = pytest.importorskip("distributed")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

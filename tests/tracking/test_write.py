@@ -10,7 +10,7 @@ import magtrack_dask
 from magtrack_dask.io.archive import open_archive
 from magtrack_dask.tracking import track, write_results
 
-from conftest import N_FRAMES, ROI, assert_matches, track_in_memory
+from tests.conftest import N_FRAMES, ROI, assert_matches, track_in_memory
 
 
 def test_written_store(client, archives, zlut, tmp_path):
