@@ -19,6 +19,7 @@ import time
 from typing import TextIO
 
 import numpy as np
+from magtrack_dask.validation import InputError
 
 __all__ = ["DemoSummary", "run_demo", "z_range_for_roi"]
 
@@ -123,9 +124,9 @@ def run_demo(
         stream.flush()
 
     if frames < 1 or beads < 1 or workers < 1:
-        raise ValueError("frames, beads and workers must be >= 1")
+        raise InputError("frames, beads and workers must be >= 1")
     if roi < 16:
-        raise ValueError(f"roi must be at least 16 px; got {roi}")
+        raise InputError(f"roi must be at least 16 px; got {roi}")
     out = os.path.abspath(os.fspath(out)) if out is not None else tempfile.mkdtemp(prefix="magtrack-dask-demo-")
     os.makedirs(out, exist_ok=True)
     paths = {k: os.path.join(out, f"{k}.zarr") for k in ("archive", "calibration", "zlut", "results")}

@@ -74,9 +74,9 @@ def calibration_steps(z, z_resolution_nm: float = 1.0) -> tuple[np.ndarray, np.n
     """
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 1:
-        raise ValueError(f"calibration z must be 1-D (one value per frame); got shape {z.shape}")
+        raise InputError(f"calibration z must be 1-D (one value per frame); got shape {z.shape}")
     if not z_resolution_nm > 0:
-        raise ValueError(f"z_resolution_nm must be > 0; got {z_resolution_nm!r}")
+        raise InputError(f"z_resolution_nm must be > 0; got {z_resolution_nm!r}")
     valid = np.isfinite(z)
     step = np.full(z.shape, -1, dtype=np.int64)
     keys, inverse = np.unique(np.round(z[valid] / z_resolution_nm), return_inverse=True)
@@ -146,15 +146,15 @@ def build_zlut(
     arch = open_archive(calibration, frames_per_task=frames_per_task)
     if z is None:
         if CALIBRATION_Z not in arch.group:
-            raise ValueError(f"{arch.path or calibration!r} has no {CALIBRATION_Z!r} array: not a calibration "
+            raise InputError(f"{arch.path or calibration!r} has no {CALIBRATION_Z!r} array: not a calibration "
                              "archive (it needs the z of every frame, nm)")
         z = arch.group[CALIBRATION_Z][...]
     z = np.asarray(z, dtype=np.float64)
     if z.shape != (arch.n_frames,):
-        raise ValueError(f"calibration z has shape {z.shape}; the archive has {arch.n_frames} frames")
+        raise InputError(f"calibration z has shape {z.shape}; the archive has {arch.n_frames} frames")
     z_ref, step = calibration_steps(z, z_resolution_nm)
     if len(z_ref) < 2:
-        raise ValueError(f"a Z-LUT needs at least 2 focus steps; the calibration has {len(z_ref)}")
+        raise InputError(f"a Z-LUT needs at least 2 focus steps; the calibration has {len(z_ref)}")
 
     ds = track(arch.group, frames_per_task=frames_per_task, rois=rois, device=device, min_symmetry=min_symmetry,
                pipeline=pipeline)
@@ -170,7 +170,7 @@ def build_zlut(
     n_frames = counts.max(axis=2)  # (bead, step): frames that contributed
     if np.any(n_frames == 0):
         b, s = np.argwhere(n_frames == 0)[0]
-        raise ValueError(f"bead {b} was not found in any frame of the step at z = {z_ref[s]:.1f} nm")
+        raise InputError(f"bead {b} was not found in any frame of the step at z = {z_ref[s]:.1f} nm")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / counts  # (bead, step, bin); NaN only for a bin no frame reached (the centre)
     zlut = np.empty((mean.shape[0], 1 + mean.shape[2], len(z_ref)))
@@ -210,7 +210,7 @@ def save_zlut(
     """
     arr = np.asarray(zlut, dtype=np.float64)
     if arr.ndim not in (2, 3) or arr.shape[-2] < 3 or arr.shape[-1] < 2:
-        raise ValueError(f"zlut must have shape (1 + n_bins, n_ref) or (n_beads, 1 + n_bins, n_ref); got {arr.shape}")
+        raise InputError(f"zlut must have shape (1 + n_bins, n_ref) or (n_beads, 1 + n_bins, n_ref); got {arr.shape}")
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")

@@ -194,3 +194,78 @@ def assert_matches(ds, ref) -> None:
     """Every variable of ``ref`` equals the Dataset's to 1e-9."""
     for k, v in ref.items():
         np.testing.assert_allclose(np.asarray(ds[k]), v, rtol=0, atol=1e-9, err_msg=k)
+
+
+# -- bad input (tests/bad_input.py and each package's test_bad_input.py) ------------------------
+
+
+@pytest.fixture(scope="session")
+def inputs(tmp_path_factory, zlut):
+    """Bad inputs on disk, made once: Z-LUT files and archives that are not quite archives."""
+    import zarr
+
+    from magtrack_dask.io.archive import create_archive
+
+    root = tmp_path_factory.mktemp("bad-inputs")
+    paths = {}
+
+    def npy(name, arr):
+        paths[name] = str(root / f"{name}.npy")
+        np.save(paths[name], arr)
+
+    nonmono = zlut.copy()
+    nonmono[0, [3, 4]] = nonmono[0, [4, 3]]
+    npy("zlut_nonmono", nonmono)
+    nan = zlut.copy()
+    nan[5, 7] = np.nan
+    npy("zlut_nan", nan)
+    npy("zlut_small", zlut[:9])
+    npy("zlut_two_beads", np.stack([zlut, zlut]))
+    paths["zlut_garbage"] = str(root / "zlut_garbage.npy")
+    with open(paths["zlut_garbage"], "w") as f:
+        f.write("z,profile\n1,2\n")  # a CSV under a .npy name
+    paths["xyz"] = str(root / "xyz.zarr")
+    create_archive(paths["xyz"], np.ones((4, 40, 40), "uint16"), rois=[[4, 36, 4, 36]])
+    zarr.open_group(paths["xyz"], mode="r+").attrs["layout"] = "xyz"
+    paths["empty"] = str(root / "empty.zarr")  # an archive whose frames array holds no frames
+    create_archive(paths["empty"], np.ones((4, 40, 40), "uint16"), rois=[[4, 36, 4, 36]])
+    zarr.open_group(paths["empty"], mode="r+")["frames"].resize((0, 40, 40))
+    paths["plain"] = str(root / "plain.zarr")
+    zarr.open_group(paths["plain"], mode="w", zarr_format=3)
+    paths["folder"] = str(root / "folder")
+    os.makedirs(paths["folder"])
+    with open(os.path.join(paths["folder"], "notes.txt"), "w") as f:
+        f.write("not an archive")
+    try:
+        import tifffile
+    except ImportError:  # the CLI import cases skip
+        return paths
+    paths["tif"] = str(root / "frames.tif")
+    tifffile.imwrite(paths["tif"], np.ones((4, 64, 64), "uint16"), photometric="minisblack")
+    for name, rois in (("outside", [[0, 16, 0, 16], [56, 72, 0, 16]]), ("unequal", [[0, 16, 0, 16], [0, 8, 0, 8]])):
+        paths[f"rois_{name}"] = str(root / f"rois_{name}.csv")
+        np.savetxt(paths[f"rois_{name}"], rois, fmt="%d", delimiter=",", header="top,bottom,left,right", comments="")
+    return paths
+
+
+@pytest.fixture
+def ctx(tmp_path, archives, zlut, inputs):
+    from tests.bad_input import Ctx  # it imports this module
+
+    ws = tmp_path / "ws"
+    (ws / "folder").mkdir(parents=True)
+    (ws / "folder" / "notes.txt").write_text("keep me")
+    (ws / "file.txt").write_text("not a store")
+    return Ctx(str(ws), archives, zlut, inputs)
+
+
+@pytest.fixture
+def unchanged(ctx, inputs, archives):
+    """Assert after the test that nothing was created or changed anywhere a case could write."""
+    roots = [ctx.ws, os.path.dirname(inputs["xyz"]), *archives.values()]
+    before = snapshot(*roots)
+    yield
+    after = snapshot(*roots)
+    added, removed = sorted(set(after) - set(before)), sorted(set(before) - set(after))
+    changed = sorted(p for p in set(before) & set(after) if before[p] != after[p])
+    assert not (added or removed or changed), f"created {added}, removed {removed}, changed {changed}"

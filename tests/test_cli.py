@@ -12,10 +12,12 @@ import pytest
 import zarr
 
 from magtrack_dask._backend import check_cupy
+from magtrack_dask.cli import main
 from magtrack_dask.io.archive import open_archive
 from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
 from magtrack_dask.zlut import load_zlut, save_zlut
 
+from tests.bad_input import tif
 from tests.conftest import N_FRAMES, ROI, Z_RANGE_NM, sabotage_kernel, worker_intervals
 
 distributed = pytest.importorskip("distributed")
@@ -158,7 +160,6 @@ def test_job_failure_exits_1(client, scheduler, tmp_path):
 def test_a_bug_exits_1_with_its_traceback_logged(where, exc, archives, scheduler, tmp_path, monkeypatch, capsys,
                                                  caplog):
     """A ValueError or TypeError of a bug is not bad input: exit 1, and the traceback in the log."""
-    from magtrack_dask.cli import main
 
     def buggy(*args, **kwargs):
         raise exc("a bug deep in the job")
@@ -169,13 +170,13 @@ def test_a_bug_exits_1_with_its_traceback_logged(where, exc, archives, scheduler
     err = capsys.readouterr().err
     assert code == 1, err
     assert f"magtrack-dask: failed: {exc.__name__}: a bug deep in the job" in err
-    assert "Traceback (most recent call last)" in err and f"in buggy\n    raise exc(" in err
+    assert "Traceback (most recent call last)" in err and "in buggy\n    raise exc(" in err
     (record,) = [r for r in caplog.records if r.name == "magtrack_dask.cli" and r.levelno >= logging.ERROR]
     assert record.exc_info[0] is exc
 
 
 def test_verbose_logs_the_traceback_of_bad_input(archives, tmp_path, capsys):
-    from magtrack_dask.cli import main
+
 
     argv = ["track", str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "r.zarr")]
     assert main(argv) == 2
@@ -299,7 +300,7 @@ def test_local_cluster_housekeeping(archives, tmp_path, flag, profile_ms):
 def test_missing_optional_extras_are_usage_errors_before_any_work(archives, tmp_path, monkeypatch, capsys):
     import importlib.util
 
-    from magtrack_dask.cli import main
+
 
     find_spec = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec",
@@ -311,3 +312,111 @@ def test_missing_optional_extras_are_usage_errors_before_any_work(archives, tmp_
     assert err == ["magtrack-dask: error: import needs tifffile: pip install 'magtrack-dask[tiff]'",
                    "magtrack-dask: error: --plots needs matplotlib: pip install 'magtrack-dask[plot]'"]
     assert not out.exists() and not (tmp_path / "png").exists()
+
+
+# -- bad input: exit 2, one line naming the option, nothing written (tests/bad_input.py) -------------------------
+
+CLI = [
+    ("track-archive-missing", lambda c: ["track", c("missing.zarr"), "--out", c("r.zarr")],
+     r"archive not found: .*missing\.zarr"),
+    ("track-archive-file", lambda c: ["track", c("file.txt"), "--out", c("r.zarr")],
+     r"source: .*file\.txt is a file; expected a Zarr v3 group"),
+    ("track-archive-folder", lambda c: ["track", c("folder"), "--out", c("r.zarr")],
+     r"source: .*folder is a folder but not a Zarr store"),
+    ("track-archive-is-array", lambda c: ["track", c.arch["tyx"] + "/frames", "--out", c("r.zarr")],
+     r"source: .*frames is a Zarr array; expected a Zarr v3 group"),
+    ("track-unknown-layout", lambda c: ["track", c.inputs["xyz"], "--out", c("r.zarr")],
+     r"archive attribute 'layout' is 'xyz'; expected one of"),
+    ("track-out-is-file", lambda c: ["track", c.arch["yxt"], "--out", c("file.txt")],
+     r"file\.txt exists and is not a magtrack-dask results store"),
+    ("track-out-folder-overwrite", lambda c: ["track", c.arch["yxt"], "--out", c("folder"), "--overwrite"],
+     r"out: refusing to overwrite .*folder: it is a folder, not a Zarr store"),
+    ("track-out-is-archive", lambda c: ["track", c.arch["yxt"], "--out", c.arch["yxt"], "--overwrite"],
+     r"out: .*yxt\.zarr overlaps the archive"),
+    ("track-resume-and-overwrite", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--resume",
+                                              "--overwrite"],
+     r"argument --overwrite: not allowed with argument --resume"),
+    ("track-frames-per-task-0", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--frames-per-task", "0"],
+     r"argument --frames-per-task: value must be an integer >= 1, got 0"),
+    ("track-workers-and-scheduler", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--workers", "2",
+                                               "--scheduler", "tcp://localhost:1"],
+     r"argument --scheduler: not allowed with argument --workers"),
+    ("track-zlut-missing", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut", c("nope.zarr")],
+     r"Z-LUT not found: .*nope\.zarr"),
+    ("track-archive-no-frames", lambda c: ["track", c.inputs["empty"], "--out", c("r.zarr")],
+     r"source has no frames: shape \(0, 40, 40\)"),
+    ("track-zlut-not-npy", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut",
+                                      c.inputs["zlut_garbage"]],
+     r"zlut: .*zlut_garbage\.npy is not a readable \.npy array"),
+    ("track-plots-is-file", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--plots", c("file.txt")],
+     r"--plots: .*file\.txt is a file; expected a folder"),
+    ("track-plots-under-file", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--plots",
+                                          os.path.join(c("file.txt"), "png")],
+     r"--plots: cannot create .*file\.txt/png: .*file\.txt is a file"),
+    ("track-zlut-folder", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut", c("folder")],
+     r"zlut: .*folder is a folder but not a Zarr store; expected a Zarr v3 array"),
+    ("track-zlut-non-monotonic", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut",
+                                            c.inputs["zlut_nonmono"]],
+     r"zlut\[0\] \(the z positions\) must be strictly increasing or decreasing"),
+    ("track-zlut-nan", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut", c.inputs["zlut_nan"]],
+     r"zlut contains NaN or inf \(at row 5, column 7\)"),
+    ("track-zlut-bins", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--zlut", c.inputs["zlut_small"]],
+     r"zlut has 8 profile bins but the profiles of 32 px ROIs have 16"),
+    ("track-zlut-per-bead-count", lambda c: ["track", c.arch["yxt"], "--out", c("r.zarr"), "--zlut",
+                                             c.inputs["zlut_two_beads"]],
+     r"zlut holds 2 per-bead tables but the source has 1 beads"),
+    ("zlut-build-missing", lambda c: ["zlut", "build", c("missing.zarr"), "--out", c("z.zarr")],
+     r"calibration archive not found: .*missing\.zarr"),
+    ("zlut-build-resolution", lambda c: ["zlut", "build", c.arch["tyx"], "--out", c("z.zarr"), "--z-resolution-nm",
+                                         "-1"],
+     r"argument --z-resolution-nm: value must be a finite number > 0, got -1\.0"),
+    ("zlut-build-out-exists", lambda c: ["zlut", "build", c.arch["tyx"], "--out", c("file.txt")],
+     r"file\.txt exists; pass --overwrite to replace it"),
+    ("zlut-build-png-is-folder", lambda c: ["zlut", "build", c.arch["tyx"], "--out", c("z.zarr"), "--png",
+                                            c("folder")],
+     r"--png: .*folder is a folder; expected the name of a PNG file"),
+    ("import-rois-outside", lambda c: ["import", tif(c), "--out", c("a.zarr"), "--rois", c.inputs["rois_outside"]],
+     r"rois: ROI 1 \[56, 72, 0, 16\] lies outside the frame of shape \(height=64, width=64\)"),
+    ("import-rois-unequal", lambda c: ["import", tif(c), "--out", c("a.zarr"), "--rois", c.inputs["rois_unequal"]],
+     r"rois must all have the same size; got sizes \[8, 16\] px"),
+    ("import-tiff-missing", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr")],
+     r"TIFF file not found: .*nope\.tif"),
+    ("import-chunk-frames", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--chunk-frames", "-2"],
+     r"argument --chunk-frames: value must be an integer >= 1, got -2"),
+    ("import-pixel-size", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--pixel-size-nm", "nan"],
+     r"argument --pixel-size-nm: value must be a finite number > 0, got nan"),
+    ("info-missing", lambda c: ["info", c("missing.zarr")], r"not found: .*missing\.zarr"),
+    ("demo-roi", lambda c: ["demo", "--roi", "8", "--out", c("demo")], r"--roi must be at least 16 px; got 8"),
+]
+
+
+@pytest.mark.parametrize("make_argv, match", [c[1:] for c in CLI], ids=[c[0] for c in CLI])
+def test_cli_bad_input_exits_2(make_argv, match, ctx, unchanged, capsys):
+    code = main([str(a) for a in make_argv(ctx)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("magtrack-dask: error: "), err
+    assert re.search(match, lines[0]), lines[0]
+
+
+def _assert_subprocess_usage_error(res, pattern):
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("magtrack-dask: error: "), res.stderr
+    assert re.search(pattern, lines[0]), lines[0]
+
+
+def test_python_dash_m_bad_input(ctx, unchanged):
+    res = subprocess.run([sys.executable, "-m", "magtrack_dask", "track", ctx("file.txt"), "--out", ctx("r.zarr")],
+                         capture_output=True, text=True, timeout=120)
+    _assert_subprocess_usage_error(res, r"source: .*file\.txt is a file; expected a Zarr v3 group")
+
+
+def test_console_script_bad_input(ctx, unchanged):
+    script = os.path.join(os.path.dirname(sys.executable), "magtrack-dask")
+    if not os.path.exists(script):
+        pytest.skip("package not installed with its console script")
+    res = subprocess.run([script, "track", ctx.arch["tyx"], "--out", ctx("r.zarr"), "--zlut", ctx.inputs["zlut_nan"]],
+                         capture_output=True, text=True, timeout=120)
+    _assert_subprocess_usage_error(res, r"zlut contains NaN or inf")

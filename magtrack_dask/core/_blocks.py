@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+from magtrack_dask.validation import InputError
 
 _CPU_BLOCK_BYTES = 2**21  # keeps a few (n, n, block) temporaries in L2/L3
 # OpenBLAS runs a matrix product of up to about this many multiply-adds in the
@@ -108,7 +109,7 @@ def _default_threads() -> int:
         try:
             return max(1, int(value))
         except ValueError:
-            raise ValueError(f"{_ENV} must be a whole number of threads >= 1, got {value!r}") from None
+            raise InputError(f"{_ENV} must be a whole number of threads >= 1, got {value!r}") from None
     # The usual knob of threaded numerics; Dask's nanny sets it to 1 in its
     # workers, so the core does not compete with the worker's own threads.
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
@@ -149,7 +150,7 @@ def core_threads(n: int) -> Iterator[None]:
     ...     pass
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a whole number of threads >= 1, got {n!r}")
+        raise InputError(f"n must be a whole number of threads >= 1, got {n!r}")
     token = _threads.set(int(n))
     try:
         yield

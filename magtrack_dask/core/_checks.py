@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
+from magtrack_dask.validation import InputError, InputTypeError
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 CAMERA_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16))
@@ -18,21 +19,21 @@ def check_stack(stack, *, name: str = "stack", square: bool = True, even: bool =
     """Validate a float image stack of shape (n_pixels, n_pixels, n_images), at least ``min_pixels`` wide."""
     shape = getattr(stack, "shape", None)
     if shape is None or len(shape) != 3:
-        raise ValueError(
+        raise InputError(
             f"{name} must be a 3-D array of shape (n_pixels, n_pixels, n_images), "
             f"got shape {shape}"
         )
     if square and shape[0] != shape[1]:
-        raise ValueError(
+        raise InputError(
             f"{name} images must be square: shape (n_pixels, n_pixels, n_images) expected, "
             f"got {tuple(shape)} (is the frame axis last?)"
         )
     if shape[0] < min_pixels or shape[1] < min_pixels:
-        raise ValueError(f"{name} images must be at least {min_pixels} x {min_pixels} pixels, got {tuple(shape)}")
+        raise InputError(f"{name} images must be at least {min_pixels} x {min_pixels} pixels, got {tuple(shape)}")
     if even and shape[0] % 2:
-        raise ValueError(f"{name} images must have an even width, got {shape[0]} pixels")
+        raise InputError(f"{name} images must have an even width, got {shape[0]} pixels")
     if np.dtype(stack.dtype) not in FLOAT_DTYPES:
-        raise TypeError(
+        raise InputTypeError(
             f"{name} must be float32 or float64, got {stack.dtype}; convert camera integers "
             "with stack.astype(numpy.float64) (stack_to_xyzp does this for uint8/uint16)"
         )
@@ -44,12 +45,12 @@ def check_centres(xp, n_images: int, **centres):
     for name, value in centres.items():
         arr = xp.asarray(value)
         if arr.ndim != 1 or arr.shape[0] != n_images:
-            raise ValueError(
+            raise InputError(
                 f"{name} must be a 1-D array with one value per image ({n_images}), "
                 f"got shape {arr.shape}"
             )
         if arr.dtype.kind not in "fiu":
-            raise TypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
+            raise InputTypeError(f"{name} must be real numbers, got dtype {arr.dtype}")
         out.append(arr.astype(np.float64, copy=False))
     return out
 
@@ -57,14 +58,14 @@ def check_centres(xp, n_images: int, **centres):
 def check_odd_int(value, name: str, minimum: int = 3) -> int:
     """Validate an odd integer such as ``n_local``."""
     if isinstance(value, (bool, np.bool_)) or int(value) != value or value < minimum or value % 2 == 0:
-        raise ValueError(f"{name} must be an odd integer >= {minimum}, got {value!r}")
+        raise InputError(f"{name} must be an odd integer >= {minimum}, got {value!r}")
     return int(value)
 
 
 def check_positive_int(value, name: str) -> int:
     """Validate an integer >= 1 such as ``oversample``."""
     if isinstance(value, (bool, np.bool_)) or int(value) != value or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
     return int(value)
 
 

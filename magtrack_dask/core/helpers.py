@@ -15,6 +15,7 @@ import numpy as np
 from magtrack_dask._backend import array_module
 from magtrack_dask.core._blocks import blocks, for_each_block
 from magtrack_dask.core._checks import check_odd_int, quiet
+from magtrack_dask.validation import InputError, InputTypeError
 
 __all__ = [
     "binmean",
@@ -51,16 +52,16 @@ def binmean(x, weights, n_bins: int):
     """
     xp = array_module(x, weights)
     if x.ndim != 2 or weights.shape != x.shape:
-        raise ValueError(
+        raise InputError(
             f"x and weights must be 2-D arrays of the same shape (n_values, n_datasets), "
             f"got {x.shape} and {weights.shape}"
         )
     if x.dtype.kind not in "iu":
-        raise TypeError(f"x must be an integer array, got dtype {x.dtype}")
+        raise InputTypeError(f"x must be an integer array, got dtype {x.dtype}")
     if int(n_bins) != n_bins or n_bins < 1:
-        raise ValueError(f"n_bins must be an integer >= 1, got {n_bins!r}")
+        raise InputError(f"n_bins must be an integer >= 1, got {n_bins!r}")
     if x.size and x.dtype.kind == "i" and int(x.min()) < 0:
-        raise ValueError("x must be >= 0: bins are the integers 0 .. n_bins - 1")
+        raise InputError("x must be >= 0: bins are the integers 0 .. n_bins - 1")
     n_bins = int(n_bins)
     xp.minimum(x, n_bins, out=x)
 
@@ -102,7 +103,7 @@ def pearson(x, y):
     """
     xp = array_module(x, y)
     if x.ndim != 2 or y.ndim != 2 or x.shape[0] != y.shape[0]:
-        raise ValueError(
+        raise InputError(
             f"x and y must be 2-D with the same number of rows, got shapes {x.shape} and {y.shape}"
         )
     with quiet(xp):
@@ -260,18 +261,18 @@ def crop_stack_to_rois(stack, rois):
     """
     xp = array_module(stack)
     if getattr(stack, "ndim", None) != 3:
-        raise ValueError(
+        raise InputError(
             f"stack must be a 3-D array (n_rows, n_cols, n_images), got shape {getattr(stack, 'shape', None)}"
         )
     rois_host = np.asarray(rois.get() if hasattr(rois, "get") else rois)
     if rois_host.ndim != 2 or rois_host.shape[1] != 4 or rois_host.shape[0] == 0:
-        raise ValueError(f"rois must have shape (n_roi, 4) with n_roi >= 1, got {rois_host.shape}")
+        raise InputError(f"rois must have shape (n_roi, 4) with n_roi >= 1, got {rois_host.shape}")
     if rois_host.dtype.kind not in "iu":
-        raise TypeError(f"rois must be integers [top, bottom, left, right], got dtype {rois_host.dtype}")
+        raise InputTypeError(f"rois must be integers [top, bottom, left, right], got dtype {rois_host.dtype}")
     heights = rois_host[:, 1] - rois_host[:, 0]
     widths = rois_host[:, 3] - rois_host[:, 2]
     if (heights != widths).any() or (heights != heights[0]).any() or heights[0] < 1:
-        raise ValueError(
+        raise InputError(
             "rois must all be squares of the same positive size; got heights "
             f"{heights.tolist()} and widths {widths.tolist()}"
         )
@@ -279,7 +280,7 @@ def crop_stack_to_rois(stack, rois):
     inside &= (rois_host[:, 2] >= 0) & (rois_host[:, 3] <= stack.shape[1])
     if not inside.all():
         bad = np.flatnonzero(~inside).tolist()
-        raise ValueError(
+        raise InputError(
             f"rois {bad} extend outside the frame of {stack.shape[0]} x {stack.shape[1]} pixels"
         )
     width = int(heights[0])
@@ -360,13 +361,13 @@ def parabolic_vertex(data, vertex_est, n_local: int, weighted=True):
     xp = array_module(data, vertex_est)
     n_local = check_odd_int(n_local, "n_local")
     if data.ndim != 2:
-        raise ValueError(f"data must be 2-D (n_datasets, n_datapoints), got shape {data.shape}")
+        raise InputError(f"data must be 2-D (n_datasets, n_datapoints), got shape {data.shape}")
     n_sets, n_points = data.shape
     if n_local > n_points:
-        raise ValueError(f"n_local ({n_local}) must not exceed the number of data points ({n_points})")
+        raise InputError(f"n_local ({n_local}) must not exceed the number of data points ({n_points})")
     est = xp.asarray(vertex_est, dtype=np.float64)
     if est.shape != (n_sets,):
-        raise ValueError(f"vertex_est must have shape ({n_sets},), got {est.shape}")
+        raise InputError(f"vertex_est must have shape ({n_sets},), got {est.shape}")
     half = n_local // 2
     lo, hi = half, n_points - half - 1
     # fmax sends NaN to lo and fmin sends inf to hi: estimates that are not

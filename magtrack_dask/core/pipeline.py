@@ -37,16 +37,16 @@ def as_float_stack(stack, min_pixels: int = 3):
     ``min_pixels`` are a ValueError.
     """
     if not hasattr(stack, "dtype"):  # np.dtype(None) would pass for float64
-        raise TypeError(f"stack must be a NumPy or CuPy array (n_pixels, n_pixels, n_images), "
+        raise InputTypeError(f"stack must be a NumPy or CuPy array (n_pixels, n_pixels, n_images), "
                         f"got {type(stack).__name__}")
     dtype = np.dtype(stack.dtype)
     if dtype in CAMERA_DTYPES:
         stack = stack.astype(np.float64)
     elif dtype not in FLOAT_DTYPES:
-        raise TypeError(f"stack must be float32, float64, uint8 or uint16, got {dtype}")
+        raise InputTypeError(f"stack must be float32, float64, uint8 or uint16, got {dtype}")
     check_stack(stack, min_pixels=min_pixels)
     if stack.shape[2] == 0:
-        raise ValueError("stack has no images: shape (n_pixels, n_pixels, 0)")
+        raise InputError("stack has no images: shape (n_pixels, n_pixels, 0)")
     return stack
 
 

@@ -18,6 +18,7 @@ from magtrack_dask.core._checks import (
     quiet,
 )
 from magtrack_dask.core.helpers import gaussian_2d
+from magtrack_dask.validation import InputError
 
 __all__ = [
     "radial_profile",
@@ -80,7 +81,7 @@ def fourier_bins(width: int, oversample: int = 4, rmin: float = 0.0, rmax: float
         ``rmin`` and ``rmax`` out of order or negative.
     """
     if not (0.0 <= rmin <= rmax):
-        raise ValueError(f"rmin and rmax must satisfy 0 <= rmin <= rmax, got rmin={rmin!r}, rmax={rmax!r}")
+        raise InputError(f"rmin and rmax must satisfy 0 <= rmin <= rmax, got rmin={rmin!r}, rmax={rmax!r}")
     centre = int(width) // 2
     return int(round(centre * rmin * oversample)), int(round(centre * rmax * oversample))
 
@@ -338,7 +339,7 @@ def fft_profile_with_center(stack, x, y, oversample=4, rmin=0.0, rmax=0.5, gaus_
     width, n_images = stack.shape[0], stack.shape[2]
     x, y = check_centres(xp, n_images, x=x, y=y)
     if not gaus_factor > 0:
-        raise ValueError(f"gaus_factor must be > 0, got {gaus_factor!r}")
+        raise InputError(f"gaus_factor must be > 0, got {gaus_factor!r}")
     valid = pixel_index(xp, x, width)[1] & pixel_index(xp, y, width)[1]
     grid = xp.arange(width, dtype=np.float64)
     window = gaussian_2d(grid, grid, xp.where(valid, y, 0.0), xp.where(valid, x, 0.0), width / gaus_factor)

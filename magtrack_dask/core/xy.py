@@ -22,7 +22,8 @@ from magtrack_dask.core._checks import (
     pixel_index,
     quiet,
 )
-from magtrack_dask.core.helpers import gaussian, parabolic_vertex
+from magtrack_dask.core.helpers import parabolic_vertex
+from magtrack_dask.validation import InputError
 
 __all__ = [
     "center_of_mass",
@@ -76,7 +77,7 @@ def center_of_mass(stack, background="none"):
     xp = array_module(stack)
     check_stack(stack)
     if background not in ("none", "mean", "median"):
-        raise ValueError(f"background must be 'none', 'mean' or 'median', got {background!r}")
+        raise InputError(f"background must be 'none', 'mean' or 'median', got {background!r}")
     if background != "none":
         moments = _deviation_moments(xp, stack, background)
     elif xp is np and stack.flags.c_contiguous and stack.shape[2]:
@@ -454,7 +455,7 @@ def _conv_sub_pixel(stack, x_old, y_old, half_lines, n_local, lines=None):
 
 def _half_lines(width: int, line_ratio) -> int:
     if not (0 <= line_ratio <= 1):
-        raise ValueError(f"line_ratio must be between 0 and 1, got {line_ratio!r}")
+        raise InputError(f"line_ratio must be between 0 and 1, got {line_ratio!r}")
     return int(width * line_ratio // 2)
 
 
@@ -605,7 +606,7 @@ def _qi_sample_axis_profiles(stack, x, y, axis):
     xp = array_module(stack)
     check_stack(stack)
     if axis not in (0, 1):
-        raise ValueError(f"axis must be 0 (column, varying y) or 1 (row, varying x), got {axis!r}")
+        raise InputError(f"axis must be 0 (column, varying y) or 1 (row, varying x), got {axis!r}")
     x, y = check_centres(xp, stack.shape[2], x=x, y=y)
     width, n_images = stack.shape[0], stack.shape[2]
     _, x_ok = pixel_index(xp, x, width)
@@ -666,7 +667,7 @@ def _qi_quadratic_offsets(samples):
     xp = np if type(samples) is np.ndarray else array_module(samples)  # skips its module-name test
     values = xp.asarray(samples, dtype=np.float64)
     if values.ndim != 2 or values.shape[1] != 3:
-        raise ValueError(f"samples must have shape (n, 3), got {values.shape}")
+        raise InputError(f"samples must have shape (n, 3), got {values.shape}")
     if xp is not np:  # CuPy ufuncs take no where=; the GPU does not warn either
         left, centre, right = values[:, 0], values[:, 1], values[:, 2]
         curvature = left - 2.0 * centre + right

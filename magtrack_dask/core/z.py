@@ -11,6 +11,7 @@ from magtrack_dask._backend import array_module
 from magtrack_dask.core._blocks import block_size, blocks, for_each_block, gemm_blocks
 from magtrack_dask.core._checks import check_odd_int, quiet
 from magtrack_dask.core.helpers import parabolic_vertex, pearson, _window_vertex
+from magtrack_dask.validation import InputError, InputTypeError
 
 __all__ = ["lookup_z", "check_zlut"]
 
@@ -23,18 +24,18 @@ def check_zlut(zlut, n_bins: int | None = None, *, name: str = "zlut") -> None:
     """
     xp = array_module(zlut)
     if getattr(zlut, "ndim", None) != 2:
-        raise ValueError(
+        raise InputError(
             f"{name} must be 2-D, shape (1 + n_bins, n_ref), got shape {getattr(zlut, 'shape', None)}"
         )
     if zlut.shape[0] < 3 or zlut.shape[1] < 2:
-        raise ValueError(f"{name} needs at least 2 profile bins and 2 reference z positions, got shape {zlut.shape}")
+        raise InputError(f"{name} needs at least 2 profile bins and 2 reference z positions, got shape {zlut.shape}")
     if n_bins is not None and zlut.shape[0] - 1 != n_bins:
-        raise ValueError(
+        raise InputError(
             f"profiles have {n_bins} radial bins but {name} has {zlut.shape[0] - 1} "
             f"(shape {zlut.shape}; expected (1 + {n_bins}, n_ref))"
         )
     if zlut.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be real numbers, got dtype {zlut.dtype}")
+        raise InputTypeError(f"{name} must be real numbers, got dtype {zlut.dtype}")
     # Row 1 (the central bin) is never correlated and may be NaN when a
     # reference centre sat between pixels, so it is not checked.
     # One sum per part: NaN and inf propagate (an overflowing sum only sends
@@ -44,14 +45,14 @@ def check_zlut(zlut, n_bins: int | None = None, *, name: str = "zlut") -> None:
         bad = ~xp.isfinite(zlut)
         bad[1] = False
         row, col = (int(i[0]) for i in xp.nonzero(bad))
-        raise ValueError(f"{name} contains NaN or inf (at row {row}, column {col}); z positions and "
+        raise InputError(f"{name} contains NaN or inf (at row {row}, column {col}); z positions and "
                          "profile bins 1.. must be finite")
     z = zlut[0].astype(np.float64)
     step = z[1:] - z[:-1]
     if not (float(step.min()) > 0 or float(step.max()) < 0):
         i = int(xp.argmax(step == 0)) if bool((step == 0).any()) else int(xp.argmax(step * step[0] <= 0))
         what = "repeats" if float(step[i]) == 0 else "reverses the order"
-        raise ValueError(f"{name}[0] (the z positions) must be strictly increasing or decreasing, without "
+        raise InputError(f"{name}[0] (the z positions) must be strictly increasing or decreasing, without "
                          f"duplicates; z[{i + 1}] = {float(z[i + 1]):g} {what} after z[{i}] = {float(z[i]):g}")
 
 
@@ -86,7 +87,7 @@ def lookup_z(profiles, zlut, n_local=7):
     xp = array_module(profiles, zlut)
     n_local = check_odd_int(n_local, "n_local")
     if getattr(profiles, "ndim", None) != 2:
-        raise ValueError(f"profiles must be 2-D (n_bins, n_images), got shape {getattr(profiles, 'shape', None)}")
+        raise InputError(f"profiles must be 2-D (n_bins, n_images), got shape {getattr(profiles, 'shape', None)}")
     zlut = xp.asarray(zlut)
     check_zlut(zlut, profiles.shape[0])
     n_ref = zlut.shape[1]
