@@ -11,6 +11,7 @@ compared with the simulation's ground truth.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import os
 import sys
@@ -114,15 +115,8 @@ def run_demo(
     """
     from magtrack_dask import jobs
     from magtrack_dask.cluster import close_client, start_cluster
-    from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
-    from magtrack_dask.zlut import build_zlut, save_zlut
 
-    stream = stream or sys.stdout
-
-    def say(msg: str = "") -> None:
-        stream.write(msg + "\n")
-        stream.flush()
-
+    say = functools.partial(_say, stream or sys.stdout)
     if frames < 1 or beads < 1 or workers < 1:
         raise InputError("frames, beads and workers must be >= 1")
     if roi < 16:
@@ -130,8 +124,6 @@ def run_demo(
     out = os.path.abspath(os.fspath(out)) if out is not None else tempfile.mkdtemp(prefix="magtrack-dask-demo-")
     os.makedirs(out, exist_ok=True)
     paths = {k: os.path.join(out, f"{k}.zarr") for k in ("archive", "calibration", "zlut", "results")}
-    z_lo, z_hi = z_range_for_roi(roi)
-    z_steps = np.arange(z_lo - 300, z_hi + 300 + 1, Z_STEP_NM)
     say(f"magtrack-dask demo: {beads} beads, {roi} px ROIs, {frames} frames -> {out}")
 
     client = start_cluster(workers, gpu=gpu)
@@ -139,46 +131,14 @@ def run_demo(
         dashboard = client.dashboard_link
         note = "" if importlib.util.find_spec("bokeh") else " (install bokeh to serve it)"
         say(f"[1/5] local cluster: {len(client.nthreads())} worker processes; dashboard: {dashboard}{note}")
-
-        t = time.perf_counter()
-        chunk = max(16, -(-frames // 20))  # ~20 tasks: a visible progress bar and parallel work
-        arch = write_simulated_archive(
-            paths["archive"], frames, beads, roi=roi, chunk_frames=chunk, photons=PHOTONS, seed=seed,
-            z_range_nm=(z_lo, z_hi), pixel_size_nm=PIXEL_SIZE_NM, frame_rate_hz=FRAME_RATE_HZ, overwrite=True,
-        )
-        h, w = arch.data.shape[1:]
-        say(f"[2/5] simulated the measurement: {frames} frames of {h} x {w} px, beads moving in x, y and "
-            f"z = {z_lo:.0f}-{z_hi:.0f} nm, photon noise ({time.perf_counter() - t:.1f} s)")
-
-        t = time.perf_counter()
-        frames_per_step = 10
-        write_simulated_calibration(
-            paths["calibration"], z_steps, beads, roi=roi, frames_per_step=frames_per_step, photons=PHOTONS,
-            seed=seed + 1, pixel_size_nm=PIXEL_SIZE_NM, overwrite=True,
-        )
-        zlut = build_zlut(paths["calibration"])
-        save_zlut(paths["zlut"], zlut, source=paths["calibration"], roi_size_px=roi, overwrite=True,
-                  attrs={"frames_per_step": frames_per_step})
-        say(f"[3/5] calibration: focus stepped {z_steps[0]:.0f}-{z_steps[-1]:.0f} nm in {Z_STEP_NM:.0f} nm "
-            f"steps, {frames_per_step} frames each -> per-bead Z-LUT {zlut.shape} ({time.perf_counter() - t:.1f} s)")
-
+        _simulate_inputs(paths, frames=frames, beads=beads, roi=roi, seed=seed, say=say)
         say(f"[4/5] tracking -> {paths['results']}")
         report = jobs.run_job(paths["archive"], paths["results"], paths["zlut"], client=client, overwrite=True,
                               device="gpu" if gpu else "cpu", progress=True)
     finally:
         close_client(client)
 
-    import xarray as xr
-    import zarr
-
-    ds = xr.open_zarr(paths["results"])
-    g = zarr.open_group(paths["archive"], mode="r")
-    truth = {k: g[f"truth_{k}"][...] for k in "xyz"}
-    res = {k: ds[k].values for k in "xyz"}
-    rms = {k: _rms((res[k] - truth[k]) * PIXEL_SIZE_NM) for k in "xy"}
-    rms["z"] = _rms(res["z"] - truth["z"])
-    z_missing = int(np.isnan(res["z"]).sum())
-
+    ds, truth, rms, z_missing = _accuracy(paths)
     written: list[str] = []
     if plots:
         try:
@@ -199,3 +159,52 @@ def run_demo(
     say(f"  again:   magtrack-dask track {paths['archive']} --zlut {paths['zlut']} --out {paths['results']} "
         "--overwrite")
     return DemoSummary(out, rms, z_missing, fps, written, dashboard)
+
+
+def _say(stream: TextIO, msg: str = "") -> None:
+    stream.write(msg + "\n")
+    stream.flush()
+
+
+def _simulate_inputs(paths: dict, *, frames: int, beads: int, roi: int, seed: int, say) -> None:
+    """The measurement archive (steps 2) and the calibration archive with its Z-LUT (step 3)."""
+    from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
+    from magtrack_dask.zlut import build_zlut, save_zlut
+
+    z_lo, z_hi = z_range_for_roi(roi)
+    t = time.perf_counter()
+    chunk = max(16, -(-frames // 20))  # ~20 tasks: a visible progress bar and parallel work
+    arch = write_simulated_archive(
+        paths["archive"], frames, beads, roi=roi, chunk_frames=chunk, photons=PHOTONS, seed=seed,
+        z_range_nm=(z_lo, z_hi), pixel_size_nm=PIXEL_SIZE_NM, frame_rate_hz=FRAME_RATE_HZ, overwrite=True,
+    )
+    h, w = arch.data.shape[1:]
+    say(f"[2/5] simulated the measurement: {frames} frames of {h} x {w} px, beads moving in x, y and "
+        f"z = {z_lo:.0f}-{z_hi:.0f} nm, photon noise ({time.perf_counter() - t:.1f} s)")
+
+    t = time.perf_counter()
+    z_steps = np.arange(z_lo - 300, z_hi + 300 + 1, Z_STEP_NM)
+    frames_per_step = 10
+    write_simulated_calibration(
+        paths["calibration"], z_steps, beads, roi=roi, frames_per_step=frames_per_step, photons=PHOTONS,
+        seed=seed + 1, pixel_size_nm=PIXEL_SIZE_NM, overwrite=True,
+    )
+    zlut = build_zlut(paths["calibration"])
+    save_zlut(paths["zlut"], zlut, source=paths["calibration"], roi_size_px=roi, overwrite=True,
+              attrs={"frames_per_step": frames_per_step})
+    say(f"[3/5] calibration: focus stepped {z_steps[0]:.0f}-{z_steps[-1]:.0f} nm in {Z_STEP_NM:.0f} nm "
+        f"steps, {frames_per_step} frames each -> per-bead Z-LUT {zlut.shape} ({time.perf_counter() - t:.1f} s)")
+
+
+def _accuracy(paths: dict):
+    """The results, the simulation's truth, RMS errors (nm) and the count of bead-frames without z."""
+    import xarray as xr
+    import zarr
+
+    ds = xr.open_zarr(paths["results"])
+    g = zarr.open_group(paths["archive"], mode="r")
+    truth = {k: g[f"truth_{k}"][...] for k in "xyz"}
+    res = {k: ds[k].values for k in "xyz"}
+    rms = {k: _rms((res[k] - truth[k]) * PIXEL_SIZE_NM) for k in "xy"}
+    rms["z"] = _rms(res["z"] - truth["z"])
+    return ds, truth, rms, int(np.isnan(res["z"]).sum())
