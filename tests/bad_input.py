@@ -28,7 +28,6 @@ import pytest
 
 from tests.conftest import ROI
 
-N_BINS = ROI // 2
 RNG = np.random.default_rng(5)
 
 
@@ -46,7 +45,7 @@ class Ctx:
 
     ws: str
     arch: dict  # layout -> simulated archive (conftest)
-    zlut: np.ndarray  # (1 + N_BINS, n_ref), fits the archives
+    zlut: np.ndarray  # (1 + ROI // 2, n_ref), fits the archives
     inputs: dict  # name -> path of a prepared bad input
 
     def __call__(self, name: str) -> str:
@@ -97,14 +96,3 @@ def _per_bead_dup(c: Ctx) -> np.ndarray:
     luts = np.stack([c.zlut] * 3)
     luts[1, 0, 5] = luts[1, 0, 4]
     return luts
-
-
-ROIS3 = np.array([[0, 16, 0, 16], [16, 32, 16, 32], [40, 56, 40, 56]])
-
-
-@dataclass
-class Case:
-    id: str
-    call: Callable[[Ctx], object]
-    exc: type
-    match: str
