@@ -26,8 +26,6 @@ from typing import Callable
 import numpy as np
 import pytest
 
-from tests.conftest import ROI
-
 RNG = np.random.default_rng(5)
 
 
