@@ -111,11 +111,9 @@ def track(
         Unknown ``layout`` or ``device``, bad ``rois``, a ``zlut`` whose shape or
         per-bead count does not fit, an option out of range or an unknown stage
         option, a source without frames, an archive whose metadata lies
-        (:class:`magtrack_dask.io.paths.ArchiveError`). All raised before any
-        task runs.
-    ValueError
-        A ``zlut`` whose values are malformed (see
-        :func:`magtrack_dask.core.z.check_zlut`).
+        (:class:`magtrack_dask.io.paths.ArchiveError`), a ``zlut`` whose values
+        are malformed (see :func:`magtrack_dask.core.z.check_zlut`). All raised
+        before any task runs.
     InputTypeError
         Bool or complex pixels or Z-LUT, a keyword a stage does not take.
     FileNotFoundError
