@@ -40,7 +40,7 @@ from magtrack_dask._backend import to_numpy
 from magtrack_dask.core.flags import Flag
 from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
-from magtrack_dask.io.paths import check_zarr_path
+from magtrack_dask.io.paths import check_replaceable, check_zarr_path
 from magtrack_dask.io.format import CALIBRATION_Z
 from magtrack_dask.validation import InputError, InputTypeError
 
@@ -214,6 +214,7 @@ def save_zlut(
     path = os.fspath(path)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    check_replaceable(path, "path")  # zarr's overwrite empties whatever folder it is given
     meta = {
         "magtrack_dask_zlut": ZLUT_FORMAT,
         "long_name": "Z look-up table: row 0 reference z, rows 1.. radial profiles",

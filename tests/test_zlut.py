@@ -104,3 +104,15 @@ def test_bad_calibrations_raise_clear_errors(archives, tmp_path):
         load_zlut(tmp_path / "missing.zarr")
     with pytest.raises(ValueError, match="shape"):
         save_zlut(tmp_path / "bad.zarr", np.zeros((2, 5)))
+
+
+def test_save_refuses_to_overwrite_what_is_not_a_store(zlut, tmp_path):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    (folder / "keep.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"path: refusing to overwrite .*notes: it is a folder, not a Zarr store"):
+        save_zlut(folder, zlut, overwrite=True)
+    assert (folder / "keep.txt").read_text() == "keep me"
+    save_zlut(tmp_path / "lut.zarr", zlut)
+    save_zlut(tmp_path / "lut.zarr", zlut[:, :5], overwrite=True)  # a Z-LUT store may be replaced
+    assert load_zlut(tmp_path / "lut.zarr")[0].shape == zlut[:, :5].shape

@@ -62,13 +62,6 @@ def check_odd_int(value, name: str, minimum: int = 3) -> int:
     return int(value)
 
 
-def check_positive_int(value, name: str) -> int:
-    """Validate an integer >= 1 such as ``oversample``."""
-    if isinstance(value, (bool, np.bool_)) or int(value) != value or value < 1:
-        raise InputError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
 def pixel_index(xp, coord, size: int):
     """Nearest pixel index of each coordinate and whether that pixel exists.
 

@@ -8,12 +8,12 @@ from typing import Any, Mapping, NamedTuple
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_odd_int, check_positive_int, check_stack
+from magtrack_dask.core._checks import CAMERA_DTYPES, FLOAT_DTYPES, check_odd_int, check_stack
 from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.profiles import fft_profile_with_center, fourier_bins, radial_bins, radial_profile
 from magtrack_dask.core.xy import auto_conv, auto_conv_multiline_sub_pixel, center_of_mass, refine_rounds
 from magtrack_dask.core.z import check_zlut, lookup_z
-from magtrack_dask.validation import InputError, InputTypeError
+from magtrack_dask.validation import InputError, InputTypeError, check_count
 
 __all__ = [
     "stack_to_xyzp",
@@ -176,11 +176,11 @@ def profile_bins(roi_size: int, pipeline: PipelineOptions | Mapping[str, Any] | 
         kwargs = _stage_arguments("fft_profile", pipeline.fft_profile)
         if roi_size % 2:
             raise InputError(f"Fourier profiles ('use fft_profile') need images of even width; got {roi_size} px")
-        oversample = check_positive_int(kwargs["oversample"], "oversample")
+        oversample = check_count(kwargs["oversample"], "oversample", integral_floats=True)
         start, stop = fourier_bins(roi_size, oversample, kwargs["rmin"], kwargs["rmax"])
         return ProfileBins(stop - start, np.arange(stop - start, dtype=np.float64), "1")
     kwargs = _stage_arguments("radial_profile", pipeline.radial_profile)
-    oversample = check_positive_int(kwargs["oversample"], "oversample")
+    oversample = check_count(kwargs["oversample"], "oversample", integral_floats=True)
     n_bins = radial_bins(roi_size, oversample)
     return ProfileBins(n_bins, np.arange(n_bins, dtype=np.float64) / oversample, "px")
 

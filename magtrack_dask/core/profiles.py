@@ -12,13 +12,12 @@ from magtrack_dask._backend import array_module
 from magtrack_dask.core._blocks import block_size, blocks, for_each_block, frame_block, frame_run
 from magtrack_dask.core._checks import (
     check_centres,
-    check_positive_int,
     check_stack,
     pixel_index,
     quiet,
 )
 from magtrack_dask.core.helpers import gaussian_2d
-from magtrack_dask.validation import InputError
+from magtrack_dask.validation import InputError, check_count
 
 __all__ = [
     "radial_profile",
@@ -151,7 +150,7 @@ def radial_profile(stack, x, y, oversample=1):
     """
     xp = array_module(stack)
     check_stack(stack)
-    oversample = check_positive_int(oversample, "oversample")
+    oversample = check_count(oversample, "oversample", integral_floats=True)
     width, n_images = stack.shape[0], stack.shape[2]
     x, y = check_centres(xp, n_images, x=x, y=y)
     valid = pixel_index(xp, x, width)[1] & pixel_index(xp, y, width)[1]
@@ -225,7 +224,7 @@ def _fourier_ring_matrix(xp, width: int, oversample: int, rmin: float, rmax: flo
 
 
 def _fourier_profile(xp, stack, oversample, rmin, rmax):
-    oversample = check_positive_int(oversample, "oversample")
+    oversample = check_count(oversample, "oversample", integral_floats=True)
     n_images = stack.shape[2]
     matrix, empty = _fourier_ring_matrix(xp, stack.shape[0], oversample, rmin, rmax)
     if xp is np:
