@@ -81,7 +81,7 @@ def center_of_mass(stack, background="none"):
     if background != "none":
         moments = _deviation_moments(xp, stack, background)
     elif xp is np and stack.flags.c_contiguous and stack.shape[2]:
-        kernel = _numba_moments()
+        kernel = _moments_kernel()
         moments = _raw_moments_by_rows(stack) if kernel is None else _raw_moments_compiled(stack, kernel)
     else:
         moments = _raw_moments(xp, stack)
@@ -102,12 +102,13 @@ def _raw_moments(xp, stack):
 
 
 @functools.cache
-def _numba_moments():
+def _moments_kernel():
     """The compiled kernel :func:`._numba_moments.raw_moments`, or None when
     numba is not installed; imported on first use (numba is slow to import)."""
     try:
         from magtrack_dask.core._numba_moments import raw_moments
-    except ImportError:
+    # RuntimeError: numba finds no writable place for its cache (``cache=True``)
+    except (ImportError, RuntimeError):
         return None
     return raw_moments
 

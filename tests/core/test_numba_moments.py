@@ -47,7 +47,7 @@ def small_calls(monkeypatch):
 
 
 def test_the_kernel_is_used():
-    assert xy._numba_moments() is not None
+    assert xy._moments_kernel() is not None
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -105,7 +105,7 @@ def test_zero_mass_is_nan():
 
 def test_numpy_when_numba_is_missing(monkeypatch):
     stack = _stack(16, 200, np.float32)
-    monkeypatch.setattr(xy, "_numba_moments", lambda: None)
+    monkeypatch.setattr(xy, "_moments_kernel", lambda: None)
     for a, b in zip(md.center_of_mass(stack), _numpy_centres(stack)):
         assert a.tobytes() == b.tobytes()
 
