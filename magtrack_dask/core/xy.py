@@ -81,7 +81,8 @@ def center_of_mass(stack, background="none"):
     if background != "none":
         moments = _deviation_moments(xp, stack, background)
     elif xp is np and stack.flags.c_contiguous and stack.shape[2]:
-        moments = _raw_moments_by_rows(stack)
+        kernel = _moments_kernel()
+        moments = _raw_moments_by_rows(stack) if kernel is None else _raw_moments_compiled(stack, kernel)
     else:
         moments = _raw_moments(xp, stack)
     total = xp.where(moments[0] == 0, np.nan, moments[0])
@@ -100,6 +101,46 @@ def _raw_moments(xp, stack):
                      xp.arange(n_y, dtype=np.float64) @ row_sum])
 
 
+@functools.cache
+def _moments_kernel():
+    """The compiled kernel :func:`._numba_moments.raw_moments`, or None when
+    numba is not installed; imported on first use (numba is slow to import)."""
+    try:
+        from magtrack_dask.core._numba_moments import raw_moments
+    # RuntimeError: numba finds no writable place for its cache (``cache=True``)
+    except (ImportError, RuntimeError):
+        return None
+    return raw_moments
+
+
+_KERNEL_ROW_GROUPS = 16  # parts of image rows the compiled kernel's calls share out between threads
+_KERNEL_FRAMES = 4096  # at most, per call: its five float64 accumulator rows stay in L2
+
+
+def _raw_moments_compiled(stack, kernel):
+    """:func:`_raw_moments` of a C-ordered NumPy stack by the compiled
+    ``kernel``, which reads each pixel once.
+
+    The threads share groups of image rows, each with all frames (or
+    ``_KERNEL_FRAMES`` of them), so each pixel's run of frames stays long: a
+    split into ranges of frames was markedly slower. The groups depend on the
+    shape only and their partial moments are added in order, so the results
+    do not depend on the thread count.
+    """
+    n_y, _, n_images = stack.shape
+    rows = _blocks._even_slices(n_y, min(n_y, _KERNEL_ROW_GROUPS))
+    frames = _blocks._even_slices(n_images, -(-n_images // _KERNEL_FRAMES))
+    parts = [(g, f) for f in frames for g in range(len(rows))]
+    partial = np.empty((len(rows), 3, n_images))
+
+    def work(index, _):
+        group, part = parts[index.start]
+        kernel(stack, rows[group].start, rows[group].stop, part.start, part.stop, partial[group])
+
+    for_each_block(np, [slice(i, i + 1) for i in range(len(parts))], work)
+    return partial.sum(axis=0)
+
+
 def _row_parts(n_y: int, n_x: int, n_images: int) -> list[tuple[slice, slice]]:
     """(rows, frames) parts of a frames-last stack: a few image rows of all
     frames (contiguous memory), or of a range of frames when one row is
@@ -114,7 +155,8 @@ def _row_parts(n_y: int, n_x: int, n_images: int) -> list[tuple[slice, slice]]:
 
 
 def _raw_moments_by_rows(stack):
-    """:func:`_raw_moments` of a C-ordered NumPy stack, in one pass over memory.
+    """:func:`_raw_moments` of a C-ordered NumPy stack, in one pass over memory
+    (without numba).
 
     Each image row of each frame gives its sum and its x moment, two
     matrix-vector products over a part of contiguous rows (float32 parts are
