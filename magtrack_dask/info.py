@@ -1,8 +1,10 @@
 """What a path holds: an archive, a results store or a Z-LUT (``magtrack-dask info``).
 
-Only metadata is read (plus the small ``done`` record of a job), so this is
-instant on a multi-terabyte store and works while a job is still writing it
-(before the metadata is consolidated).
+Metadata is read, plus the small ``done`` record of a job and, for an
+archive, the sizes of a fixed sample of its chunks (the stored size is then
+labelled as estimated); it works while a job is still writing the store
+(before the metadata is consolidated). Describing a results store still reads
+per-chunk state (issue 14).
 """
 
 from __future__ import annotations

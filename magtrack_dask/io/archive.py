@@ -25,7 +25,7 @@ from magtrack_dask.io.format import (
     auto_chunk_frames,
     default_compressors,
 )
-from magtrack_dask.io.integrity import check_archive_metadata, check_frame_chunks
+from magtrack_dask.io.integrity import check_archive_metadata, check_frame_chunks, stored_nbytes
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.paths import ArchiveError, check_replaceable, check_zarr_path
 from magtrack_dask.io.rois import check_rois
@@ -392,7 +392,8 @@ def describe_archive(source) -> dict[str, Any]:
     info : dict
         ``path, layout`` (a plain string), ``format_version, shape, dtype,
         n_frames, n_beads, roi_size, frame_shape, chunk_frames, shard_frames,
-        compressors, nbytes, nbytes_stored, compression_ratio, pixel_size_nm,
+        compressors, nbytes, nbytes_stored, nbytes_stored_estimate (None when
+        exact, else how it was estimated), compression_ratio, pixel_size_nm,
         frame_rate_hz, has_timestamps, has_truth, rois`` (a list of lists or
         None) and ``calibration_z_range_nm`` (``[min, max]`` of the per-frame
         z of a calibration archive, else None).
@@ -404,7 +405,8 @@ def describe_archive(source) -> dict[str, Any]:
         roi_size, frame_shape = int(a.rois[0, 1] - a.rois[0, 0]), a.layout.image_shape(arr.shape)
     else:
         roi_size, frame_shape = a.layout.roi_size(arr.shape), None
-    stored = int(arr.nbytes_stored())
+    # From metadata and a fixed sample of chunk sizes: instant at any archive size.
+    stored, sized, total = stored_nbytes(arr)
     return {
         "path": a.path,
         "layout": a.layout.value,
@@ -420,6 +422,7 @@ def describe_archive(source) -> dict[str, Any]:
         "compressors": [repr(c) for c in arr.compressors],
         "nbytes": int(arr.nbytes),
         "nbytes_stored": stored,
+        "nbytes_stored_estimate": None if sized == total else f"from {sized} of {total:,} stored chunks",
         "compression_ratio": float(arr.nbytes / stored) if stored else None,
         "pixel_size_nm": a.pixel_size_nm,
         "frame_rate_hz": a.frame_rate_hz,

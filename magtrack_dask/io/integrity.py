@@ -32,6 +32,7 @@ __all__ = [
     "check_archive_metadata",
     "check_frame_chunks",
     "remove_unfinished_writes",
+    "stored_nbytes",
 ]
 
 #: zarr's LocalStore writes a chunk to "<key>.<uuid4 hex>.partial" and then renames it.
@@ -202,6 +203,54 @@ def _chunk_keys(arr):
     for coords in np.ndindex(*grid):
         key = arr.metadata.encode_chunk_key(coords)
         yield coords, f"{prefix}/{key}" if prefix else key
+
+
+#: Stored objects (chunks or shards) that :func:`stored_nbytes` sizes one by one; beyond
+#: this many it sizes an even sample, so that describing an archive never lists the store.
+SIZE_SAMPLE = 32
+
+
+def stored_nbytes(arr: zarr.Array, sample: int = SIZE_SAMPLE) -> tuple[int, int, int]:
+    """Bytes an array's chunks take in the store, from at most ``sample`` of them.
+
+    zarr's ``nbytes_stored`` lists and sizes every object of the array, which
+    grows with the archive; this asks the store for the size of ``sample``
+    objects spread evenly over the chunk grid (the first and the last among
+    them) and scales their total to the whole grid. Missing objects count as 0.
+
+    Returns
+    -------
+    nbytes : int
+        Exact when ``sized == total``, else an estimate.
+    sized, total : int
+        Objects sized, and objects the array's shape declares.
+    """
+    unit = arr.shards or arr.chunks
+    grid = tuple(-(-s // c) for s, c in zip(arr.shape, unit))
+    total = math.prod(grid)
+    if total == 0:
+        return 0, 0, 0
+    flat = np.unique(np.linspace(0, total - 1, min(total, sample)).round().astype(np.int64))
+    prefix = arr.store_path.path
+    store = arr.store_path.store
+    sizes = []
+    for index in flat:
+        key = arr.metadata.encode_chunk_key(tuple(int(i) for i in np.unravel_index(index, grid)))
+        sizes.append(_object_size(store, f"{prefix}/{key}" if prefix else key))
+    found = sum(sizes)
+    nbytes = found if len(flat) == total else round(found * total / len(flat))
+    return int(nbytes), len(flat), total
+
+
+def _object_size(store, key: str) -> int:
+    root = getattr(store, "root", None)
+    if root is not None and type(store).__name__ == "LocalStore":
+        path = os.path.join(os.fspath(root), key)
+        return os.path.getsize(path) if os.path.isfile(path) else 0
+    try:
+        return int(_store_call(store.getsize(key)))
+    except FileNotFoundError:
+        return 0
 
 
 def _store_call(coro):

@@ -37,7 +37,7 @@ def test_describe(archives):
     assert info["n_beads"] == 3 and info["roi_size"] == ROI and info["frame_shape"] is None
     assert info["chunk_frames"] == CHUNK_FRAMES and info["shard_frames"] is None
     assert info["has_truth"] and not info["has_timestamps"]
-    assert info["compression_ratio"] > 1
+    assert info["compression_ratio"] > 1 and info["nbytes_stored_estimate"] is None  # 3 chunks: all sized
     assert info["shape"] == (N_FRAMES, 3, ROI, ROI)
     info = describe_archive(archives["tyx"])
     assert info["roi_size"] == ROI and info["frame_shape"] == (88, 88) and len(info["rois"]) == 3

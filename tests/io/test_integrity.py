@@ -18,6 +18,7 @@ from magtrack_dask.io.integrity import (
     check_archive_metadata,
     check_frame_chunks,
     remove_unfinished_writes,
+    stored_nbytes,
 )
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.paths import ArchiveError
@@ -112,3 +113,22 @@ def test_remove_unfinished_writes_takes_only_zarrs_temporaries(tmp_path):
     assert remove_unfinished_writes(str(tmp_path)) == 2
     assert not any(f.exists() for f in stale) and all(f.exists() for f in kept)
     assert remove_unfinished_writes(str(tmp_path)) == 0
+
+
+def test_stored_nbytes_is_exact_for_few_chunks_and_sampled_for_many(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    small = create_archive(tmp_path / "small.zarr", rng.integers(0, 4000, (10, 2, 8, 8), dtype=np.uint16),
+                           layout="tbyx", chunk_frames=4)["frames"]
+    chunks = os.path.join(tmp_path, "small.zarr", "frames", "c")
+    on_disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(chunks) for f in files)
+    assert stored_nbytes(small) == (on_disk, 3, 3)  # the chunks' bytes, not the metadata's
+    frames = rng.integers(0, 4000, (300, 16, 16), dtype=np.uint16)
+    many = create_archive(tmp_path / "many.zarr", frames, rois=[[0, 16, 0, 16]], chunk_frames=1)["frames"]
+    exact = many.nbytes_stored() - os.path.getsize(os.path.join(tmp_path, "many.zarr", "frames", "zarr.json"))
+    # Sized from a sample, never by listing or sizing every chunk.
+    monkeypatch.setattr(zarr.Array, "nbytes_stored", lambda self: pytest.fail("listed every chunk"))
+    nbytes, sized, total = stored_nbytes(many, sample=16)
+    assert (sized, total) == (16, 300) and abs(nbytes - exact) < 0.05 * exact
+    os.remove(os.path.join(tmp_path, "many.zarr", "frames", "c", "299", "0", "0"))  # the last chunk, sampled
+    assert stored_nbytes(many, sample=16)[0] < nbytes  # a missing chunk counts as 0
+
