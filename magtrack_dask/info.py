@@ -1,10 +1,9 @@
 """What a path holds: an archive, a results store or a Z-LUT (``magtrack-dask info``).
 
-Metadata is read, plus the small ``done`` record of a job and, for an
-archive, the sizes of a fixed sample of its chunks (the stored size is then
-labelled as estimated); it works while a job is still writing the store
-(before the metadata is consolidated). Describing a results store still reads
-per-chunk state (issue 14).
+Metadata is read, plus a job's ``done`` record (one byte a frame chunk) and,
+for an archive, the sizes of a fixed sample of its chunks (past 32 stored
+objects the stored size is labelled as estimated); it works while a job is
+still writing the store (before the metadata is consolidated).
 """
 
 from __future__ import annotations
