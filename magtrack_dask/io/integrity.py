@@ -242,10 +242,16 @@ def stored_nbytes(arr: zarr.Array, sample: int = SIZE_SAMPLE) -> tuple[int, int,
     return int(nbytes), len(flat), total
 
 
-def _object_size(store, key: str) -> int:
+def _local_root(store) -> str | None:
+    """The folder of a local store (asked per file with ``stat``), else None."""
     root = getattr(store, "root", None)
-    if root is not None and type(store).__name__ == "LocalStore":
-        path = os.path.join(os.fspath(root), key)
+    return os.fspath(root) if root is not None and type(store).__name__ == "LocalStore" else None
+
+
+def _object_size(store, key: str) -> int:
+    root = _local_root(store)
+    if root is not None:
+        path = os.path.join(root, key)
         return os.path.getsize(path) if os.path.isfile(path) else 0
     try:
         return int(_store_call(store.getsize(key)))
@@ -269,9 +275,8 @@ def _missing_keys(store, prefix: str, keys: list) -> list:
     A local store is asked one ``stat`` per key: its chunks lie in one folder
     per chunk index, and listing them is much slower. Other stores are listed.
     """
-    root = getattr(store, "root", None)
-    if root is not None and type(store).__name__ == "LocalStore":
-        root = os.fspath(root)
+    root = _local_root(store)
+    if root is not None:
         return [(c, k) for c, k in keys if not os.path.isfile(os.path.join(root, k))]
     stored = _store_call(_list_keys(store, prefix))
     return [(c, k) for c, k in keys if k not in stored]
