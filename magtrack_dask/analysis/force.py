@@ -8,8 +8,9 @@ from the bead's x trace (nm) and returns ``F = kappa L`` with its uncertainty:
 * ``"psd"`` (default): maximum-likelihood fit of the blocked periodogram with its
   exact expectation for a camera with aliasing and motion blur
   (:mod:`.psd`, Lansdorp & Saleh 2012; Norrelykke & Flyvbjerg 2010).
-* ``"allan"``: maximum-likelihood fit of the overlapping Allan variance at octave
-  spaced averaging times with its exact, blur-aware expectation (:mod:`.allan`).
+* ``"allan"``: fit of the overlapping Allan variance at octave spaced averaging
+  times with its exact, blur-aware expectation (:mod:`.allan`); the uncertainties
+  account for the correlation between octaves.
 * ``"equipartition"``: ``kappa = k_B T / var(x)``. The camera's blur shrinks the
   variance when the corner frequency approaches ``1 / exposure``, so this
   overestimates the force there; the result then carries a warning with the
@@ -243,14 +244,19 @@ def _allan_points(setup: _Setup) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_allan(setup: _Setup) -> tuple[GammaFit, tuple[np.ndarray, np.ndarray]]:
+    """ML fit of the Allan variance, uncertainties from the octaves' covariance."""
     m, avar = _allan_points(setup)
     shape = allan.allan_edf(setup.x.size, m) / 2
+    expected_psd = psd.ExpectedPeriodogram(setup.x.size, setup.fs_hz)
 
     def model(theta):
-        kappa, gamma = setup.params(theta)
-        return allan.expected_allan_variance(setup.covariance(kappa, gamma), m)
+        return allan.expected_allan_variance(setup.covariance(*setup.params(theta)), m)
 
-    return fit_gamma_mle(model, avar, shape, _theta0(setup)), (m, avar)
+    def data_covariance(theta):
+        spectrum = expected_psd(setup.covariance(*setup.params(theta)))
+        return allan.allan_covariance(spectrum, setup.x.size, setup.fs_hz, m)
+
+    return fit_gamma_mle(model, avar, shape, _theta0(setup), data_covariance), (m, avar)
 
 
 def _corner_hz(setup: _Setup, fit: GammaFit) -> tuple[float, float]:
