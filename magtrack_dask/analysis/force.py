@@ -1,9 +1,12 @@
 """Force calibration from a tethered bead's lateral fluctuations.
 
 A bead on a tether of length ``L`` pulled with force ``F`` fluctuates sideways in a
-trap of stiffness ``kappa = F / L`` (the inverted pendulum; along the magnetic
-field, where the bead does not rotate). :func:`calibrate_force` measures ``kappa``
-from the bead's x trace (nm) and returns ``F = kappa L`` with its uncertainty:
+trap of stiffness ``kappa = F / L`` (an inverted pendulum). That holds for motion
+perpendicular to the magnetic field, where the bead rotates freely; along the
+field its magnetic moment stops it rotating and the pendulum is ``L + r`` long
+(Daldrop et al. 2015, Biophys. J. 108, 2550), so pass ``length_nm = L + r`` for
+that axis. :func:`calibrate_force` measures ``kappa`` from one lateral trace (nm)
+and returns ``F = kappa * length_nm`` with its uncertainty:
 
 * ``"psd"`` (default): maximum-likelihood fit of the blocked periodogram with its
   exact expectation for a camera with aliasing and motion blur
@@ -99,15 +102,18 @@ class _Setup:
     """The checked inputs and the trap's fixed quantities."""
 
     x: np.ndarray
-    fs_hz: float
-    exposure_s: float
-    length_nm: float
-    radius_nm: float
-    temperature_k: float
-    viscosity_pa_s: float
+    conditions: dict  # the checked scalar inputs, named as in ForceCalibration
     kt: float
     stokes: float
     fixed_drag: float | None  # None when the drag is fitted
+
+    @property
+    def fs_hz(self) -> float:
+        return self.conditions["fs_hz"]
+
+    @property
+    def exposure_s(self) -> float:
+        return self.conditions["exposure_s"]
 
     def params(self, theta: np.ndarray) -> tuple[float, float]:
         """(kappa, gamma) from the fitted log-parameters."""
@@ -127,13 +133,13 @@ def calibrate_force(x_nm: Any, *, fs_hz: float, length_nm: float, radius_nm: flo
     Parameters
     ----------
     x_nm : array_like, shape (n_frames,)
-        The bead's position along the magnetic field (nm), at a constant force, drift
-        removed. NaN or infinite values raise :class:`~magtrack_dask.validation.InputError`
+        The bead's lateral position (nm) at a constant force, drift removed. NaN or infinite values raise :class:`~magtrack_dask.validation.InputError`
         (drop or fill the frames first: a gap changes the spectrum).
     fs_hz : float
         Frame rate (Hz).
     length_nm : float
-        Tether length (nm): ``F = kappa * length_nm``.
+        Pendulum length (nm): the tether length for the axis perpendicular to the field,
+        tether length plus bead radius along it. ``F = kappa * length_nm``.
     radius_nm : float
         Bead radius (nm), for Stokes' drag.
     exposure_s : float, optional
@@ -166,13 +172,12 @@ def calibrate_force(x_nm: Any, *, fs_hz: float, length_nm: float, radius_nm: flo
     if allan_data is None:
         allan_data = _allan_points(setup)
     warnings = _warnings(setup, method, spectrum_fit, corner_fit, kappa, rel_err)
+    length = setup.conditions["length_nm"]
     return ForceCalibration(
-        method=method, force_pn=kappa * setup.length_nm, force_pn_err=kappa * rel_err * setup.length_nm,
+        method=method, force_pn=kappa * length, force_pn_err=kappa * rel_err * length,
         stiffness_pn_per_nm=kappa, stiffness_pn_per_nm_err=kappa * rel_err,
         corner_hz=corner[0], corner_hz_err=corner[1], drag_pn_s_per_nm=gamma,
-        drag_ratio=gamma / setup.stokes, drag=drag, n_samples=setup.x.size, fs_hz=setup.fs_hz,
-        exposure_s=setup.exposure_s, length_nm=setup.length_nm, radius_nm=setup.radius_nm,
-        temperature_k=setup.temperature_k, viscosity_pa_s=setup.viscosity_pa_s,
+        drag_ratio=gamma / setup.stokes, drag=drag, n_samples=setup.x.size, **setup.conditions,
         warnings=tuple(warnings), frequencies_hz=spectrum[0], psd_nm2_per_hz=spectrum[1],
         psd_model_nm2_per_hz=_spectrum_model(setup, kappa, gamma, spectrum[2]),
         taus_s=allan_data[0] / setup.fs_hz, allan_deviation_nm=np.sqrt(allan_data[1]),
@@ -207,9 +212,10 @@ def _check_inputs(x_nm, fs_hz, length_nm, radius_nm, exposure_s, temperature_k, 
     stokes = stokes_drag(radius_nm, viscosity_pa_s)
     fixed = {"fit": None, "stokes": stokes,
              "faxen": stokes * faxen_lateral_factor(radius_nm, length_nm + radius_nm)}[drag]
-    return _Setup(x=x, fs_hz=fs_hz, exposure_s=min(exposure, 1.0 / fs_hz), length_nm=length_nm,
-                  radius_nm=radius_nm, temperature_k=temperature_k, viscosity_pa_s=viscosity_pa_s,
-                  kt=thermal_energy(temperature_k), stokes=stokes, fixed_drag=fixed)
+    conditions = dict(fs_hz=fs_hz, exposure_s=min(exposure, 1.0 / fs_hz), length_nm=length_nm,
+                      radius_nm=radius_nm, temperature_k=temperature_k, viscosity_pa_s=viscosity_pa_s)
+    return _Setup(x=x, conditions=conditions, kt=thermal_energy(temperature_k), stokes=stokes,
+                  fixed_drag=fixed)
 
 
 def _theta0(setup: _Setup) -> np.ndarray:
