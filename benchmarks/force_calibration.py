@@ -12,7 +12,7 @@ the median time per calibration.
 
 Reproduce (from the repository root)::
 
-    .venv/bin/python benchmarks/force_calibration.py               # 20 seeds per case
+    .venv/bin/python benchmarks/force_calibration.py               # 40 seeds per case
     .venv/bin/python benchmarks/force_calibration.py --seeds 3     # smoke run
 """
 
@@ -73,7 +73,7 @@ def run_case(force, length, radius, fs, seeds):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args()
     print(f"{args.seeds} seeds of {DURATION_S:g} s per case; exposure = 1 / fs; deviation = median "

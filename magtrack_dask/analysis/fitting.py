@@ -72,6 +72,8 @@ def fit_gamma_mle(model: Callable[[np.ndarray], np.ndarray], y: np.ndarray, shap
     else:
         if data_covariance is not None:
             covariance = covariance @ score_gain.T @ data_covariance(theta) @ score_gain @ covariance
+    if not np.all(np.isfinite(covariance)) or np.any(np.diag(covariance) <= 0):
+        covariance = np.full_like(fisher, np.inf)  # parameters not identifiable from these data
     return GammaFit(theta=theta, covariance=covariance, converged=bool(best.success))
 
 

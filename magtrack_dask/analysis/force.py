@@ -269,6 +269,8 @@ def _corner_hz(setup: _Setup, fit: GammaFit) -> tuple[float, float]:
     """Corner frequency ``kappa / (2 pi gamma)`` (Hz) and its standard deviation."""
     kappa, gamma = setup.params(fit.theta)
     cov = fit.covariance
+    if not np.all(np.isfinite(cov)):
+        return kappa / (2 * math.pi * gamma), math.inf
     var_log = cov[0, 0] if setup.fixed_drag is not None else cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     corner = kappa / (2 * math.pi * gamma)
     return corner, corner * math.sqrt(max(var_log, 0.0))
@@ -286,10 +288,13 @@ def _warnings(setup: _Setup, method: str, spectrum_fit: GammaFit, fit: GammaFit,
               rel_err: float) -> list[str]:
     """What the user must know about this number."""
     out = []
-    corner, _ = _corner_hz(setup, spectrum_fit)
+    corner, corner_err = _corner_hz(setup, spectrum_fit)
     alpha = 2 * math.pi * corner * setup.exposure_s
     bias = 1.0 / blur_variance_factor(alpha) - 1.0
-    if method == "equipartition" and bias > BLUR_WARN:
+    if method == "equipartition" and not corner_err < corner:
+        out.append("equipartition may be biased by motion blur: the corner frequency could not be "
+                   "measured (try drag='stokes' for a bead far above the Nyquist frequency)")
+    elif method == "equipartition" and bias > BLUR_WARN:
         out.append(f"equipartition biased by motion blur: corner frequency {corner:.3g} Hz vs exposure "
                    f"{setup.exposure_s:.3g} s (2 pi f_c W = {alpha:.2g}) shrinks the variance, force "
                    f"overestimated by about {bias:+.0%}; use method='psd' or 'allan'")
