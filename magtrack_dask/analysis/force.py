@@ -171,7 +171,7 @@ def calibrate_force(x_nm: Any, *, fs_hz: float, length_nm: float, radius_nm: flo
     corner = _corner_hz(setup, corner_fit)
     if allan_data is None:
         allan_data = _allan_points(setup)
-    warnings = _warnings(setup, method, spectrum_fit, corner_fit, kappa, rel_err)
+    warnings = _warnings(setup, method, spectrum_fit, corner_fit, rel_err)
     length = setup.conditions["length_nm"]
     return ForceCalibration(
         method=method, force_pn=kappa * length, force_pn_err=kappa * rel_err * length,
@@ -268,11 +268,11 @@ def _fit_allan(setup: _Setup) -> tuple[GammaFit, tuple[np.ndarray, np.ndarray]]:
 def _corner_hz(setup: _Setup, fit: GammaFit) -> tuple[float, float]:
     """Corner frequency ``kappa / (2 pi gamma)`` (Hz) and its standard deviation."""
     kappa, gamma = setup.params(fit.theta)
+    corner = kappa / (2 * math.pi * gamma)
     cov = fit.covariance
     if not np.all(np.isfinite(cov)):
-        return kappa / (2 * math.pi * gamma), math.inf
+        return corner, math.inf
     var_log = cov[0, 0] if setup.fixed_drag is not None else cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
-    corner = kappa / (2 * math.pi * gamma)
     return corner, corner * math.sqrt(max(var_log, 0.0))
 
 
@@ -284,7 +284,7 @@ def _equipartition_rel_err(setup: _Setup, kappa: float, gamma: float) -> float:
     return math.sqrt(var_of_var) / r[0]
 
 
-def _warnings(setup: _Setup, method: str, spectrum_fit: GammaFit, fit: GammaFit, kappa: float,
+def _warnings(setup: _Setup, method: str, spectrum_fit: GammaFit, fit: GammaFit,
               rel_err: float) -> list[str]:
     """What the user must know about this number."""
     out = []
