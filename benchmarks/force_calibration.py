@@ -14,6 +14,10 @@ Reproduce (from the repository root)::
 
     .venv/bin/python benchmarks/force_calibration.py               # 40 seeds per case
     .venv/bin/python benchmarks/force_calibration.py --seeds 3     # smoke run
+    .venv/bin/python benchmarks/force_calibration.py --wall-drag   # beads with Faxen's drag
+
+``--wall-drag`` simulates beads with Faxen's wall drag (at height L + r) and calibrates them with
+the drag fitted, fixed at Stokes' and fixed at Faxen's (median of 6 seeds).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 import numpy as np
 
 from magtrack_dask.analysis.force import calibrate_force
+from magtrack_dask.analysis.trap import faxen_lateral_factor
 from magtrack_dask.sim.brownian import simulate_tethered_bead
 
 M280_NM, MYONE_NM = 1400.0, 500.0  # bead radii: Dynabeads M-280 and MyOne
@@ -71,11 +76,29 @@ def run_case(force, length, radius, fs, seeds):
     return out
 
 
+def wall_drag():
+    for force, length, radius, fs in [(5.0, 1000, M280_NM, 1000), (30.0, 2000, M280_NM, 100),
+                                      (1.0, 1000, M280_NM, 100)]:
+        factor = faxen_lateral_factor(radius, length + radius)
+        dev = {drag: [] for drag in ("fit", "stokes", "faxen")}
+        for seed in range(6):
+            bead = simulate_tethered_bead(force, length_nm=length, radius_nm=radius, fs_hz=fs,
+                                          n_frames=int(DURATION_S * fs), drag_factor=factor, seed=seed)
+            for drag, values in dev.items():
+                cal = calibrate_force(bead.x_nm, fs_hz=fs, length_nm=length, radius_nm=radius, drag=drag)
+                values.append(cal.force_pn / force - 1)
+        print(f"{force:g} pN, L {length} nm, r {radius:g} nm, {fs} Hz, wall drag x{factor:.3f}: "
+              + ", ".join(f"{d} {100 * np.median(v):+.1f} %" for d, v in dev.items()), flush=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=40)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument("--wall-drag", action="store_true", help="only the wall-drag comparison")
     args = parser.parse_args()
+    if args.wall_drag:
+        return wall_drag()
     print(f"{args.seeds} seeds of {DURATION_S:g} s per case; exposure = 1 / fs; deviation = median "
           "(fitted / true - 1); err = median stated 1-sigma; cover = truth within 2 sigma\n")
     print("| F pN | L nm | r nm | fs Hz | f_c Hz | method | drag | deviation | err | cover | "
