@@ -54,6 +54,7 @@ _LAZY = {
     "save_zlut": "zlut",
     "run_job": "jobs.prepare",
     "summarize_results": "jobs.summary",
+    "find_beads": "core.find_beads",
 }
 
 

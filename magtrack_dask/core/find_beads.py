@@ -84,6 +84,12 @@ class BeadCandidates:
         """(n,) bool: the candidates proposed as beads."""
         return self.reason == ""
 
+    @property
+    def table_order(self) -> np.ndarray:
+        """Indices of the proposed beads in the ROI table's order (by top, then left)."""
+        ok = np.flatnonzero(self.accepted)
+        return ok[np.lexsort((self.rois[ok, 2], self.rois[ok, 0]))]
+
 
 def _check_frame(frame) -> tuple[np.ndarray, np.ndarray | None]:
     """The frame as float64 (the mean of a stack) and its saturated pixels (None for float input)."""
@@ -398,13 +404,10 @@ def find_beads(
     reason = _reasons(top, left, roi, image.shape, saturated, symmetry, rings, radius,
                       _conflicts(x, y, roi, min_distance), min_symmetry=min_symmetry, min_rings=min_rings,
                       radius_px=radius_px)
-    rois = np.stack([top, top + roi, left, left + roi], axis=1)
-    ok = np.flatnonzero(reason == "")
-    table = rois[ok[np.lexsort((left[ok], top[ok]))]]
-    if not return_candidates:
-        return table
-    return table, BeadCandidates(x=x, y=y, votes=height, symmetry=symmetry, rings=rings, radius=radius,
-                                 reason=reason, rois=rois)
+    found = BeadCandidates(x=x, y=y, votes=height, symmetry=symmetry, rings=rings, radius=radius, reason=reason,
+                           rois=np.stack([top, top + roi, left, left + roi], axis=1))
+    table = found.rois[found.table_order]
+    return (table, found) if return_candidates else table
 
 
 def _check_range(radius_px, roi: int) -> tuple[float, float]:
