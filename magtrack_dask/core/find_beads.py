@@ -355,7 +355,7 @@ def find_beads(
         profile (core, ring, ring...: 2 by default). 0 accepts plain blobs.
     radius_px : (float, float), optional
         Allowed pattern radius (90 % of the contrast energy inside), px;
-        default ``(2, roi / 2)``.
+        default ``(3, roi / 2)``.
     min_distance : float, optional
         Least distance between a bead's centre and another object's, px;
         default ``roi`` (overlapping ROIs are refused in any case).
@@ -412,7 +412,7 @@ def find_beads(
 
 def _check_range(radius_px, roi: int) -> tuple[float, float]:
     if radius_px is None:
-        return 2.0, roi / 2
+        return 3.0, roi / 2  # a speck's JPEG ringing can look like rings, within 2 px
     try:
         lo, hi = (float(v) for v in radius_px)
     except (TypeError, ValueError):
