@@ -358,7 +358,7 @@ def _rois_file(path: str | None):
 def _cmd_find_beads(args) -> int:
     from magtrack_dask.core.find_beads import find_beads
     from magtrack_dask.io.frames import is_image_file, read_first_frames
-    from magtrack_dask.io.rois import write_rois
+    from magtrack_dask.io.rois import roi_file_suffix, write_rois
 
     if args.plot:
         _require("matplotlib", "--plot", "plot")
@@ -366,6 +366,7 @@ def _cmd_find_beads(args) -> int:
     if args.source.lower().endswith((".tif", ".tiff")):
         _require("tifffile", "a TIFF source", "tiff")
     if args.out:
+        roi_file_suffix(args.out, "write")
         _check_writable(args.out, "--out", folder=False)
         if os.path.exists(args.out) and not args.overwrite:
             raise UsageError(f"--out: {args.out} exists; pass --overwrite to replace it")

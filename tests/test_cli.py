@@ -390,6 +390,15 @@ CLI = [
      r"argument --pixel-size-nm: value must be a finite number > 0, got nan"),
     ("info-missing", lambda c: ["info", c("missing.zarr")], r"not found: .*missing\.zarr"),
     ("demo-roi", lambda c: ["demo", "--roi", "8", "--out", c("demo")], r"--roi must be at least 16 px; got 8"),
+    ("find-beads-roi-too-big", lambda c: ["find-beads", c.arch["tyx"], "--roi", "500"],
+     r"roi must be 8 px to the frame's smaller side \(88 px\); got 500"),
+    ("find-beads-min-symmetry", lambda c: ["find-beads", c.arch["tyx"], "--roi", "32", "--min-symmetry", "2"],
+     r"min_symmetry"),
+    ("find-beads-missing", lambda c: ["find-beads", c("nope.tif"), "--roi", "32"], r"not found: .*nope\.tif"),
+    ("find-beads-out-type", lambda c: ["find-beads", c.arch["tyx"], "--roi", "32", "--out", c("t.xls")],
+     r"unknown ROI file type '\.xls'"),
+    ("track-rois-missing", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--rois", c("nope.csv")],
+     r"ROI file not found: .*nope\.csv"),
 ]
 
 

@@ -15,11 +15,12 @@ frame, in five steps:
 3. **Refine** each vote peak to a sub-pixel centre with the tracker's own
    auto-convolution (:func:`magtrack_dask.core.xy.refine_rounds`), on an ROI
    cropped about it, twice (the second ROI centred on the first estimate).
-4. **Score** each candidate about that centre: radial symmetry (the fraction
-   of the ROI's signal variance that rings explain, with the pixel noise
-   taken out), rings (its radial profile changes sign, significantly, at
-   least twice: a bead's core and rings, not a blob or a speck), pattern
-   radius, saturated pixels.
+4. **Score** each candidate about that centre: rings (its radial contrast
+   profile changes sign, significantly, at least twice: a bead's core and
+   rings, not a blob or a speck), pattern radius, radial symmetry
+   (:func:`magtrack_dask.core.symmetry.radial_symmetry` on a window fitted to
+   the pattern, of the lightly smoothed contrast: fibres and irregular debris
+   score low), saturated pixels.
 5. **Select**: ROI corner ``round(centre - (roi - 1) / 2)`` (the ROI's centre
    within half a pixel of the bead's); ROIs that leave the frame (beads cut by
    the edge) and beads whose ROI would overlap another object's (a bead or
@@ -46,6 +47,14 @@ __all__ = ["BeadCandidates", "find_beads", "flatten_illumination"]
 
 #: Reasons a candidate is not proposed, in the order they are checked.
 REASONS = ("edge", "saturated", "not_ring", "asymmetric", "size", "overlap")
+
+#: A vote peak is a candidate when it stands this many robust spreads above the
+#: vote map's median (noise peaks reach ~4, the faintest beads of the test
+#: fields ~10-15) ...
+PEAK_SPREADS = 10.0
+#: ... and the smoothed contrast energy there is this many times the noise's
+#: (votes that pile up on empty background from distant rings stay below ~3).
+MIN_ENERGY = 4.0
 
 
 @dataclass(frozen=True)
@@ -185,7 +194,8 @@ def _peaks(votes: np.ndarray, energy: np.ndarray, window: int) -> tuple[np.ndarr
     """
     level = float(np.median(votes))
     spread = _noise(votes)
-    peak = (votes == ndimage.maximum_filter(votes, size=window)) & (votes > level + 10 * spread) & (energy > 4.0)
+    peak = ((votes == ndimage.maximum_filter(votes, size=window)) & (votes > level + PEAK_SPREADS * spread)
+            & (energy > MIN_ENERGY))
     y, x = np.nonzero(peak)
     return x.astype(np.float64), y.astype(np.float64), votes[y, x]
 
@@ -212,9 +222,11 @@ def _refine(padded: np.ndarray, smooth: np.ndarray, x: np.ndarray, y: np.ndarray
     estimate) is accurate to a small fraction of a pixel, but in a faint,
     noisy pattern it can lock onto a ring's side lobe; the vote peak is good
     to about a pixel. Each candidate keeps the one about which its pattern is
-    more radially symmetric (on a half-ROI window of ``smooth``, the padded
-    smoothed contrast).
+    more radially symmetric (on a window of 3/4 ROI of ``smooth``, the
+    padded smoothed contrast).
     """
+    if len(x) == 0:
+        return x, y
     rx, ry = x, y
     window = max(16, roi // 2)  # the core and first rings: less noise than the whole ROI
     for _ in range(2):

@@ -15,7 +15,10 @@ import numpy as np
 
 from magtrack_dask.validation import InputError
 
-__all__ = ["check_rois", "read_rois", "roi_grid", "write_rois"]
+__all__ = ["check_rois", "read_rois", "roi_file_suffix", "roi_grid", "write_rois"]
+
+#: The ROI file types :func:`read_rois` and :func:`write_rois` know.
+ROI_SUFFIXES = (".csv", ".txt", ".json", ".npy")
 
 
 def check_rois(rois, frame_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -110,6 +113,28 @@ def roi_grid(
     return np.stack([top, top + roi, left, left + roi], axis=1).astype(np.int64), (int(h), int(w))
 
 
+def roi_file_suffix(path, action: str = "read") -> str:
+    """The ROI file type of ``path`` (its lower-case suffix), checked.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    action : str, optional
+        ``'read'`` or ``'write'``, for the message.
+
+    Raises
+    ------
+    InputError
+        A suffix not in :data:`ROI_SUFFIXES`.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in ROI_SUFFIXES:
+        raise InputError(f"cannot {action} ROI table {path}: unknown ROI file type {ext!r}: use .csv, .txt, .json "
+                         "or .npy")
+    return ext
+
+
 def read_rois(path) -> np.ndarray:
     """Read an ROI table ``(n_beads, 4)`` ``[top, bottom, left, right]`` from a file.
 
@@ -135,10 +160,7 @@ def read_rois(path) -> np.ndarray:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"ROI file not found: {path}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".npy", ".json", ".csv", ".txt"):
-        raise InputError(f"cannot read ROI table {path}: unknown ROI file type {ext!r}: use .csv, .txt, .json "
-                         "or .npy")
+    ext = roi_file_suffix(path, "read")
     try:
         rois = _read_table(path, ext)
     except (OSError, KeyError, ValueError) as err:  # JSONDecodeError is a ValueError
@@ -192,10 +214,7 @@ def write_rois(path, rois, *, overwrite: bool = False, extra: dict | None = None
         ``path`` exists and ``overwrite`` is False.
     """
     path = os.fspath(path)
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".npy", ".json", ".csv", ".txt"):
-        raise InputError(f"cannot write ROI table {path}: unknown ROI file type {ext!r}: use .csv, .txt, .json "
-                         "or .npy")
+    ext = roi_file_suffix(path, "write")
     rois = check_rois(rois)
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")

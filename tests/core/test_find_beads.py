@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from magtrack_dask import find_beads
+from magtrack_dask._backend import check_cupy
 from magtrack_dask.core.find_beads import flatten_illumination
 from magtrack_dask.io.rois import check_rois, read_rois, write_rois
 from magtrack_dask.sim.archives import write_simulated_archive
@@ -120,5 +121,15 @@ def test_bad_input_names_the_parameter(frame, roi, kwargs, error, pattern):
         find_beads(frame, roi, **kwargs)
 
 
-def test_a_blank_frame_has_no_beads():
+def test_blank_and_noise_frames_have_no_beads():
     assert find_beads(np.full((100, 120), 1000, dtype=np.uint16), 32).shape == (0, 4)
+    noise = np.random.default_rng(0).poisson(100, (3, 300, 300)).astype(np.uint16)
+    assert find_beads(noise, 32).shape == (0, 4)
+
+
+@pytest.mark.skipif(not check_cupy(), reason="needs CuPy and a GPU")
+def test_a_cupy_frame_gives_the_same_table(simulated):
+    import cupy
+
+    _, frames, _, rois = simulated
+    np.testing.assert_array_equal(find_beads(cupy.asarray(frames), ROI), rois)
