@@ -8,7 +8,8 @@ or existing paths; one message on stderr, no traceback; ``--verbose`` logs
 it); 3 a ``track`` job finished every chunk it could but some input chunks
 were unreadable (their frames are flagged 16; repair them and rerun with
 ``--resume``); 130 interrupted (a ``track`` job can then be finished with
-``--resume``).
+``--resume``). ``find-beads`` exits 1 when it finds no bead (and writes no
+table), so that a script does not go on to import or track.
 """
 
 from __future__ import annotations

@@ -234,7 +234,7 @@ def _refine(padded: np.ndarray, smooth: np.ndarray, x: np.ndarray, y: np.ndarray
         fx, fy = refine_rounds(_crop(padded, top, left, window, pad=roi), rx - left, ry - top, 3)
         found = np.isfinite(fx) & np.isfinite(fy) & (np.hypot(fx + left - x, fy + top - y) < roi / 8)
         rx, ry = np.where(found, fx + left, x), np.where(found, fy + top, y)
-    half = np.full(len(x), roi / 4)
+    half = np.full(len(x), 3 * roi / 8)
     better = _symmetry(smooth, rx, ry, half, roi) >= _symmetry(smooth, x, y, half, roi)
     return np.where(better, rx, x), np.where(better, ry, y)
 
@@ -283,14 +283,15 @@ def _profiles(stack: np.ndarray, x: np.ndarray, y: np.ndarray, sigma: float) -> 
     return rings, radius
 
 
-def _symmetry(padded: np.ndarray, x: np.ndarray, y: np.ndarray, radius: np.ndarray, roi: int) -> np.ndarray:
-    """Radial symmetry of each pattern about ``(x, y)``, on a window of 1.5 ``radius`` (8 px to ``roi / 2``).
+def _symmetry(padded: np.ndarray, x: np.ndarray, y: np.ndarray, half: np.ndarray, roi: int) -> np.ndarray:
+    """Radial symmetry of each pattern about ``(x, y)``, on a window ``2 * half`` px wide (8 to ``roi / 2``).
 
-    The window fits the pattern, so the empty, noisy rest of the ROI does not
-    dilute the score of a small or faint bead.
+    A window fitted to the pattern keeps the empty, noisy rest of the ROI
+    from diluting the score of a small or faint bead. ``padded`` is the frame
+    padded by ``roi`` px.
     """
     out = np.zeros(len(x))
-    half = np.clip(np.ceil(1.5 * radius), 8, roi // 2).astype(np.int64)
+    half = np.clip(np.ceil(half), 8, roi // 2).astype(np.int64)
     for i, h in enumerate(half):
         top, left = _corners(x[i : i + 1], y[i : i + 1], 2 * h)
         out[i] = radial_symmetry(_crop(padded, top, left, 2 * h, pad=roi), x[i : i + 1] - left, y[i : i + 1] - top,
@@ -360,8 +361,10 @@ def find_beads(
     roi : int
         ROI side, px (>= 8): the size ``track`` will crop.
     min_symmetry : float, optional
-        Least radial symmetry of the pattern's signal (noise taken out), in
-        [0, 1]. Default 0.4.
+        Least radial symmetry of the pattern, in [0, 1]: the fraction of the
+        variance of the (lightly smoothed) contrast that rings about the
+        centre explain, in a window of the pattern's radius. Default 0.4
+        (the beads of the test fields score 0.65 and more, fibres 0.15-0.25).
     min_rings : int, optional
         Least number of significant sign changes of the radial contrast
         profile (core, ring, ring...: 2 by default). 0 accepts plain blobs.
@@ -412,7 +415,7 @@ def find_beads(
     x, y, height = x[keep], y[keep], height[keep]
     top, left = _corners(x, y, roi)
     rings, radius = _profiles(_crop(padded, top, left, roi), x - left, y - top, sigma)
-    symmetry = _symmetry(padded_smooth, x, y, radius / 1.5, roi)
+    symmetry = _symmetry(padded_smooth, x, y, radius, roi)  # the window: the pattern
     reason = _reasons(top, left, roi, image.shape, saturated, symmetry, rings, radius,
                       _conflicts(x, y, roi, min_distance), min_symmetry=min_symmetry, min_rings=min_rings,
                       radius_px=radius_px)
