@@ -58,6 +58,7 @@ _LAZY = {
     "simulate_drift": "sim.brownian",
     "simulate_tethered_bead": "sim.brownian",
     "summarize_results": "jobs.summary",
+    "find_beads": "core.find_beads",
 }
 
 

@@ -1,4 +1,4 @@
-"""The ``magtrack-dask`` command: demo, track, zlut, import, info.
+"""The ``magtrack-dask`` command: demo, track, zlut, import, info, find-beads.
 
 Exit codes: 0 success; 1 the job failed while running, or any other error (a
 bug or a failure, never bad input: its traceback is logged); 2 bad usage or
@@ -8,7 +8,8 @@ or existing paths; one message on stderr, no traceback; ``--verbose`` logs
 it); 3 a ``track`` job finished every chunk it could but some input chunks
 were unreadable (their frames are flagged 16; repair them and rerun with
 ``--resume``); 130 interrupted (a ``track`` job can then be finished with
-``--resume``).
+``--resume``). ``find-beads`` exits 1 when it finds no bead (and writes no
+table), so that a script does not go on to import or track.
 """
 
 from __future__ import annotations
@@ -135,6 +136,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after N chunks; finish later with --resume (fits batch time limits)")
     p.add_argument("--plots", metavar="DIR", help="also save PNG plots of the results to DIR")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--rois", metavar="FILE",
+                   help="track these ROIs instead of the archive's (tyx; a table from 'find-beads --out')")
 
     p = sub.add_parser("zlut", help="Z-LUT tools", description="Z-LUT tools.")
     zsub = _SubParsers(p.add_subparsers(dest="zlut_command", metavar="ACTION", parser_class=_Parser), common)
@@ -167,6 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pixel-size-nm", type=_positive_float, metavar="NM", help="camera pixel size in the sample")
     p.add_argument("--frame-rate-hz", type=_positive_float, metavar="HZ", help="frame rate")
     p.add_argument("--overwrite", action="store_true", help="replace an existing archive")
+
+    p = sub.add_parser("find-beads", help="propose an ROI table from the first camera frames",
+                       description="Find the ring-pattern beads in the mean of the first frames of SOURCE (a tyx "
+                       "archive, a TIFF or a .npy image) and propose one square ROI centred on each: beads cut by "
+                       "the frame edge, touching beads (overlapping ROIs), saturated ROIs and debris (no rings, "
+                       "not radially symmetric, wrong size) are left out. Writes the table that 'import --rois' "
+                       "and 'track --rois' read.")
+    p.add_argument("source", metavar="SOURCE", help="tyx archive, or an image file (.tif/.tiff, .npy)")
+    p.add_argument("--roi", required=True, type=_positive_int, metavar="PX", help="ROI side, px (>= 8)")
+    p.add_argument("--frames", type=_positive_int, default=1, metavar="N",
+                   help="average the first N frames (default 1)")
+    p.add_argument("--out", metavar="FILE", help="write the ROI table: .csv/.txt, .json (with scores) or .npy")
+    p.add_argument("--plot", metavar="PNG", help="write an overlay of the proposed ROIs and rejected candidates")
+    p.add_argument("--min-symmetry", type=float, default=0.4, metavar="S",
+                   help="least radial symmetry of a bead's pattern, 0-1 (default 0.4)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
 
     p = sub.add_parser("info", help="describe an archive, a results store or a Z-LUT",
                        description="What PATH holds: layout, shape, chunks, beads, attributes; for results also "
@@ -250,7 +269,7 @@ def _cmd_track(args) -> int:
     try:
         job = prepare_job(args.archive, args.out, args.zlut, resume=args.resume, overwrite=args.overwrite,
                           pipeline=PipelineOptions(), device="gpu" if args.gpu else "cpu",
-                          frames_per_task=args.frames_per_task)
+                          frames_per_task=args.frames_per_task, rois=_rois_file(args.rois))
     except BaseException as err:
         if client is not None:
             close_client(client)
@@ -331,6 +350,52 @@ def _cmd_import(args) -> int:
     return 0
 
 
+def _rois_file(path: str | None):
+    from magtrack_dask.io.rois import read_rois
+
+    return None if path is None else read_rois(path)
+
+
+def _cmd_find_beads(args) -> int:
+    from magtrack_dask.core.find_beads import find_beads
+    from magtrack_dask.io.frames import is_image_file, read_first_frames
+    from magtrack_dask.io.rois import roi_file_suffix, write_rois
+
+    if args.plot:
+        _require("matplotlib", "--plot", "plot")
+        _check_writable(args.plot, "--plot", folder=False)
+    if args.source.lower().endswith((".tif", ".tiff")):
+        _require("tifffile", "a TIFF source", "tiff")
+    if args.out:
+        roi_file_suffix(args.out, "write")
+        _check_writable(args.out, "--out", folder=False)
+        if os.path.exists(args.out) and not args.overwrite:
+            raise UsageError(f"--out: {args.out} exists; pass --overwrite to replace it")
+    frames = read_first_frames(args.source, args.frames)
+    rois, found = find_beads(frames, args.roi, min_symmetry=args.min_symmetry, return_candidates=True)
+    kind = "image" if is_image_file(args.source) else "archive"
+    print(f"{args.source}: {len(rois)} beads in {len(found.x)} candidates ({kind}, mean of {len(frames)} frame"
+          f"{'s' if len(frames) != 1 else ''} of {frames.shape[2]} x {frames.shape[1]} px, ROI {args.roi} px)")
+    rejected = {r: int((found.reason == r).sum()) for r in sorted(set(found.reason.tolist()) - {""})}
+    if rejected:
+        print("rejected: " + ", ".join(f"{n} {r}" for r, n in rejected.items()))
+    if args.out and len(rois):
+        order = found.table_order
+        extra = {"x": found.x[order].round(3).tolist(), "y": found.y[order].round(3).tolist(),
+                 "symmetry": found.symmetry[order].round(3).tolist(), "source": os.path.abspath(args.source),
+                 "frames": len(frames)}
+        write_rois(args.out, rois, overwrite=args.overwrite, extra=extra)
+        print(f"ROI table: {args.out}")
+    elif args.out:
+        print(f"no beads found: {args.out} not written")
+    if args.plot:
+        from magtrack_dask.plots import plot_found_beads
+
+        plot_found_beads(frames, found, args.plot, title=f"find-beads {os.path.basename(args.source)}")
+        print(f"plot: {args.plot}")
+    return 0 if len(rois) else 1  # no table: a script must not go on to import or track
+
+
 def _cmd_info(args) -> int:
     from magtrack_dask.info import describe_path, format_info
 
@@ -339,7 +404,8 @@ def _cmd_info(args) -> int:
     return 0
 
 
-_COMMANDS = {"demo": _cmd_demo, "track": _cmd_track, "zlut": _cmd_zlut, "import": _cmd_import, "info": _cmd_info}
+_COMMANDS = {"demo": _cmd_demo, "track": _cmd_track, "zlut": _cmd_zlut, "import": _cmd_import, "info": _cmd_info,
+             "find-beads": _cmd_find_beads}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["plot_traces", "plot_xy", "plot_zlut", "plot_truth", "save_plots"]
+__all__ = ["plot_traces", "plot_xy", "plot_zlut", "plot_truth", "save_plots", "plot_found_beads"]
 
 _DPI = 120
 
@@ -283,3 +283,48 @@ def save_plots(results, folder, *, zlut=None, truth: dict | None = None) -> list
         plot_truth(ds, truth, os.path.join(folder, "errors.png"))
         written.append(os.path.join(folder, "errors.png"))
     return written
+
+
+def plot_found_beads(frame, candidates, path=None, *, title: str = "Bead finding"):
+    """The frame with the proposed ROIs (green, numbered as in the table) and the rejected candidates.
+
+    Parameters
+    ----------
+    frame : (height, width) or (n, height, width) array
+        The frame bead finding looked at (a stack is averaged).
+    candidates : magtrack_dask.core.find_beads.BeadCandidates
+        From ``find_beads(..., return_candidates=True)``.
+    path : str or os.PathLike, optional
+        PNG to write.
+    title : str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.patches import Rectangle
+
+    image = np.asarray(frame, dtype=np.float64)
+    image = image.mean(axis=0) if image.ndim == 3 else image
+    h, w = image.shape
+    fig = _figure(figsize=(min(14.0, 2.0 + 8.0 * w / max(h, w)), min(14.0, 1.0 + 8.0 * h / max(h, w))))
+    ax = fig.subplots()
+    lo, hi = np.percentile(image, [0.5, 99.5])
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
+    ok = candidates.accepted
+    for number, i in enumerate(candidates.table_order):  # numbered as the rows of the ROI table
+        top, bottom, left, right = candidates.rois[i]
+        ax.add_patch(Rectangle((left - 0.5, top - 0.5), right - left, bottom - top, fill=False, ec="lime", lw=0.8))
+        ax.text(left, top - 1, str(number), color="lime", fontsize=5, va="bottom")
+    reasons = sorted(set(candidates.reason[~ok].tolist()))
+    colours = dict(zip(reasons, _colours(max(1, len(reasons)))))
+    for reason in reasons:
+        sel = candidates.reason == reason
+        ax.scatter(candidates.x[sel], candidates.y[sel], marker="x", s=18, lw=0.9, color=colours[reason],
+                   label=f"{reason} ({int(sel.sum())})")
+    ax.plot([], [], color="lime", lw=0.8, label=f"proposed ROI ({int(ok.sum())})")
+    ax.set_xlim(-0.5, w - 0.5)
+    ax.set_ylim(h - 0.5, -0.5)
+    ax.legend(fontsize="x-small", loc="upper right", framealpha=0.7)
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, path)

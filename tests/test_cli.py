@@ -9,11 +9,13 @@ import sys
 
 import numpy as np
 import pytest
+import xarray as xr
 import zarr
 
 from magtrack_dask._backend import check_cupy
 from magtrack_dask.cli import main
 from magtrack_dask.io.archive import open_archive
+from magtrack_dask.io.rois import read_rois
 from magtrack_dask.sim.archives import write_simulated_archive, write_simulated_calibration
 from magtrack_dask.zlut import load_zlut, save_zlut
 
@@ -53,7 +55,8 @@ def zlut_path(tmp_path_factory, zlut):
 # -- usage -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [[], ["demo"], ["track"], ["zlut"], ["zlut", "build"], ["import"], ["info"]])
+@pytest.mark.parametrize("args", [[], ["demo"], ["track"], ["zlut"], ["zlut", "build"], ["import"], ["info"],
+                                  ["find-beads"]])
 def test_help_everywhere(args):
     res = cli(*args, "--help")
     assert res.returncode == 0 and res.stdout.startswith("usage: magtrack-dask"), res.stderr
@@ -387,6 +390,15 @@ CLI = [
      r"argument --pixel-size-nm: value must be a finite number > 0, got nan"),
     ("info-missing", lambda c: ["info", c("missing.zarr")], r"not found: .*missing\.zarr"),
     ("demo-roi", lambda c: ["demo", "--roi", "8", "--out", c("demo")], r"--roi must be at least 16 px; got 8"),
+    ("find-beads-roi-too-big", lambda c: ["find-beads", c.arch["tyx"], "--roi", "500"],
+     r"roi must be 8 px to the frame's smaller side \(88 px\); got 500"),
+    ("find-beads-min-symmetry", lambda c: ["find-beads", c.arch["tyx"], "--roi", "32", "--min-symmetry", "2"],
+     r"min_symmetry"),
+    ("find-beads-missing", lambda c: ["find-beads", c("nope.tif"), "--roi", "32"], r"not found: .*nope\.tif"),
+    ("find-beads-out-type", lambda c: ["find-beads", c.arch["tyx"], "--roi", "32", "--out", c("t.xls")],
+     r"unknown ROI file type '\.xls'"),
+    ("track-rois-missing", lambda c: ["track", c.arch["tyx"], "--out", c("r.zarr"), "--rois", c("nope.csv")],
+     r"ROI file not found: .*nope\.csv"),
 ]
 
 
@@ -420,3 +432,51 @@ def test_console_script_bad_input(ctx, unchanged):
     res = subprocess.run([script, "track", ctx.arch["tyx"], "--out", ctx("r.zarr"), "--zlut", ctx.inputs["zlut_nan"]],
                          capture_output=True, text=True, timeout=120)
     _assert_subprocess_usage_error(res, r"zlut contains NaN or inf")
+
+
+# -- find-beads ---------------------------------------------------------------------------------
+
+
+def test_find_beads_then_import_and_track(archives, scheduler, tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("matplotlib")
+    a = open_archive(archives["tyx"])
+    table, png = tmp_path / "found.csv", tmp_path / "overlay.png"
+    assert main(["find-beads", archives["tyx"], "--roi", str(ROI), "--frames", "4", "--out", str(table),
+                 "--plot", str(png)]) == 0
+    out = capsys.readouterr().out
+    assert "3 beads in" in out and f"ROI table: {table}" in out and os.path.getsize(png) > 10_000
+    found = read_rois(table)
+    truth_x, truth_y = a.group["truth_x"][:, :4].mean(axis=1), a.group["truth_y"][:, :4].mean(axis=1)
+    np.testing.assert_allclose(found[:, 2] + (ROI - 1) / 2, truth_x, atol=1.0)  # each ROI centred on its bead
+    np.testing.assert_allclose(found[:, 0] + (ROI - 1) / 2, truth_y, atol=1.0)
+    # The table as 'import --rois' reads it (from a TIFF of the frames) and as 'track --rois' reads it.
+    tifffile.imwrite(tmp_path / "frames.tif", a.data[:4].compute(), photometric="minisblack")
+    assert main(["find-beads", str(tmp_path / "frames.tif"), "--roi", str(ROI), "--frames", "4", "--out",
+                 str(tmp_path / "from_tif.json")]) == 0
+    np.testing.assert_array_equal(read_rois(tmp_path / "from_tif.json"), found)
+    assert main(["import", str(tmp_path / "frames.tif"), "--out", str(tmp_path / "i.zarr"), "--rois",
+                 str(table)]) == 0
+    np.testing.assert_array_equal(open_archive(tmp_path / "i.zarr").rois, found)
+    assert main(["track", archives["tyx"], "--out", str(tmp_path / "r.zarr"), "--rois", str(table),
+                 "--scheduler", scheduler, "--no-progress"]) == 0
+    ds = xr.open_zarr(tmp_path / "r.zarr")
+    np.testing.assert_array_equal(ds["roi_top"].values, found[:, 0])
+    np.testing.assert_allclose(ds["x"].values[:, :4].mean(axis=1), truth_x, atol=0.05)
+    # An existing table is kept; a missing matplotlib is found before the work.
+    capsys.readouterr()
+    assert main(["find-beads", archives["tyx"], "--roi", str(ROI), "--out", str(table)]) == 2
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+    assert main(["find-beads", archives["tbyx"], "--roi", str(ROI)]) == 2
+    assert "finding beads needs full camera frames" in capsys.readouterr().err
+
+
+def test_find_beads_without_matplotlib_is_a_usage_error(archives, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else find_spec(name, *a))
+    assert main(["find-beads", archives["tyx"], "--roi", str(ROI), "--out", str(tmp_path / "t.csv"), "--plot",
+                 str(tmp_path / "o.png")]) == 2
+    assert capsys.readouterr().err == "magtrack-dask: error: --plot needs matplotlib: pip install 'magtrack-dask[plot]'\n"
+    assert not (tmp_path / "t.csv").exists()

@@ -1,4 +1,4 @@
-"""ROI tables: check them, lay them out on a grid, read them from a file.
+"""ROI tables: check them, lay them out on a grid, read and write them as files.
 
 An ROI table is ``(n_beads, 4)`` int ``[top, bottom, left, right]`` in camera
 pixels, bottom and right exclusive; every ROI is square and all have the same
@@ -15,7 +15,10 @@ import numpy as np
 
 from magtrack_dask.validation import InputError
 
-__all__ = ["check_rois", "read_rois", "roi_grid"]
+__all__ = ["check_rois", "read_rois", "roi_file_suffix", "roi_grid", "write_rois"]
+
+#: The ROI file types :func:`read_rois` and :func:`write_rois` know.
+ROI_SUFFIXES = (".csv", ".txt", ".json", ".npy")
 
 
 def check_rois(rois, frame_shape: tuple[int, int] | None = None) -> np.ndarray:
@@ -110,6 +113,28 @@ def roi_grid(
     return np.stack([top, top + roi, left, left + roi], axis=1).astype(np.int64), (int(h), int(w))
 
 
+def roi_file_suffix(path, action: str = "read") -> str:
+    """The ROI file type of ``path`` (its lower-case suffix), checked.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    action : str, optional
+        ``'read'`` or ``'write'``, for the message.
+
+    Raises
+    ------
+    InputError
+        A suffix not in :data:`ROI_SUFFIXES`.
+    """
+    path = os.fspath(path)
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in ROI_SUFFIXES:
+        raise InputError(f"cannot {action} ROI table {path}: unknown ROI file type {ext!r}: use .csv, .txt, .json "
+                         "or .npy")
+    return ext
+
+
 def read_rois(path) -> np.ndarray:
     """Read an ROI table ``(n_beads, 4)`` ``[top, bottom, left, right]`` from a file.
 
@@ -135,10 +160,7 @@ def read_rois(path) -> np.ndarray:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"ROI file not found: {path}")
-    ext = os.path.splitext(path)[1].lower()
-    if ext not in (".npy", ".json", ".csv", ".txt"):
-        raise InputError(f"cannot read ROI table {path}: unknown ROI file type {ext!r}: use .csv, .txt, .json "
-                         "or .npy")
+    ext = roi_file_suffix(path, "read")
     try:
         rois = _read_table(path, ext)
     except (OSError, KeyError, ValueError) as err:  # JSONDecodeError is a ValueError
@@ -157,3 +179,53 @@ def _read_table(path: str, ext: str) -> np.ndarray:
         first = f.readline()
     header = any(c.isalpha() for c in first)
     return np.loadtxt(path, delimiter="," if "," in first else None, skiprows=int(header), ndmin=2)
+
+
+#: The header of the CSV tables :func:`write_rois` writes (and :func:`read_rois` skips).
+CSV_HEADER = "top,bottom,left,right"
+
+
+def write_rois(path, rois, *, overwrite: bool = False, extra: dict | None = None) -> str:
+    """Write an ROI table as a file :func:`read_rois` reads back.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        ``.csv``/``.txt`` (a ``top,bottom,left,right`` header, one ROI per
+        line), ``.json`` (``{"rois": [[top, bottom, left, right], ...]}`` plus
+        ``extra``) or ``.npy``.
+    rois : array_like of int, shape (n_beads, 4)
+        Checked by :func:`check_rois`.
+    overwrite : bool, optional
+        Replace an existing file.
+    extra : dict, optional
+        More JSON-serialisable entries for a ``.json`` file (e.g. per-bead
+        scores); ignored by :func:`read_rois`.
+
+    Returns
+    -------
+    path : str
+
+    Raises
+    ------
+    InputError
+        An unknown file type or a bad table.
+    FileExistsError
+        ``path`` exists and ``overwrite`` is False.
+    """
+    path = os.fspath(path)
+    ext = roi_file_suffix(path, "write")
+    rois = check_rois(rois)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
+    if ext == ".npy":
+        with open(path, "wb") as f:
+            np.save(f, rois)
+    elif ext == ".json":
+        rows = ",\n  ".join(json.dumps(row) for row in rois.tolist())  # one ROI per line
+        more = "".join(f',\n "{k}": {json.dumps(v)}' for k, v in (extra or {}).items() if k != "rois")
+        with open(path, "w") as f:
+            f.write(f'{{"rois": [\n  {rows}\n ]{more}\n}}\n')
+    else:
+        np.savetxt(path, rois, fmt="%d", delimiter=",", header=CSV_HEADER, comments="")
+    return path

@@ -1,11 +1,11 @@
-"""ROI tables (magtrack_dask.io.rois): check, grid, read from files."""
+"""ROI tables (magtrack_dask.io.rois): check, grid, read from and write to files."""
 
 import json
 
 import numpy as np
 import pytest
 
-from magtrack_dask.io.rois import check_rois, read_rois, roi_grid
+from magtrack_dask.io.rois import check_rois, read_rois, roi_grid, write_rois
 from magtrack_dask.validation import InputError
 
 ROIS = [[0, 8, 0, 8], [4, 12, 10, 18]]
@@ -91,3 +91,21 @@ def test_read_rois_errors_name_the_file(tmp_path):
     (tmp_path / "bad.json").write_text(json.dumps({"rois": [[0, 10, 0, 12]]}))
     with pytest.raises(InputError, match="rois must be square"):
         read_rois(tmp_path / "bad.json")
+
+
+@pytest.mark.parametrize("name", ["t.csv", "t.txt", "t.json", "t.npy"])
+def test_write_rois_reads_back(tmp_path, name):
+    rois = np.array([[3, 35, 4, 36], [40, 72, 50, 82]])
+    path = write_rois(tmp_path / name, rois, extra={"x": [19.5, 65.5]})
+    np.testing.assert_array_equal(read_rois(path), rois)
+    with pytest.raises(FileExistsError, match="exists; pass overwrite=True"):
+        write_rois(path, rois)
+    np.testing.assert_array_equal(read_rois(write_rois(path, rois[:1], overwrite=True)), rois[:1])
+
+
+def test_write_rois_refuses_bad_tables_and_types(tmp_path):
+    with pytest.raises(InputError, match="unknown ROI file type '.xls'"):
+        write_rois(tmp_path / "t.xls", [[0, 8, 0, 8]])
+    with pytest.raises(InputError, match="rois must be square"):
+        write_rois(tmp_path / "t.csv", [[0, 8, 0, 9]])
+    assert not (tmp_path / "t.csv").exists()
