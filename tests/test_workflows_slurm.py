@@ -4,7 +4,6 @@ slurm-wlm or munge missing, no dask-jobqueue); ``make test`` installs the packag
 
 import json
 import os
-import subprocess
 import sys
 
 import time
@@ -18,7 +17,7 @@ from magtrack_dask.sim.archives import write_simulated_archive
 
 from tests import slurm_site
 from tests.conftest import ROI, Z_RANGE_NM, snapshot, store_bytes
-from tests.test_workflows import SCRIPT, workflow_module
+from tests.test_workflows import workflow_module
 
 distributed = pytest.importorskip("distributed")
 N_CHUNKS = 20
@@ -43,8 +42,10 @@ def slurm(tmp_path_factory):
 
 @pytest.fixture()
 def site(slurm):
-    """The cluster for one test: a failed test's worker jobs do not serve the next one."""
-    yield slurm
+    """The cluster for one test: a failed test's worker jobs do not serve the next one. The workflow's
+    Adaptive looks every 0.2 s (default 1 s) and gives a lost worker up after 0.2 s (default 15 s)."""
+    with dask.config.set({"distributed.adaptive.interval": "200ms", "distributed.deploy.lost-worker-timeout": "200ms"}):
+        yield slurm
     slurm.cancel_all()
 
 
@@ -78,28 +79,28 @@ def slurm_config(folder, archive, **cluster) -> str:
     return str(path)
 
 
-def reprocess(config):
-    return subprocess.run([sys.executable, SCRIPT, config], capture_output=True, text=True, timeout=120,
-                          env=os.environ.copy())
-
-
-def test_job_on_slurm_equals_a_local_run_and_a_rerun_skips(site, archive, local_results, tmp_path):
-    config = slurm_config(tmp_path, archive, jobs=2, adapt=True)  # adaptive: jobs start with the tasks
-    res = reprocess(config)
-    assert res.returncode == 0, res.stderr
-    assert "SLURM cluster: 2 jobs at most" in res.stderr and "#SBATCH" in res.stderr
-    assert "summary: 1 done, 0 partial, 0 skipped, 0 failed" in res.stderr
+def test_job_on_slurm_equals_a_local_run_and_a_rerun_skips(site, archive, local_results, tmp_path, capsys):
+    wf = workflow_module()
+    config = slurm_config(tmp_path, archive, adapt=True)  # adaptive: the job starts with the tasks
+    assert wf.main([config]) == 0  # the script's main(), in this process: no second interpreter to start
+    log = capsys.readouterr().err
+    assert "SLURM cluster: 1 jobs at most" in log and "#SBATCH" in log
+    assert "summary: 1 done, 0 partial, 0 skipped, 0 failed" in log
     out = tmp_path / "results" / "run.results.zarr"
     assert store_bytes(out) == local_results
     assert os.listdir(tmp_path / "worker-logs"), "no worker job ran"
     assert not site.wait_empty(), "worker jobs left behind"
 
     before = snapshot(out)
-    res = reprocess(config)  # complete: skipped, no cluster started, nothing written
-    assert res.returncode == 0, res.stderr
-    assert "summary: 0 done, 0 partial, 1 skipped, 0 failed" in res.stderr
-    assert "SLURM cluster" not in res.stderr and not site.job_ids()
+    assert wf.main([config]) == 0  # complete: skipped, no cluster started, nothing written
+    log = capsys.readouterr().err
+    assert "summary: 0 done, 0 partial, 1 skipped, 0 failed" in log
+    assert "SLURM cluster" not in log and not site.job_ids()
     assert snapshot(out) == before
+
+
+def n_workers(client) -> int:
+    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.workers))
 
 
 def test_cancelled_worker_job_is_replaced_with_identical_results(site, archive, local_results, tmp_path):
@@ -107,29 +108,25 @@ def test_cancelled_worker_job_is_replaced_with_identical_results(site, archive, 
     cfg = wf.load_config(slurm_config(tmp_path, archive))  # jobs = 1: the run needs the replacement
     cancelled = {}
 
-    def n_workers(client) -> int:
-        return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.workers))
+    def progress(done, total, frames):  # on the driver, while the worker has tasks
+        if done >= 2 and not cancelled:
+            cancelled.update(jobs=site.job_ids(), at=done)
+            site.run("scancel", *cancelled["jobs"])
+            # hold the driver until its only worker is gone: the chunks left need a new one
+            deadline = time.monotonic() + 30
+            while n_workers(client) and time.monotonic() < deadline:
+                time.sleep(0.05)
 
-    with dask.config.set({"distributed.deploy.lost-worker-timeout": "1s"}):  # default 15 s
-        client = wf.start_client(cfg["cluster"], "cpu")
-        try:
-            def progress(done, total, frames):  # on the driver, while the worker has tasks
-                if done >= 2 and not cancelled:
-                    cancelled.update(jobs=site.job_ids(), at=done)
-                    site.run("scancel", *cancelled["jobs"])
-                    # hold the driver until its only worker is gone: the chunks left need a new one
-                    deadline = time.monotonic() + 30
-                    while n_workers(client) and time.monotonic() < deadline:
-                        time.sleep(0.05)
-
-            report = run_job(archive, tmp_path / "r.zarr", client=client, progress=progress)
-            assert cancelled and cancelled["at"] < N_CHUNKS - 2, "the worker job was not cancelled part-way"
-            assert len(cancelled["jobs"]) == 1
-            assert report.complete and report.n_computed == report.n_chunks == N_CHUNKS
-            replacement = site.job_ids()
-            assert replacement and not replacement & cancelled["jobs"], "no replacement worker job"
-        finally:
-            close_client(client)
+    client = wf.start_client(cfg["cluster"], "cpu")
+    try:
+        report = run_job(archive, tmp_path / "r.zarr", client=client, progress=progress)
+        assert cancelled and cancelled["at"] < N_CHUNKS - 2, "the worker job was not cancelled part-way"
+        assert len(cancelled["jobs"]) == 1
+        assert report.complete and report.n_computed == report.n_chunks == N_CHUNKS
+        replacement = site.job_ids()
+        assert replacement and not replacement & cancelled["jobs"], "no replacement worker job"
+    finally:
+        close_client(client)
     assert not site.wait_empty(), "worker jobs left behind"
     assert job_status(tmp_path / "r.zarr")["complete"]
     assert store_bytes(tmp_path / "r.zarr") == local_results
