@@ -132,8 +132,11 @@ def test_cancelled_worker_job_is_replaced_with_identical_results(site, archive, 
     assert store_bytes(tmp_path / "r.zarr") == local_results
 
 
-def test_slurm_config_without_dask_jobqueue_is_a_usage_error(monkeypatch, tmp_path):
+def test_slurm_config_without_dask_jobqueue_or_with_bad_jobs_is_a_usage_error(monkeypatch, tmp_path):
     wf = workflow_module()
+    for jobs in (0, 1.5, "2"):
+        with pytest.raises(wf.ConfigError, match=rf"\[cluster\] jobs must be a positive integer .*got {jobs!r}"):
+            wf.load_config(slurm_config(tmp_path, "run.zarr", jobs=jobs))
     config = slurm_config(tmp_path, "run.zarr")
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # what a Python without it raises: ImportError
     with pytest.raises(wf.ConfigError, match=r"kind = 'slurm' needs dask-jobqueue: pip install"):

@@ -118,15 +118,15 @@ def _normalise(cfg: dict, base: str) -> dict:
 def _check_slurm(cluster: dict) -> None:
     """[cluster] kind = 'slurm': dask-jobqueue importable (imported only for this kind), ``jobs`` a
     positive integer, ``[cluster.slurm]`` a table of SLURMCluster arguments."""
-    try:
-        import dask_jobqueue  # noqa: F401
-    except ImportError:
-        raise ConfigError("[cluster] kind = 'slurm' needs dask-jobqueue: pip install 'magtrack-dask[slurm]'") from None
     jobs = cluster.setdefault("jobs", 1)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ConfigError(f"[cluster] jobs must be a positive integer (worker jobs); got {jobs!r}")
     if not isinstance(cluster.setdefault("slurm", {}), dict):
         raise ConfigError("[cluster.slurm] must be a table of SLURMCluster arguments (cores, memory, queue...)")
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        raise ConfigError("[cluster] kind = 'slurm' needs dask-jobqueue: pip install 'magtrack-dask[slurm]'") from None
 
 
 def _tracking(section: dict) -> dict:
