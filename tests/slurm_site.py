@@ -168,19 +168,20 @@ PartitionName={PARTITION} Nodes={name} Default=YES MaxTime=INFINITE State=UP
         """Jobs the controller still lists (pending, running or completing)."""
         return set(self.run("squeue", "-h", "-o", "%i").stdout.split())
 
-    def wait_empty(self, timeout_s: float = 15.0) -> set[str]:
-        """Wait until no job is listed; return those still listed at ``timeout_s``."""
+    def wait_gone(self, jobs: set[str] | None = None, timeout_s: float = 15.0) -> set[str]:
+        """Wait until none of ``jobs`` (default: none at all) is listed; return those still listed
+        at ``timeout_s``. A job leaves the list once slurmd has ended all its processes."""
         deadline = time.monotonic() + timeout_s
-        while (jobs := self.job_ids()) and time.monotonic() < deadline:
+        while (left := self.job_ids() if jobs is None else self.job_ids() & jobs) and time.monotonic() < deadline:
             time.sleep(0.1)
-        return jobs
+        return left
 
     def cancel_all(self, timeout_s: float = 15.0) -> set[str]:
         """Cancel every job of the partition; return the jobs still listed after ``timeout_s``."""
         if not self.job_ids():
             return set()
         self.run("scancel", f"--partition={PARTITION}", check=False)
-        return self.wait_empty(timeout_s)
+        return self.wait_gone(timeout_s=timeout_s)
 
     def logs(self, tail: int = 20) -> str:
         """The last lines of each daemon's log."""

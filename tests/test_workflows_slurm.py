@@ -6,8 +6,6 @@ import json
 import os
 import sys
 
-import time
-
 import dask
 import pytest
 
@@ -84,12 +82,12 @@ def test_job_on_slurm_equals_a_local_run_and_a_rerun_skips(site, archive, local_
     config = slurm_config(tmp_path, archive, adapt=True)  # adaptive: the job starts with the tasks
     assert wf.main([config]) == 0  # the script's main(), in this process: no second interpreter to start
     log = capsys.readouterr().err
-    assert "SLURM cluster: 1 jobs at most" in log and "#SBATCH" in log
+    assert "SLURM cluster: jobs=1, adapt=True" in log and "#SBATCH" in log
     assert "summary: 1 done, 0 partial, 0 skipped, 0 failed" in log
     out = tmp_path / "results" / "run.results.zarr"
     assert store_bytes(out) == local_results
     assert os.listdir(tmp_path / "worker-logs"), "no worker job ran"
-    assert not site.wait_empty(), "worker jobs left behind"
+    assert not site.wait_gone(), "worker jobs left behind"
 
     before = snapshot(out)
     assert wf.main([config]) == 0  # complete: skipped, no cluster started, nothing written
@@ -97,10 +95,6 @@ def test_job_on_slurm_equals_a_local_run_and_a_rerun_skips(site, archive, local_
     assert "summary: 0 done, 0 partial, 1 skipped, 0 failed" in log
     assert "SLURM cluster" not in log and not site.job_ids()
     assert snapshot(out) == before
-
-
-def n_workers(client) -> int:
-    return client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.workers))
 
 
 def test_cancelled_worker_job_is_replaced_with_identical_results(site, archive, local_results, tmp_path):
@@ -112,24 +106,35 @@ def test_cancelled_worker_job_is_replaced_with_identical_results(site, archive, 
         if done >= 2 and not cancelled:
             cancelled.update(jobs=site.job_ids(), at=done)
             site.run("scancel", *cancelled["jobs"])
-            # hold the driver until its only worker is gone: the chunks left need a new one
-            deadline = time.monotonic() + 30
-            while n_workers(client) and time.monotonic() < deadline:
-                time.sleep(0.05)
+            # hold the driver until the job's processes are gone: the chunks left need a new worker
+            cancelled["left"] = site.wait_gone(cancelled["jobs"], 30)
 
     client = wf.start_client(cfg["cluster"], "cpu")
     try:
         report = run_job(archive, tmp_path / "r.zarr", client=client, progress=progress)
         assert cancelled and cancelled["at"] < N_CHUNKS - 2, "the worker job was not cancelled part-way"
-        assert len(cancelled["jobs"]) == 1
+        assert len(cancelled["jobs"]) == 1 and not cancelled["left"]
         assert report.complete and report.n_computed == report.n_chunks == N_CHUNKS
         replacement = site.job_ids()
         assert replacement and not replacement & cancelled["jobs"], "no replacement worker job"
     finally:
         close_client(client)
-    assert not site.wait_empty(), "worker jobs left behind"
+    assert not site.wait_gone(), "worker jobs left behind"
     assert job_status(tmp_path / "r.zarr")["complete"]
     assert store_bytes(tmp_path / "r.zarr") == local_results
+
+
+def test_workers_that_never_arrive_fail_the_archive_and_leave_no_job(site, archive, tmp_path, capsys):
+    wf = workflow_module()
+    config = slurm_config(tmp_path, archive, wait_for_workers_s=3)
+    cfg = json.loads(open(config).read())
+    cfg["cluster"]["slurm"]["job_script_prologue"] = ["sleep 60"]  # the job runs, its worker does not come
+    open(config, "w").write(json.dumps(cfg))
+    assert wf.main([config]) == 1
+    log = capsys.readouterr().err
+    assert "SLURM cluster: jobs=1" in log and "summary: 0 done, 0 partial, 0 skipped, 1 failed" in log
+    assert os.listdir(tmp_path / "worker-logs"), "no worker job started"
+    assert not site.wait_gone(), "the worker job was left behind"
 
 
 def test_slurm_config_without_dask_jobqueue_or_with_bad_jobs_is_a_usage_error(monkeypatch, tmp_path):

@@ -199,7 +199,7 @@ def _slurm_client(cluster_cfg: dict):
     cluster = SLURMCluster(**cluster_cfg["slurm"])
     cluster.adapt(minimum_jobs=0 if cluster_cfg.get("adapt") else jobs, maximum_jobs=jobs)
     client = Client(cluster)
-    log.info("SLURM cluster: %s jobs%s; job script:\n%s", jobs, " at most" if cluster_cfg.get("adapt") else "",
+    log.info("SLURM cluster: jobs=%d, adapt=%s; job script:\n%s", jobs, bool(cluster_cfg.get("adapt")),
              cluster.job_script())
     if not cluster_cfg.get("adapt"):  # adaptive jobs start with the first tasks, not before
         try:
