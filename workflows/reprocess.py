@@ -102,6 +102,8 @@ def _normalise(cfg: dict, base: str) -> dict:
         raise ConfigError(f"[cluster] kind must be one of {CLUSTER_KINDS}; got {cluster['kind']!r}")
     if cluster["kind"] == "scheduler" and not cluster.get("address"):
         raise ConfigError("[cluster] kind = 'scheduler' needs address = 'tcp://host:8786'")
+    if cluster["kind"] == "slurm":
+        _check_slurm(cluster)
     tracking = _tracking(dict(cfg.get("tracking", {})))
     return {
         "input": {"archives": [absolute(p) for p in patterns]},
@@ -111,6 +113,20 @@ def _normalise(cfg: dict, base: str) -> dict:
         "tracking": tracking,
         "base": base,
     }
+
+
+def _check_slurm(cluster: dict) -> None:
+    """[cluster] kind = 'slurm': dask-jobqueue importable (imported only for this kind), ``jobs`` a
+    positive integer, ``[cluster.slurm]`` a table of SLURMCluster arguments."""
+    jobs = cluster.setdefault("jobs", 1)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ConfigError(f"[cluster] jobs must be a positive integer (worker jobs); got {jobs!r}")
+    if not isinstance(cluster.setdefault("slurm", {}), dict):
+        raise ConfigError("[cluster.slurm] must be a table of SLURMCluster arguments (cores, memory, queue...)")
+    try:
+        import dask_jobqueue  # noqa: F401
+    except ImportError:
+        raise ConfigError("[cluster] kind = 'slurm' needs dask-jobqueue: pip install 'magtrack-dask[slurm]'") from None
 
 
 def _tracking(section: dict) -> dict:
@@ -162,24 +178,36 @@ def start_client(cluster_cfg: dict, device: str):
     if kind == "scheduler":
         return connect(cluster_cfg["address"])
     if kind == "slurm":
-        try:
-            from dask_jobqueue import SLURMCluster  # only when asked for
-        except ImportError as err:
-            raise ConfigError("kind = 'slurm' needs dask-jobqueue: pip install 'magtrack-dask[slurm]'") from err
-        from distributed import Client
-
-        cluster = SLURMCluster(**cluster_cfg.get("slurm", {}))
-        jobs = cluster_cfg.get("jobs", 1)
-        if cluster_cfg.get("adapt"):
-            cluster.adapt(minimum_jobs=0, maximum_jobs=jobs)
-        else:
-            cluster.scale(jobs=jobs)
-        client = Client(cluster)
-        log.info("SLURM cluster: %s jobs requested; job script:\n%s", jobs, cluster.job_script())
-        client.wait_for_workers(1, timeout=cluster_cfg.get("wait_for_workers_s", 600))
-        return client
+        return _slurm_client(cluster_cfg)
     return start_cluster(cluster_cfg.get("workers"), gpu=device == "gpu",
                          dashboard_address=cluster_cfg.get("dashboard_address", ":0"))
+
+
+def _slurm_client(cluster_cfg: dict):
+    """A Client of a dask-jobqueue SLURMCluster of ``jobs`` worker jobs (``adapt``: 0 to ``jobs``).
+
+    The cluster is adaptive in both cases: Adaptive resubmits a worker job that ended early
+    (``scancel``, a failed node, its walltime) once the scheduler has given up its workers
+    (``distributed.deploy.lost-worker-timeout``), which a plain ``scale()`` does not do.
+    """
+    from dask_jobqueue import SLURMCluster  # checked when the config was read
+    from distributed import Client
+
+    from magtrack_dask.cluster import close_client
+
+    jobs = cluster_cfg["jobs"]
+    cluster = SLURMCluster(**cluster_cfg["slurm"])
+    cluster.adapt(minimum_jobs=0 if cluster_cfg.get("adapt") else jobs, maximum_jobs=jobs)
+    client = Client(cluster)
+    log.info("SLURM cluster: jobs=%d, adapt=%s; job script:\n%s", jobs, bool(cluster_cfg.get("adapt")),
+             cluster.job_script())
+    if not cluster_cfg.get("adapt"):  # adaptive jobs start with the first tasks, not before
+        try:
+            client.wait_for_workers(1, timeout=cluster_cfg.get("wait_for_workers_s", 600))
+        except BaseException:
+            close_client(client)  # its worker jobs are cancelled, not left queued
+            raise
+    return client
 
 
 # -- lock ---------------------------------------------------------------------------

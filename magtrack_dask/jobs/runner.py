@@ -224,7 +224,7 @@ class Job:
         try:
             for i, fut in window.finished():
                 if fut.status != "finished":
-                    self._fail(i, fut)
+                    self._raise_if_failed(i, fut)
                 book.add(i, fut)
                 n_returned += 1
                 frames += int(self.bounds[i + 1] - self.bounds[i])
@@ -238,11 +238,15 @@ class Job:
             book.save()  # also after a failure or an interrupt: those chunks are finished
         return book.n_computed
 
-    def _fail(self, i: int, fut) -> None:
-        """Raise :class:`JobFailed` for chunk ``i``, whose task did not finish."""
+    def _raise_if_failed(self, i: int, fut) -> None:
+        """Raise :class:`JobFailed` for chunk ``i`` if its task failed or was cancelled.
+
+        A task that finished, then lost its result with its worker (a cancelled
+        batch job, a killed process) before this loop took it, is not a failure:
+        the scheduler computes it again on another worker, and this waits for that.
+        """
         try:
             fut.result()
-            raise RuntimeError(f"task {fut.status}")
         except Exception as err:
             raise JobFailed(f"chunk {i} (frames {self.bounds[i]}-{self.bounds[i + 1] - 1}) failed: "
                             f"{type(err).__name__}: {err}") from err

@@ -99,6 +99,35 @@ def test_killed_worker_job_finishes_with_identical_bytes(client, many_chunks, un
     assert store_bytes(tmp_path / "r.zarr") == uninterrupted
 
 
+def test_results_lost_with_their_workers_are_computed_again(client, many_chunks, uninterrupted, tmp_path):
+    """Tasks that finished, then lost their results with their workers before the driver took
+    them (a cancelled batch job, a killed node), are computed again, not reported failed."""
+    lost = []
+
+    def in_flight(dask_scheduler):
+        return sum(len(ws.processing) for ws in dask_scheduler.workers.values())
+
+    def in_memory(dask_scheduler):
+        return sum(ts.state == "memory" for ts in dask_scheduler.tasks.values())
+
+    def progress(done, total, frames):  # on this process: the results of the tasks in flight wait
+        if done >= 10 and not lost:
+            while client.run_on_scheduler(in_flight):  # every task in flight finishes, on its worker
+                time.sleep(0.01)
+            lost.append(client.run_on_scheduler(in_memory))
+            old = client.run(os.getpid)
+            for pid in old.values():
+                os.kill(pid, signal.SIGKILL)  # every worker process: their results are gone
+            while set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.workers))) & set(old):
+                time.sleep(0.01)
+
+    report = run_job(many_chunks, tmp_path / "r.zarr", client=client, progress=progress)
+    assert lost and lost[0] > 0, "no finished result was lost"
+    assert report.complete and report.n_computed == report.n_chunks == 150
+    client.wait_for_workers(2, timeout=60)  # the nannies start new worker processes
+    assert store_bytes(tmp_path / "r.zarr") == uninterrupted
+
+
 def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrupted, tmp_path):
     out = str(tmp_path / "killed.zarr")
     proc = subprocess.Popen(
