@@ -1,0 +1,1 @@
+"""After tracking: reference-bead drift, extension, force calibration, whole-store analysis."""
