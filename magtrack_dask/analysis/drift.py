@@ -19,10 +19,11 @@ from magtrack_dask.core.flags import Flag
 from magtrack_dask.jobs.summary import STUCK_STD_PX, stuck_beads
 from magtrack_dask.validation import InputError, InputTypeError, check_fraction, check_positive
 
-__all__ = ["correct_drift", "select_reference_beads"]
+__all__ = ["XY_BAD_FLAGS", "correct_drift", "select_reference_beads"]
 
 _COORDS = ("x", "y", "z")
-_XY_BAD = int(Flag.XY_NOT_FOUND | Flag.SATURATED | Flag.NEAR_ROI_EDGE | Flag.INPUT_UNREADABLE)
+#: Flags that make a frame's x, y untrustworthy (all but the Z-LUT one).
+XY_BAD_FLAGS = int(Flag.XY_NOT_FOUND | Flag.SATURATED | Flag.NEAR_ROI_EDGE | Flag.INPUT_UNREADABLE)
 _SELECTION_FRAMES = 20000  # frames sampled to rank the beads' spreads: enough for a standard deviation
 _N_SEEDS = 3  # the lowest-spread beads that refine the first common-motion estimate
 
@@ -40,7 +41,7 @@ def _positions(ds: xr.Dataset, beads: Sequence[int], frames=slice(None)) -> np.n
                     np.full((len(beads), sub.sizes["frame"]), np.nan) for c in _COORDS], axis=-1)
     if "flags" in sub:
         flags = np.asarray(sub["flags"].values).astype(np.int64)
-        xyz[..., :2][(flags & _XY_BAD) != 0] = np.nan
+        xyz[..., :2][(flags & XY_BAD_FLAGS) != 0] = np.nan
         xyz[..., 2][flags != 0] = np.nan
     return xyz
 
