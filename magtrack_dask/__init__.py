@@ -53,6 +53,13 @@ _LAZY = {
     "load_zlut": "zlut",
     "save_zlut": "zlut",
     "run_job": "jobs.prepare",
+    "ForceCalibration": "analysis.force",
+    "calibrate_force": "analysis.force",
+    "simulate_drift": "sim.brownian",
+    "simulate_tethered_bead": "sim.brownian",
+    "analyze": "analysis.analyze",
+    "correct_drift": "analysis.drift",
+    "extension": "analysis.extension",
     "summarize_results": "jobs.summary",
 }
 
