@@ -91,8 +91,12 @@ def _gap_fill(x: np.ndarray) -> tuple[np.ndarray | None, int]:
     return x, n_bad
 
 
-def _bead_task(x, ext, labels, n_plateaus, length_nm, options) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Every plateau of one bead: values ``(plateau, field)``, flags ``(plateau,)``, ``{plateau: warnings}``."""
+def _bead_task(x, ext, labels, n_plateaus, length_nm, options,
+               surface_plateau: bool) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Every plateau of one bead: values ``(plateau, field)``, flags ``(plateau,)``, ``{plateau: warnings}``.
+
+    With ``surface_plateau`` the lowest plateau is the extension's zero: it has no length of its own.
+    """
     from magtrack_dask.analysis.force import MIN_FRAMES, calibrate_force
 
     values = np.full((n_plateaus, len(_FIELDS)), np.nan)
@@ -101,9 +105,12 @@ def _bead_task(x, ext, labels, n_plateaus, length_nm, options) -> tuple[np.ndarr
     x, ext = np.asarray(x, dtype=float), np.asarray(ext, dtype=float)
     for p in range(n_plateaus):
         sel = labels == p
-        with np.errstate(all="ignore"):
-            values[p, 5] = np.nanmedian(ext[sel]) if np.isfinite(ext[sel]).any() else np.nan
-        length = values[p, 5] if length_nm is None else length_nm
+        finite = np.isfinite(ext[sel]).any()
+        values[p, 5] = np.nanmedian(ext[sel]) if finite else np.nan
+    lowest = int(np.nanargmin(values[:, 5])) if surface_plateau and np.isfinite(values[:, 5]).any() else -1
+    for p in range(n_plateaus):
+        sel = labels == p
+        length = (values[p, 5] if p != lowest else np.nan) if length_nm is None else length_nm
         values[p, 6], values[p, 7] = length, sel.sum()
         trace, n_bad = _gap_fill(x[sel])
         if trace is None or trace.size < MIN_FRAMES:
@@ -113,7 +120,8 @@ def _bead_task(x, ext, labels, n_plateaus, length_nm, options) -> tuple[np.ndarr
             continue
         if not np.isfinite(length) or length <= 0:
             flags[p] |= ANALYSIS_FLAGS["no_length"]
-            notes[p] = "no extension (no z?) to use as the tether length: pass length_nm"
+            notes[p] = ("the lowest plateau: the surface, no length of its own (pass length_nm or surface_frames)"
+                        if p == lowest else "no extension (no z?) to use as the tether length: pass length_nm")
             continue
         try:
             cal = calibrate_force(trace, length_nm=float(length), **options)
@@ -176,7 +184,9 @@ def analyze(
         CSV of time, magnet position, rotation (:mod:`~magtrack_dask.analysis.magnet`).
     length_nm : float, optional
         Pendulum length for every bead and plateau; default each one's measured
-        median extension (``length_nm`` in the output says which was used).
+        median extension (``length_nm`` in the output says which was used),
+        above the surface of ``surface_frames``, else of the magnet log's
+        lowest plateau (which then has no length: flag ``no_length``).
     axis : {'x', 'y'}, optional
         The lateral direction calibrated (see ``calibrate_force`` for which
         direction relative to the field its length means).
@@ -233,14 +243,18 @@ def analyze(
                "temperature_k": temperature_k, "viscosity_pa_s": viscosity_pa_s, "method": method}
     trace = _trace_nm(ds, axis, pixel_size_nm)
     plateaus = _plateaus(ds, magnet_log, settle_s)
+    surface_plateau = surface_frames is None
+    if length_nm is None and surface_plateau and len(plateaus.position) < 2:
+        raise InputError("length_nm: without a magnet log of two or more plateaus the surface is unknown; "
+                         "pass length_nm or surface_frames")
     ext = extension(ds, surface_frames=surface_frames, focal_shift=focal_shift,
                     plateaus=None if surface_frames is not None else plateaus.labels)
     n_plateaus = len(plateaus.position)
     refs = set(ds.attrs.get("reference_beads", []))
     ids = [int(b) for b in ds["bead"].values]
     task = dask.delayed(_bead_task, pure=True)
-    tasks = [task(trace.isel(bead=i).data, ext.isel(bead=i).data, plateaus.labels, n_plateaus, length_nm, options)
-             for i, b in enumerate(ids) if b not in refs]
+    tasks = [task(trace.isel(bead=i).data, ext.isel(bead=i).data, plateaus.labels, n_plateaus, length_nm, options,
+                  surface_plateau and length_nm is None) for i, b in enumerate(ids) if b not in refs]
     done = iter(dask.compute(*tasks, scheduler=client) if tasks else ())
     values = np.full((len(ids), n_plateaus, len(_FIELDS)), np.nan)
     flags = np.zeros((len(ids), n_plateaus), np.uint8)
@@ -269,8 +283,15 @@ def _check_out(out, overwrite: bool) -> None:
 def _write(result: xr.Dataset, out) -> None:
     from magtrack_dask.io.paths import remove_store
 
+    import warnings
+
+    import zarr
+
     remove_store(out, "out")
     result.to_zarr(os.fspath(out), mode="w", zarr_format=3, consolidated=False)
+    with warnings.catch_warnings():  # "not part of the v3 spec": xarray reads it, others ignore it
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        zarr.consolidate_metadata(os.fspath(out))
 
 
 def _assemble(ds, plateaus, values, flags, notes, options, **params) -> xr.Dataset:

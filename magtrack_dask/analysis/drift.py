@@ -299,7 +299,7 @@ def correct_drift(
         drift = drift - _nanmedian(drift, axis=0)
     if not np.isfinite(drift[:, 2]).any() and "z" in ds and np.isfinite(ds["z"].values).any():
         warn.append("no reference bead has a z: z_corrected is NaN")
-    return _assemble(ds, drift, used=[ids[chosen[b]] for b in keep],
+    return _assemble(ds, drift, used=sorted(ids[chosen[b]] for b in keep),
                      rejected={ids[chosen[b]]: r for b, r in rejected.items()},
                      residual=_leave_one_out_rms(xyz[keep]), n_gaps=n_gaps, warn=warn)
 
