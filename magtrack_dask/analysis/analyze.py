@@ -236,17 +236,18 @@ def analyze(
         check_positive(length_nm, "length_nm", "nm")
     if out is not None:
         _check_out(out, overwrite)
+    check_choice(method, "method", ("psd", "allan", "equipartition"))
     ds = _open(results)
-    if "x_corrected" not in ds:
-        ds = correct_drift(ds, reference_beads)
     options = {"fs_hz": _frame_rate(ds, fs_hz), "radius_nm": radius_nm, "exposure_s": exposure_s,
                "temperature_k": temperature_k, "viscosity_pa_s": viscosity_pa_s, "method": method}
-    trace = _trace_nm(ds, axis, pixel_size_nm)
-    plateaus = _plateaus(ds, magnet_log, settle_s)
+    plateaus = _plateaus(ds, magnet_log, settle_s)  # bad input fails before the drift work
     surface_plateau = surface_frames is None
     if length_nm is None and surface_plateau and len(plateaus.position) < 2:
         raise InputError("length_nm: without a magnet log of two or more plateaus the surface is unknown; "
                          "pass length_nm or surface_frames")
+    if "x_corrected" not in ds:
+        ds = correct_drift(ds, reference_beads)
+    trace = _trace_nm(ds, axis, pixel_size_nm)
     ext = extension(ds, surface_frames=surface_frames, focal_shift=focal_shift,
                     plateaus=None if surface_frames is not None else plateaus.labels)
     n_plateaus = len(plateaus.position)
