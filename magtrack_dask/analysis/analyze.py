@@ -19,7 +19,7 @@ from magtrack_dask.analysis.extension import FOCAL_SHIFT_OIL_WATER, extension
 from magtrack_dask.analysis.magnet import Plateaus, read_magnet_log, split_plateaus
 from magtrack_dask.validation import InputError, InputTypeError, check_choice, check_positive
 
-__all__ = ["ANALYSIS_FLAGS", "MAX_GAP_FRACTION", "analyze"]
+__all__ = ["ANALYSIS_FLAGS", "MAX_GAP_FRACTION", "analyze", "corrected_nm"]
 
 #: Bits of the analysis' ``flags`` (bead, plateau).
 ANALYSIS_FLAGS = {"reference_bead": 1, "too_few_frames": 2, "no_length": 4, "calibration_warning": 8,
@@ -56,15 +56,16 @@ def _frame_rate(ds: xr.Dataset, fs_hz: float | None) -> float:
     raise InputError("fs_hz: the results have no frame rate or frame times; pass fs_hz")
 
 
-def _trace_nm(ds: xr.Dataset, axis: str, pixel_size_nm: float | None) -> xr.DataArray:
-    """The drift-corrected lateral position (nm), NaN where x, y are flagged."""
+def corrected_nm(ds: xr.Dataset, axis: str, pixel_size_nm: float | None = None, *,
+                 mask: bool = True) -> xr.DataArray:
+    """The drift-corrected lateral position ``axis`` (nm), NaN where x, y are flagged when ``mask``."""
     if f"{axis}_nm_corrected" in ds and pixel_size_nm is None:
         trace = ds[f"{axis}_nm_corrected"]
     elif pixel_size_nm is not None:
         trace = ds[f"{axis}_corrected"] * check_positive(pixel_size_nm, "pixel_size_nm", "nm")
     else:
         raise InputError("pixel_size_nm: the results have no pixel size (x_nm); pass pixel_size_nm")
-    if "flags" in ds:
+    if mask and "flags" in ds:
         trace = trace.where((ds["flags"] & XY_BAD_FLAGS) == 0)
     return trace
 
@@ -247,7 +248,7 @@ def analyze(
                          "pass length_nm or surface_frames")
     if "x_corrected" not in ds:
         ds = correct_drift(ds, reference_beads)
-    trace = _trace_nm(ds, axis, pixel_size_nm)
+    trace = corrected_nm(ds, axis, pixel_size_nm)
     ext = extension(ds, surface_frames=surface_frames, focal_shift=focal_shift,
                     plateaus=None if surface_frames is not None else plateaus.labels)
     n_plateaus = len(plateaus.position)
@@ -267,7 +268,7 @@ def analyze(
         values[i], flags[i], bead_notes = next(done)
         notes.update({f"{b}/{p}": text for p, text in bead_notes.items()})
     result = _assemble(ds, plateaus, values, flags, notes, options, length_nm=length_nm, axis=axis,
-                       focal_shift=focal_shift, magnet_log=magnet_log)
+                       focal_shift=focal_shift, settle_s=float(settle_s), magnet_log=magnet_log)
     if out is not None:
         _write(result, out)
     return result
