@@ -275,8 +275,15 @@ def test_demo_smoke(tmp_path):
     assert m, res.stdout
     x, y, z = map(float, m.groups())
     assert x < 5 and y < 5 and z < 80
-    assert sorted(os.listdir(out)) == ["archive.zarr", "calibration.zarr", "plots", "results.zarr", "zlut.zarr"]
-    assert sorted(os.listdir(out / "plots")) == ["errors.png", "traces.png", "xy.png", "zlut.png"]
+    assert sorted(os.listdir(out)) == ["analysis.zarr", "archive.zarr", "calibration.zarr", "magnet_log.csv", "plots",
+                                       "results.zarr", "zlut.zarr"]
+    assert sorted(os.listdir(out / "plots")) == ["calibration_bead_000.png", "corrected_traces.png", "errors.png",
+                                                 "force_vs_magnet.png", "traces.png", "xy.png", "zlut.png"]
+    forces = re.findall(r"plateau (\d), magnet [\d.]+ mm: true ([\d.]+) pN, measured \(PSD fit\) (.*) pN", res.stdout)
+    assert [p for p, _, _ in forces] == ["1", "2"], res.stdout
+    for _, true, measured in forces:
+        for f, e in (map(float, m.split(" ± ")) for m in measured.split(", ")):
+            assert abs(f - float(true)) < 4 * e
     assert zarr.open_group(str(out / "results.zarr"))["_job"].attrs["complete"]
 
 

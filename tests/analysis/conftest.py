@@ -58,51 +58,11 @@ def results_dataset(*, n_beads=20, n_frames=4000, stuck=(2, 7, 13), seed=0, drif
 
 
 RADIUS_NM = 1400.0
-SURFACE_NM = 250.0  # z of the surface in Z-LUT units
 
 
-def force_results(path_log, *, forces=(None, 1.0, 4.0), lengths=(0.0, 900.0, 1000.0), frames_per_plateau=2000,
-                  tethered=(0, 1, 2), stuck=(3, 4, 5), seed=0):
-    """(ds, truth): beads under a stage drift with one force per magnet plateau, and the magnet log CSV.
+def force_results(path_log, **options):
+    """(ds, truth) of :func:`magtrack_dask.sim.forces.simulate_force_results`: 3 tethered beads (0-2), 3 stuck
+    (3-5); plateau 0 on the surface, then 1 and 4 pN at 900 and 1000 nm."""
+    from magtrack_dask.sim.forces import simulate_force_results
 
-    Plateau 0 (``None``) has the beads on the surface (magnets far away); the tethered beads' lateral traces
-    come from :func:`magtrack_dask.sim.brownian.simulate_tethered_bead` at each plateau's force, their z is
-    the surface plus the length over the focal shift 0.88. ``truth['force']``: (plateau,) pN.
-    """
-    from magtrack_dask.sim.brownian import simulate_drift, simulate_tethered_bead
-
-    rng = np.random.default_rng(seed)
-    n_beads, n_frames = len(tethered) + len(stuck), frames_per_plateau * len(forces)
-    x_nm, y_nm = rng.normal(0, 1.0, (2, n_beads, n_frames))  # tracking noise
-    z = SURFACE_NM + rng.normal(0, 2.0, (n_beads, n_frames))
-    for b in tethered:
-        for p, (force, length) in enumerate(zip(forces, lengths)):
-            sl = slice(p * frames_per_plateau, (p + 1) * frames_per_plateau)
-            if force is None:
-                continue
-            bead = simulate_tethered_bead(force, length_nm=length, radius_nm=RADIUS_NM, fs_hz=FS_HZ,
-                                          n_frames=frames_per_plateau, seed=rng)
-            x_nm[b, sl] += bead.x_nm
-            y_nm[b, sl] += bead.y_nm
-            z[b, sl] += length / 0.88
-    drift = simulate_drift(n_frames, fs_hz=FS_HZ, velocity_nm_per_s=(8.0, -5.0, 3.0), seed=rng)
-    anchors = rng.uniform(50, 950, (2, n_beads, 1)) * PX_NM
-    x = (anchors[0] + x_nm + drift[0]) / PX_NM
-    y = (anchors[1] + y_nm + drift[1]) / PX_NM
-    z = z + drift[2]
-    t = 10.0 + np.arange(n_frames) / FS_HZ
-    bf = ("bead", "frame")
-    ds = xr.Dataset(
-        {"x": (bf, x, {"units": "px"}), "y": (bf, y, {"units": "px"}), "z": (bf, z, {"units": "nm"}),
-         "x_nm": (bf, x * PX_NM, {"units": "nm"}), "y_nm": (bf, y * PX_NM, {"units": "nm"}),
-         "flags": (bf, np.zeros(x.shape, np.uint8), {"units": "1"})},
-        coords={"bead": np.arange(n_beads), "frame": np.arange(n_frames), "time": ("frame", t, {"units": "s"})},
-        attrs={"pixel_size_nm": PX_NM, "frame_rate_hz": FS_HZ},
-    )
-    positions = [10.0, 2.0, 1.0][: len(forces)]  # mm: magnets far, then closer
-    with open(path_log, "w") as f:
-        f.write("time_s,magnet_position_mm,rotation_turns\n")
-        for p, pos in enumerate(positions):
-            f.write(f"{t[0] - 1 + (p and p * frames_per_plateau / FS_HZ + 1)},{pos},0\n")
-        f.write(f"{t[-1] + 0.5},{positions[-1]},0\n")
-    return ds, {"force": np.array([np.nan if f is None else f for f in forces]), "length": np.array(lengths)}
+    return simulate_force_results(path_log, radius_nm=RADIUS_NM, fs_hz=FS_HZ, pixel_size_nm=PX_NM, **options)

@@ -27,7 +27,7 @@ def test_forces_per_bead_and_plateau(recording, analysis):
     _, truth, _ = recording
     res, _ = analysis
     assert dict(res.sizes) == {"bead": 6, "plateau": 3}
-    np.testing.assert_array_equal(res["magnet_position"].values, [10.0, 2.0, 1.0])
+    np.testing.assert_allclose(res["magnet_position"].values, truth["positions_mm"], rtol=1e-5)
     np.testing.assert_array_equal(res["first_frame"].values, [0, 2000, 4000])
     assert res.attrs["reference_beads"] == [3, 4, 5] and res["is_reference"].values.tolist() == [0, 0, 0, 1, 1, 1]
     assert np.all(res["flags"].values[3:] == ANALYSIS_FLAGS["reference_bead"])
