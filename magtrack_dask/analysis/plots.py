@@ -91,22 +91,22 @@ def _draw_allan(ax, calibration) -> None:
     ax.legend(fontsize="small")
 
 
-def plot_psd(calibration, path=None, *, title: str = "Power spectrum"):
-    """The blocked power spectrum of a :class:`~magtrack_dask.analysis.force.ForceCalibration` and its model."""
+def _one_panel(draw, calibration, path, title: str):
     fig = _figure(figsize=(6.4, 4.6))
     ax = fig.subplots()
-    _draw_psd(ax, calibration)
+    draw(ax, calibration)
     ax.set_title(title)
     return _save(fig, path)
+
+
+def plot_psd(calibration, path=None, *, title: str = "Power spectrum"):
+    """The blocked power spectrum of a :class:`~magtrack_dask.analysis.force.ForceCalibration` and its model."""
+    return _one_panel(_draw_psd, calibration, path, title)
 
 
 def plot_allan(calibration, path=None, *, title: str = "Allan deviation"):
     """The Allan deviation of a :class:`~magtrack_dask.analysis.force.ForceCalibration` and its model."""
-    fig = _figure(figsize=(6.4, 4.6))
-    ax = fig.subplots()
-    _draw_allan(ax, calibration)
-    ax.set_title(title)
-    return _save(fig, path)
+    return _one_panel(_draw_allan, calibration, path, title)
 
 
 def plot_calibration(calibration, path=None, *, title: str = "Force calibration"):
