@@ -248,6 +248,10 @@ def analyze(
                          "pass length_nm or surface_frames")
     if "x_corrected" not in ds:
         ds = correct_drift(ds, reference_beads)
+    elif not (isinstance(reference_beads, str) and reference_beads == "auto") and sorted(
+            reference_beads) != sorted(ds.attrs.get("reference_beads", [])):
+        raise InputError(f"reference_beads: results already drift-corrected with beads "
+                         f"{ds.attrs.get('reference_beads')}; pass 'auto' or the uncorrected results")
     trace = corrected_nm(ds, axis, pixel_size_nm)
     ext = extension(ds, surface_frames=surface_frames, focal_shift=focal_shift,
                     plateaus=None if surface_frames is not None else plateaus.labels)

@@ -86,5 +86,9 @@ def test_bad_input(recording, tmp_path):
         analyze(ds, radius_nm=RADIUS_NM)
     with pytest.raises(InputError, match=r"bead\(s\) 9 are not in the results"):
         analyze(ds, radius_nm=RADIUS_NM, length_nm=1000.0, reference_beads=[3, 9])
+    from magtrack_dask.analysis.drift import correct_drift
+
+    with pytest.raises(InputError, match=r"already drift-corrected with beads \[3, 4\]"):
+        analyze(correct_drift(ds, [3, 4]), radius_nm=RADIUS_NM, length_nm=1000.0, reference_beads=[3, 5])
     with pytest.raises(InputError, match="axis"):
         analyze(ds, radius_nm=RADIUS_NM, length_nm=1000.0, axis="z")
