@@ -1,15 +1,19 @@
 """Force calibration from a tethered bead's lateral fluctuations.
 
 A bead on a tether of length ``L`` pulled with force ``F`` fluctuates sideways in a
-trap of stiffness ``kappa = F / L`` (the inverted pendulum; along the magnetic
-field, where the bead does not rotate). :func:`calibrate_force` measures ``kappa``
-from the bead's x trace (nm) and returns ``F = kappa L`` with its uncertainty:
+trap of stiffness ``kappa = F / L`` (an inverted pendulum). That holds for motion
+perpendicular to the magnetic field, where the bead rotates freely; along the
+field its magnetic moment stops it rotating and the pendulum is ``L + r`` long
+(Daldrop et al. 2015, Biophys. J. 108, 2550), so pass ``length_nm = L + r`` for
+that axis. :func:`calibrate_force` measures ``kappa`` from one lateral trace (nm)
+and returns ``F = kappa * length_nm`` with its uncertainty:
 
 * ``"psd"`` (default): maximum-likelihood fit of the blocked periodogram with its
   exact expectation for a camera with aliasing and motion blur
   (:mod:`.psd`, Lansdorp & Saleh 2012; Norrelykke & Flyvbjerg 2010).
-* ``"allan"``: maximum-likelihood fit of the overlapping Allan variance at octave
-  spaced averaging times with its exact, blur-aware expectation (:mod:`.allan`).
+* ``"allan"``: fit of the overlapping Allan variance at octave spaced averaging
+  times with its exact, blur-aware expectation (:mod:`.allan`); the uncertainties
+  account for the correlation between octaves.
 * ``"equipartition"``: ``kappa = k_B T / var(x)``. The camera's blur shrinks the
   variance when the corner frequency approaches ``1 / exposure``, so this
   overestimates the force there; the result then carries a warning with the
@@ -98,15 +102,18 @@ class _Setup:
     """The checked inputs and the trap's fixed quantities."""
 
     x: np.ndarray
-    fs_hz: float
-    exposure_s: float
-    length_nm: float
-    radius_nm: float
-    temperature_k: float
-    viscosity_pa_s: float
+    conditions: dict  # the checked scalar inputs, named as in ForceCalibration
     kt: float
     stokes: float
     fixed_drag: float | None  # None when the drag is fitted
+
+    @property
+    def fs_hz(self) -> float:
+        return self.conditions["fs_hz"]
+
+    @property
+    def exposure_s(self) -> float:
+        return self.conditions["exposure_s"]
 
     def params(self, theta: np.ndarray) -> tuple[float, float]:
         """(kappa, gamma) from the fitted log-parameters."""
@@ -126,13 +133,13 @@ def calibrate_force(x_nm: Any, *, fs_hz: float, length_nm: float, radius_nm: flo
     Parameters
     ----------
     x_nm : array_like, shape (n_frames,)
-        The bead's position along the magnetic field (nm), at a constant force, drift
-        removed. NaN or infinite values raise :class:`~magtrack_dask.validation.InputError`
+        The bead's lateral position (nm) at a constant force, drift removed. NaN or infinite values raise :class:`~magtrack_dask.validation.InputError`
         (drop or fill the frames first: a gap changes the spectrum).
     fs_hz : float
         Frame rate (Hz).
     length_nm : float
-        Tether length (nm): ``F = kappa * length_nm``.
+        Pendulum length (nm): the tether length for the axis perpendicular to the field,
+        tether length plus bead radius along it. ``F = kappa * length_nm``.
     radius_nm : float
         Bead radius (nm), for Stokes' drag.
     exposure_s : float, optional
@@ -164,14 +171,13 @@ def calibrate_force(x_nm: Any, *, fs_hz: float, length_nm: float, radius_nm: flo
     corner = _corner_hz(setup, corner_fit)
     if allan_data is None:
         allan_data = _allan_points(setup)
-    warnings = _warnings(setup, method, spectrum_fit, corner_fit, kappa, rel_err)
+    warnings = _warnings(setup, method, spectrum_fit, corner_fit, rel_err)
+    length = setup.conditions["length_nm"]
     return ForceCalibration(
-        method=method, force_pn=kappa * setup.length_nm, force_pn_err=kappa * rel_err * setup.length_nm,
+        method=method, force_pn=kappa * length, force_pn_err=kappa * rel_err * length,
         stiffness_pn_per_nm=kappa, stiffness_pn_per_nm_err=kappa * rel_err,
         corner_hz=corner[0], corner_hz_err=corner[1], drag_pn_s_per_nm=gamma,
-        drag_ratio=gamma / setup.stokes, drag=drag, n_samples=setup.x.size, fs_hz=setup.fs_hz,
-        exposure_s=setup.exposure_s, length_nm=setup.length_nm, radius_nm=setup.radius_nm,
-        temperature_k=setup.temperature_k, viscosity_pa_s=setup.viscosity_pa_s,
+        drag_ratio=gamma / setup.stokes, drag=drag, n_samples=setup.x.size, **setup.conditions,
         warnings=tuple(warnings), frequencies_hz=spectrum[0], psd_nm2_per_hz=spectrum[1],
         psd_model_nm2_per_hz=_spectrum_model(setup, kappa, gamma, spectrum[2]),
         taus_s=allan_data[0] / setup.fs_hz, allan_deviation_nm=np.sqrt(allan_data[1]),
@@ -206,9 +212,10 @@ def _check_inputs(x_nm, fs_hz, length_nm, radius_nm, exposure_s, temperature_k, 
     stokes = stokes_drag(radius_nm, viscosity_pa_s)
     fixed = {"fit": None, "stokes": stokes,
              "faxen": stokes * faxen_lateral_factor(radius_nm, length_nm + radius_nm)}[drag]
-    return _Setup(x=x, fs_hz=fs_hz, exposure_s=min(exposure, 1.0 / fs_hz), length_nm=length_nm,
-                  radius_nm=radius_nm, temperature_k=temperature_k, viscosity_pa_s=viscosity_pa_s,
-                  kt=thermal_energy(temperature_k), stokes=stokes, fixed_drag=fixed)
+    conditions = dict(fs_hz=fs_hz, exposure_s=min(exposure, 1.0 / fs_hz), length_nm=length_nm,
+                      radius_nm=radius_nm, temperature_k=temperature_k, viscosity_pa_s=viscosity_pa_s)
+    return _Setup(x=x, conditions=conditions, kt=thermal_energy(temperature_k), stokes=stokes,
+                  fixed_drag=fixed)
 
 
 def _theta0(setup: _Setup) -> np.ndarray:
@@ -243,22 +250,29 @@ def _allan_points(setup: _Setup) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _fit_allan(setup: _Setup) -> tuple[GammaFit, tuple[np.ndarray, np.ndarray]]:
+    """ML fit of the Allan variance, uncertainties from the octaves' covariance."""
     m, avar = _allan_points(setup)
     shape = allan.allan_edf(setup.x.size, m) / 2
+    expected_psd = psd.ExpectedPeriodogram(setup.x.size, setup.fs_hz)
 
     def model(theta):
-        kappa, gamma = setup.params(theta)
-        return allan.expected_allan_variance(setup.covariance(kappa, gamma), m)
+        return allan.expected_allan_variance(setup.covariance(*setup.params(theta)), m)
 
-    return fit_gamma_mle(model, avar, shape, _theta0(setup)), (m, avar)
+    def data_covariance(theta):
+        spectrum = expected_psd(setup.covariance(*setup.params(theta)))
+        return allan.allan_covariance(spectrum, setup.x.size, setup.fs_hz, m)
+
+    return fit_gamma_mle(model, avar, shape, _theta0(setup), data_covariance), (m, avar)
 
 
 def _corner_hz(setup: _Setup, fit: GammaFit) -> tuple[float, float]:
     """Corner frequency ``kappa / (2 pi gamma)`` (Hz) and its standard deviation."""
     kappa, gamma = setup.params(fit.theta)
-    cov = fit.covariance
-    var_log = cov[0, 0] if setup.fixed_drag is not None else cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     corner = kappa / (2 * math.pi * gamma)
+    cov = fit.covariance
+    if not np.all(np.isfinite(cov)):
+        return corner, math.inf
+    var_log = cov[0, 0] if setup.fixed_drag is not None else cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
     return corner, corner * math.sqrt(max(var_log, 0.0))
 
 
@@ -270,14 +284,17 @@ def _equipartition_rel_err(setup: _Setup, kappa: float, gamma: float) -> float:
     return math.sqrt(var_of_var) / r[0]
 
 
-def _warnings(setup: _Setup, method: str, spectrum_fit: GammaFit, fit: GammaFit, kappa: float,
+def _warnings(setup: _Setup, method: str, spectrum_fit: GammaFit, fit: GammaFit,
               rel_err: float) -> list[str]:
     """What the user must know about this number."""
     out = []
-    corner, _ = _corner_hz(setup, spectrum_fit)
+    corner, corner_err = _corner_hz(setup, spectrum_fit)
     alpha = 2 * math.pi * corner * setup.exposure_s
     bias = 1.0 / blur_variance_factor(alpha) - 1.0
-    if method == "equipartition" and bias > BLUR_WARN:
+    if method == "equipartition" and not corner_err < corner:
+        out.append("equipartition may be biased by motion blur: the corner frequency could not be "
+                   "measured (try drag='stokes' for a bead far above the Nyquist frequency)")
+    elif method == "equipartition" and bias > BLUR_WARN:
         out.append(f"equipartition biased by motion blur: corner frequency {corner:.3g} Hz vs exposure "
                    f"{setup.exposure_s:.3g} s (2 pi f_c W = {alpha:.2g}) shrinks the variance, force "
                    f"overestimated by about {bias:+.0%}; use method='psd' or 'allan'")

@@ -3,8 +3,9 @@
 The bead (:func:`simulate_tethered_bead`) moves in x and y as an overdamped
 particle in a harmonic trap, ``gamma dx/dt = -kappa x + sqrt(2 k_B T gamma) xi(t)``,
 with Stokes' drag ``gamma = 6 pi eta r`` (times ``drag_factor``, e.g. Faxen's wall
-correction) and stiffness ``kappa = F / L`` in both axes (the inverted pendulum;
-the extra rotation freedom perpendicular to the field is not modelled). Each frame
+correction) and stiffness ``kappa = F / L`` in both axes (an inverted pendulum;
+in an instrument the axis along the field has ``F / (L + r)``, which a caller
+gets by passing ``length_nm = L + r``). Each frame
 interval ``1 / fs`` is cut into ``oversample`` substeps on which the process is
 advanced with its exact Ornstein-Uhlenbeck transition, together with the exact
 integral of the path over the substep (the pair is jointly Gaussian), so the
