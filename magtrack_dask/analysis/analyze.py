@@ -189,8 +189,9 @@ def analyze(
         above the surface of ``surface_frames``, else of the magnet log's
         lowest plateau (which then has no length: flag ``no_length``).
     axis : {'x', 'y'}, optional
-        The lateral direction calibrated (see ``calibrate_force`` for which
-        direction relative to the field its length means).
+        The lateral direction calibrated: the one perpendicular to the
+        magnetic field, whose pendulum length is the extension (along the field
+        it is the extension plus the bead radius: pass ``length_nm`` then).
     method : {'psd', 'allan', 'equipartition'}, optional
     exposure_s, temperature_k, viscosity_pa_s : float, optional
         Passed to ``calibrate_force`` (exposure default: the frame interval).
