@@ -57,6 +57,9 @@ _LAZY = {
     "calibrate_force": "analysis.force",
     "simulate_drift": "sim.brownian",
     "simulate_tethered_bead": "sim.brownian",
+    "analyze": "analysis.analyze",
+    "correct_drift": "analysis.drift",
+    "extension": "analysis.extension",
     "summarize_results": "jobs.summary",
     "find_beads": "core.find_beads",
 }

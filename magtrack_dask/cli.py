@@ -1,4 +1,4 @@
-"""The ``magtrack-dask`` command: demo, track, zlut, import, info, find-beads.
+"""The ``magtrack-dask`` command: demo, track, zlut, import, info, find-beads, analyze.
 
 Exit codes: 0 success; 1 the job failed while running, or any other error (a
 bug or a failure, never bad input: its traceback is logged); 2 bad usage or
@@ -186,6 +186,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-symmetry", type=float, default=0.4, metavar="S",
                    help="least radial symmetry of a bead's pattern, 0-1 (default 0.4)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    p = sub.add_parser("analyze", help="results -> drift-corrected traces and forces per bead and magnet plateau",
+                       description="Remove the stage drift measured on reference beads stuck to the surface, split "
+                       "the frames into magnet plateaus (--magnet-log), and calibrate the force on every other bead "
+                       "on every plateau from its lateral fluctuations; write the analysis as a Zarr store, "
+                       "optionally CSV/HDF5 exports and PNG plots.")
+    p.add_argument("results", metavar="RESULTS", help="results store (from 'track')")
+    p.add_argument("--out", required=True, metavar="ANALYSIS", help="analysis store to write (Zarr v3 folder)")
+    p.add_argument("--radius-nm", type=_positive_float, required=True, metavar="NM", help="bead radius")
+    p.add_argument("--reference-beads", default="auto", metavar="auto|IDS",
+                   help="'auto' (stuck beads, default) or bead ids such as 0,3,7")
+    p.add_argument("--magnet-log", metavar="FILE", help="CSV with columns time (s), position, rotation")
+    p.add_argument("--length-nm", type=_positive_float, metavar="NM",
+                   help="tether length for every bead (default: each bead's measured extension; needs a magnet "
+                        "log whose lowest plateau is the surface, or --surface-frames)")
+    p.add_argument("--surface-frames", metavar="FIRST:STOP", help="frames with the beads on the surface")
+    p.add_argument("--method", choices=("psd", "allan", "equipartition"), default="psd",
+                   help="force calibration method (default psd)")
+    p.add_argument("--axis", choices=("x", "y"), default="x", help="lateral direction calibrated (default x)")
+    p.add_argument("--exposure-s", type=_positive_float, metavar="S", help="camera exposure (default 1/frame rate)")
+    p.add_argument("--csv", metavar="DIR", help="also export traces and forces as CSV files to DIR")
+    p.add_argument("--hdf5", metavar="FILE", help="also export traces and forces to one HDF5 file (needs h5py)")
+    p.add_argument("--plots", metavar="DIR", help="also save PNG plots to DIR")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing analysis store")
 
     p = sub.add_parser("info", help="describe an archive, a results store or a Z-LUT",
                        description="What PATH holds: layout, shape, chunks, beads, attributes; for results also "
@@ -394,6 +417,90 @@ def _cmd_find_beads(args) -> int:
         plot_found_beads(frames, found, args.plot, title=f"find-beads {os.path.basename(args.source)}")
         print(f"plot: {args.plot}")
     return 0 if len(rois) else 1  # no table: a script must not go on to import or track
+def _reference_beads(text: str):
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--reference-beads must be 'auto' or bead ids such as 0,3; got {text!r}") from None
+
+
+def _frame_range(text: str | None):
+    if text is None:
+        return None
+    try:
+        first, stop = (int(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--surface-frames must be FIRST:STOP frame numbers; got {text!r}") from None
+    return first, stop
+
+
+def _cmd_analyze(args) -> int:
+    import xarray as xr
+
+    from magtrack_dask.analysis.analyze import analyze
+    from magtrack_dask.analysis.drift import correct_drift
+    from magtrack_dask.io.paths import check_zarr_path
+
+    if args.hdf5:
+        _require("h5py", "--hdf5", "hdf5")
+        _check_writable(args.hdf5, "--hdf5", folder=False)
+    if args.plots:
+        _require("matplotlib", "--plots", "plot")
+        _check_writable(args.plots, "--plots", folder=True)
+    if args.csv:
+        _check_writable(args.csv, "--csv", folder=True)
+    if os.path.lexists(args.out) and not args.overwrite:
+        raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
+    refs, surface = _reference_beads(args.reference_beads), _frame_range(args.surface_frames)
+    ds = xr.open_zarr(check_zarr_path(args.results, "RESULTS"), consolidated=None)
+    corrected = correct_drift(ds, refs)
+    drift = json.loads(corrected.attrs["drift"])
+    print(f"{args.results}: {ds.sizes['bead']} beads x {ds.sizes['frame']} frames; reference beads "
+          f"{', '.join(map(str, drift['reference_beads']))}; residual drift between them (RMS) "
+          + ", ".join(f"{k} {v if v is not None else '-'} {drift['residual_units'][k]}"
+                      for k, v in drift["residual_rms"].items())
+          + "".join(f"\n  rejected bead {b}: {r}" for b, r in drift["rejected"].items())
+          + "".join(f"\n  warning: {w}" for w in drift["warnings"]))
+    forces = analyze(corrected, radius_nm=args.radius_nm, magnet_log=args.magnet_log, length_nm=args.length_nm,
+                     surface_frames=surface, method=args.method, axis=args.axis, exposure_s=args.exposure_s,
+                     out=args.out, overwrite=args.overwrite)
+    print(_force_table(forces))
+    print(f"analysis: {args.out}")
+    if args.csv:
+        from magtrack_dask.analysis.export import export_csv
+
+        print(f"csv: {len(export_csv(corrected, args.csv, forces=forces))} files in {args.csv}")
+    if args.hdf5:
+        from magtrack_dask.analysis.export import export_hdf5
+
+        print(f"hdf5: {export_hdf5(corrected, args.hdf5, forces=forces)}")
+    if args.plots:
+        from magtrack_dask.analysis.plots import save_analysis_plots
+
+        for path in save_analysis_plots(corrected, forces, args.plots):
+            print(f"plot: {path}")
+    return 0
+
+
+def _force_table(forces) -> str:
+    """Per plateau: magnet position, beads calibrated, median force and the flagged count."""
+    import numpy as np
+
+    lines = [f"{'plateau':>8} {'magnet':>8} {'beads':>6} {'median F (pN)':>14} {'flagged':>8}"]
+    f, flags = forces["force_pn"].values, forces["flags"].values
+    calibrated = ~forces["is_reference"].values
+    for p in range(forces.sizes["plateau"]):
+        ok = np.isfinite(f[calibrated, p])
+        median = f"{np.median(f[calibrated, p][ok]):.3g}" if ok.any() else "-"
+        lines.append(f"{p:>8} {forces['magnet_position'].values[p]:>8.3g} {int(ok.sum()):>6} {median:>14} "
+                     f"{int((flags[calibrated, p] != 0).sum()):>8}")
+    notes = json.loads(forces.attrs["warnings"])
+    if notes:
+        lines.append(f"{len(notes)} bead/plateau notes (attrs['warnings'] of the analysis), e.g. "
+                     + "; ".join(f"{k}: {v}" for k, v in list(notes.items())[:2]))
+    return "\n".join(lines)
 
 
 def _cmd_info(args) -> int:
@@ -405,7 +512,8 @@ def _cmd_info(args) -> int:
 
 
 _COMMANDS = {"demo": _cmd_demo, "track": _cmd_track, "zlut": _cmd_zlut, "import": _cmd_import, "info": _cmd_info,
-             "find-beads": _cmd_find_beads}
+             "find-beads": _cmd_find_beads,
+             "analyze": _cmd_analyze}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def zlut_path(tmp_path_factory, zlut):
 
 
 @pytest.mark.parametrize("args", [[], ["demo"], ["track"], ["zlut"], ["zlut", "build"], ["import"], ["info"],
-                                  ["find-beads"]])
+                                  ["find-beads"], ["analyze"]])
 def test_help_everywhere(args):
     res = cli(*args, "--help")
     assert res.returncode == 0 and res.stdout.startswith("usage: magtrack-dask"), res.stderr
@@ -278,8 +279,15 @@ def test_demo_smoke(tmp_path):
     assert m, res.stdout
     x, y, z = map(float, m.groups())
     assert x < 5 and y < 5 and z < 80
-    assert sorted(os.listdir(out)) == ["archive.zarr", "calibration.zarr", "plots", "results.zarr", "zlut.zarr"]
-    assert sorted(os.listdir(out / "plots")) == ["errors.png", "traces.png", "xy.png", "zlut.png"]
+    assert sorted(os.listdir(out)) == ["analysis.zarr", "archive.zarr", "calibration.zarr", "magnet_log.csv", "plots",
+                                       "results.zarr", "zlut.zarr"]
+    assert sorted(os.listdir(out / "plots")) == ["calibration_bead_000.png", "corrected_traces.png", "errors.png",
+                                                 "force_vs_magnet.png", "traces.png", "xy.png", "zlut.png"]
+    forces = re.findall(r"plateau (\d), magnet [\d.]+ mm: true ([\d.]+) pN, measured \(PSD fit\) (.*) pN", res.stdout)
+    assert [p for p, _, _ in forces] == ["1", "2"], res.stdout
+    for _, true, measured in forces:
+        for f, e in (map(float, m.split(" ± ")) for m in measured.split(", ")):
+            assert abs(f - float(true)) < 4 * e
     assert zarr.open_group(str(out / "results.zarr"))["_job"].attrs["complete"]
 
 
@@ -480,3 +488,74 @@ def test_find_beads_without_matplotlib_is_a_usage_error(archives, tmp_path, monk
                  str(tmp_path / "o.png")]) == 2
     assert capsys.readouterr().err == "magtrack-dask: error: --plot needs matplotlib: pip install 'magtrack-dask[plot]'\n"
     assert not (tmp_path / "t.csv").exists()
+# -- analyze ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def analyze_inputs(tmp_path_factory):
+    """A results store of 1 tethered and 3 stuck beads under drift, 3 magnet plateaus, and its magnet log."""
+    from tests.analysis.conftest import force_results
+
+    root = tmp_path_factory.mktemp("analyze")
+    ds, truth = force_results(root / "magnet.csv", frames_per_plateau=600, n_tethered=1)
+    with warnings.catch_warnings():  # as write_results: consolidated metadata is not in the v3 spec
+        warnings.filterwarnings("ignore", "Consolidated metadata", category=UserWarning)
+        ds.to_zarr(root / "results.zarr", zarr_format=3, consolidated=True)
+    return str(root / "results.zarr"), str(root / "magnet.csv"), truth
+
+
+def test_analyze_writes_the_store_exports_and_plots(analyze_inputs, tmp_path, capsys):
+    import h5py
+    import xarray as xr
+
+    results, log, truth = analyze_inputs
+    out = tmp_path / "analysis.zarr"
+    args = ["analyze", results, "--out", out, "--radius-nm", 1400, "--magnet-log", log, "--reference-beads", "1,2,3",
+            "--csv", tmp_path / "csv", "--hdf5", tmp_path / "a.h5", "--plots", tmp_path / "png"]
+    assert main(list(map(str, args))) == 0
+    text = capsys.readouterr().out
+    assert "reference beads 1, 2, 3; residual drift between them (RMS) x 1." in text
+    forces = xr.open_zarr(out)
+    f = forces["force_pn"].values[:1, 1:]
+    assert np.all(np.abs(f / truth["force"][1:] - 1) < 0.3)
+    assert sorted(os.listdir(tmp_path / "csv")) == [f"bead_00{b}.csv" for b in range(4)] + ["forces.csv"]
+    trace = np.loadtxt(tmp_path / "csv" / "bead_000.csv", delimiter=",", skiprows=1, usecols=2)  # tweezepy-style
+    assert trace.shape == (1800,)
+    rows = np.genfromtxt(tmp_path / "csv" / "forces.csv", delimiter=",", names=True)
+    np.testing.assert_allclose(rows["force_pn"].reshape(4, 3)[:1, 1:], f)
+    with h5py.File(tmp_path / "a.h5") as h5:
+        assert h5["beads/000/x_nm"].attrs["units"] == "nm" and h5["beads/003"].attrs["is_reference"]
+        assert not h5["beads/000"].attrs["is_reference"]
+        np.testing.assert_allclose(h5["beads/000/x_nm"][...], np.loadtxt(
+            tmp_path / "csv" / "bead_000.csv", delimiter=",", skiprows=1, usecols=2), atol=1e-3)
+        np.testing.assert_allclose(h5["forces/force_pn"][...], rows["force_pn"])
+    assert sorted(os.listdir(tmp_path / "png")) == ["calibration_bead_000.png", "corrected_traces.png",
+                                                    "force_vs_magnet.png"]
+    assert main(list(map(str, args))) == 2  # exists: --overwrite needed
+    assert "exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_analyze_bad_input_exits_2_before_any_work(analyze_inputs, tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    results, log, _ = analyze_inputs
+    out = str(tmp_path / "a.zarr")
+    base = ["analyze", results, "--out", out, "--radius-nm", "1400"]
+    short = tmp_path / "short.csv"
+    short.write_text("time,position\n10,2\n12,1\n")
+    cases = [
+        (["--reference-beads", "3,x"], r"--reference-beads must be 'auto' or bead ids such as 0,3; got '3,x'"),
+        (["--magnet-log", log, "--reference-beads", "3,17"], r"bead\(s\) 17 are not in the results"),
+        (["--magnet-log", str(short)], r"covers t = 10..12 s but the frames span t = 10..27.99 s"),
+        ([], r"length_nm: without a magnet log"),
+        (["--surface-frames", "a:b"], r"--surface-frames must be FIRST:STOP"),
+    ]
+    for extra, pattern in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and re.search(pattern, err[0]), (extra, err)
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "h5py" else find_spec(name, *a))
+    assert main(base + ["--hdf5", str(tmp_path / "a.h5")]) == 2
+    assert capsys.readouterr().err.strip() == "magtrack-dask: error: --hdf5 needs h5py: pip install 'magtrack-dask[hdf5]'"
+    assert not os.path.exists(out)

@@ -11,7 +11,7 @@ import zarr
 
 from magtrack_dask.core.flags import Flag
 
-__all__ = ["JobReport", "STUCK_STD_PX", "format_bead_summary", "summarize_results"]
+__all__ = ["JobReport", "STUCK_STD_PX", "format_bead_summary", "stuck_beads", "summarize_results"]
 
 #: A bead whose x and y standard deviations over the job are both below this
 #: (px) is reported as stuck: a tethered bead fluctuates by more, while a bead
@@ -93,6 +93,26 @@ def _xy_std(n, sx, sy, sxx, syy) -> list[list[float] | None]:
     return std
 
 
+def stuck_beads(xy_std_px, n_tracked, stuck_std_px: float = STUCK_STD_PX) -> list[int]:
+    """Positions of the beads that count as stuck to the surface.
+
+    Parameters
+    ----------
+    xy_std_px : sequence of (float, float) or None
+        Per bead ``[std x, std y]`` (px) over its tracked frames; None when unknown.
+    n_tracked : sequence of int
+        Tracked frames per bead.
+    stuck_std_px : float, optional
+        Both standard deviations below this, with at least 10 tracked frames: stuck.
+
+    Returns
+    -------
+    list of int
+    """
+    return [b for b, (std, n) in enumerate(zip(xy_std_px, n_tracked))
+            if std is not None and n >= _MIN_STUCK_FRAMES and max(std) < stuck_std_px]
+
+
 def summarize_results(out, *, chunks=None, bounds=None, client=None,
                       stuck_std_px: float = STUCK_STD_PX) -> dict[str, Any]:
     """Per-bead quality counts of a results store: how often each flag is set, and stuck beads.
@@ -147,7 +167,7 @@ def summarize_results(out, *, chunks=None, bounds=None, client=None,
             (flags != 0).sum(axis=1)] + [((flags & int(flag)) != 0).sum(axis=1) for flag in Flag]
     n, sx, sy, sxx, syy, n_flagged, *counts = dask.compute(*sums, scheduler=client)
     std = _xy_std(n, sx, sy, sxx, syy)
-    stuck = [b for b in range(n_beads) if std[b] is not None and n[b] >= _MIN_STUCK_FRAMES and max(std[b]) < stuck_std_px]
+    stuck = stuck_beads(std, n, stuck_std_px)
     return {
         "n_frames": int(flags.shape[1]),
         "flag_counts": {flag.key: [int(v) for v in c] for flag, c in zip(Flag, counts)},
