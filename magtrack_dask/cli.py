@@ -70,6 +70,10 @@ def _positive_int(text: str) -> int:
     return _argument(check_count, int, text)
 
 
+def _shard_frames(text: str) -> int:
+    return 0 if text.strip() == "0" else _positive_int(text)
+
+
 def _positive_float(text: str) -> float:
     return _argument(check_positive, float, text)
 
@@ -160,16 +164,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("import", help="camera TIFF stacks -> archive (streaming)",
                        description="Import TIFF stacks (concatenated in the order given) into a Zarr archive, "
-                       "a chunk of frames at a time. Full camera frames need --rois (layout tyx); a stack of one "
+                       "a shard of frames at a time. Full camera frames need --rois (layout tyx); a stack of one "
                        "pre-cropped bead needs --layout yxt; 4-D stacks (frame, bead, y, x) are tbyx.")
     p.add_argument("tiffs", nargs="+", metavar="TIFF", help="TIFF files")
     p.add_argument("--out", required=True, metavar="ARCHIVE", help="archive to create")
     p.add_argument("--rois", metavar="FILE", help="ROI table: .csv/.txt (top,bottom,left,right), .json or .npy")
     p.add_argument("--layout", choices=("tyx", "tbyx", "yxt"), help="override the inferred layout")
-    p.add_argument("--chunk-frames", type=_positive_int, metavar="N", help="frames per chunk (default ~64 MiB)")
+    p.add_argument("--chunk-frames", type=_positive_int, metavar="N",
+                   help="frames per chunk (default: a 32nd of a shard)")
+    p.add_argument("--shard-frames", type=_shard_frames, metavar="N",
+                   help="frames per shard: one file, one tracking task (default ~4096 ROIs, at most ~64 MiB; "
+                   "0: unsharded)")
     p.add_argument("--pixel-size-nm", type=_positive_float, metavar="NM", help="camera pixel size in the sample")
     p.add_argument("--frame-rate-hz", type=_positive_float, metavar="HZ", help="frame rate")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing archive")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--overwrite", action="store_true", help="replace an existing archive")
+    g.add_argument("--resume", action="store_true", help="continue an interrupted import at its first missing shard")
 
     p = sub.add_parser("find-beads", help="propose an ROI table from the first camera frames",
                        description="Find the ring-pattern beads in the mean of the first frames of SOURCE (a tyx "
@@ -366,8 +376,9 @@ def _cmd_import(args) -> int:
     from magtrack_dask.io.tiff_import import import_tiff
 
     arch = import_tiff(args.tiffs, args.out, rois=args.rois, layout=args.layout, chunk_frames=args.chunk_frames,
-                       pixel_size_nm=args.pixel_size_nm, frame_rate_hz=args.frame_rate_hz,
-                       overwrite=args.overwrite, progress=TextProgress("importing"))
+                       shard_frames=args.shard_frames, pixel_size_nm=args.pixel_size_nm,
+                       frame_rate_hz=args.frame_rate_hz, overwrite=args.overwrite, resume=args.resume,
+                       progress=TextProgress("importing"))
     print(f"{args.out}: {arch.layout} archive, {arch.n_beads} beads x {arch.n_frames} frames, "
           f"shape {tuple(arch.data.shape)} {arch.data.dtype}")
     return 0

@@ -217,9 +217,9 @@ def _simulate_inputs(paths: dict, *, frames: int, beads: int, roi: int, seed: in
 
     z_lo, z_hi = z_range_for_roi(roi)
     t = time.perf_counter()
-    chunk = max(16, -(-frames // 20))  # ~20 tasks: a visible progress bar and parallel work
+    shard = max(16, -(-frames // 20))  # ~20 tasks (one a shard): a visible progress bar and parallel work
     arch = write_simulated_archive(
-        paths["archive"], frames, beads, roi=roi, chunk_frames=chunk, photons=PHOTONS, seed=seed,
+        paths["archive"], frames, beads, roi=roi, shard_frames=shard, photons=PHOTONS, seed=seed,
         z_range_nm=(z_lo, z_hi), pixel_size_nm=PIXEL_SIZE_NM, frame_rate_hz=FRAME_RATE_HZ, overwrite=True,
     )
     h, w = arch.data.shape[1:]

@@ -19,16 +19,20 @@ import zarr
 from magtrack_dask.io.format import (
     CALIBRATION_Z,
     FORMAT_VERSION,
+    CHUNKS_PER_SHARD,
     FRAMES,
+    STORED_NBYTES,
     TIMESTAMPS,
     TRUTH,
     auto_chunk_frames,
+    auto_shard_frames,
     default_compressors,
 )
 from magtrack_dask.io.integrity import check_archive_metadata, check_frame_chunks, stored_nbytes
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.paths import ArchiveError, check_replaceable, check_zarr_path
 from magtrack_dask.io.rois import check_rois
+from magtrack_dask.io.writer import ShardWriter
 from magtrack_dask.validation import InputError, InputTypeError, check_count, check_positive, is_scalar
 
 __all__ = ["Archive", "create_archive", "describe_archive", "frames_writer", "open_archive"]
@@ -105,14 +109,15 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
         shards) so that no chunk is read by two tasks. Default: one Zarr chunk
         (shard) per Dask chunk.
     check : bool, optional
-        Also check the stored chunks against the metadata (default True): every
-        chunk (shard) of ``frames`` must exist, so that a declared shape larger
-        than the data written is not read as fill-value frames, and the first
-        chunk's Blosc header must give the declared chunk size
-        (:func:`~magtrack_dask.io.integrity.check_frame_chunks`). This costs a
-        ``stat`` per chunk (a listing on remote stores) and a 16-byte read.
-        ``check=False`` skips it (a partly filled archive; a remote store where
-        listing is slow).
+        Also check the stored chunks against the metadata (default True): a
+        sample of at most 32 chunks (shards) of ``frames``, the last among
+        them, must exist, so that a declared shape larger than the data
+        written is not read as fill-value frames, and the first chunk's Blosc
+        header must give the declared chunk size
+        (:func:`~magtrack_dask.io.integrity.check_frame_chunks`). This costs
+        at most 32 ``stat`` calls and a 16-byte read, at any archive size; a
+        chunk missing elsewhere is reported when a task reads it.
+        ``check=False`` skips it (a partly filled archive).
 
     Returns
     -------
@@ -135,6 +140,21 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
     """
     if frames_per_task is not None:
         frames_per_task = check_count(frames_per_task, "frames_per_task")
+    group, arr, layout, attrs = _open_checked(source)
+    if check:
+        check_frame_chunks(arr)
+    ax = layout.frame_axis
+    # da.from_zarr would default to the *inner* chunks of a sharded array.
+    unit = (arr.shards or arr.chunks)[ax]
+    step = unit if frames_per_task is None else unit * max(1, math.ceil(frames_per_task / unit))
+    chunks = tuple(min(step, s) if i == ax else s for i, s in enumerate(arr.shape))
+    data = da.from_zarr(arr, chunks=chunks)
+    rois = np.asarray(group["rois"][...], dtype=np.int64) if "rois" in group else None
+    return Archive(data=data, layout=layout, rois=rois, attrs=attrs, path=_source_path(group), group=group)
+
+
+def _open_checked(source) -> tuple[zarr.Group, zarr.Array, Layout, dict[str, Any]]:
+    """``(group, frames array, layout, attrs)`` of an archive whose metadata agrees with itself."""
     group = _as_group(source)
     attrs = dict(group.attrs)
     layout = attrs.get("layout")
@@ -147,16 +167,7 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
     layout = Layout(layout)
     arr = group[FRAMES]
     check_archive_metadata(group, arr, layout, attrs)
-    if check:
-        check_frame_chunks(arr)
-    ax = layout.frame_axis
-    # da.from_zarr would default to the *inner* chunks of a sharded array.
-    unit = (arr.shards or arr.chunks)[ax]
-    step = unit if frames_per_task is None else unit * max(1, math.ceil(frames_per_task / unit))
-    chunks = tuple(min(step, s) if i == ax else s for i, s in enumerate(arr.shape))
-    data = da.from_zarr(arr, chunks=chunks)
-    rois = np.asarray(group["rois"][...], dtype=np.int64) if "rois" in group else None
-    return Archive(data=data, layout=layout, rois=rois, attrs=attrs, path=_source_path(group), group=group)
+    return group, arr, layout, attrs
 
 
 def _as_group(source, mode: str = "r") -> zarr.Group:
@@ -211,7 +222,7 @@ def create_archive(
     data : array_like, optional
         NumPy or Dask array in ``layout``; written chunk by chunk. If omitted,
         ``shape`` (and ``dtype``) create an empty ``frames`` array to fill with
-        chunk-aligned writes, e.g. ``frames_writer(group['frames'])[0:1000] = block``.
+        whole shards, e.g. ``with frames_writer(group) as w: w.append(block)``.
     shape : tuple of int, optional
         Shape of the ``frames`` array when ``data`` is omitted.
     dtype : str or numpy dtype, optional
@@ -221,10 +232,14 @@ def create_archive(
     rois : array_like of int, shape (n_beads, 4), optional
         ROI table; required for ``'tyx'``, optional for ``'tbyx'``.
     chunk_frames : int, optional
-        Frames per Zarr chunk, the unit of work of :func:`magtrack_dask.track`;
-        default ~4096 ROIs (1024 frames of 4 beads) and at most ~64 MiB.
+        Frames per Zarr chunk, the smallest unit a reader decodes. Default:
+        ``shard_frames / 32``, or ~4096 ROIs and at most ~64 MiB unsharded.
     shard_frames : int, optional
-        Frames per shard (a multiple of ``chunk_frames``); default no sharding.
+        Frames per shard (a multiple of ``chunk_frames``), one file and the
+        unit of work of :func:`magtrack_dask.track`. Default
+        :func:`~magtrack_dask.io.format.auto_shard_frames`: up to 32 chunks,
+        ~4096 ROIs (1024 frames of 4 beads) and at most ~64 MiB. 0: no
+        sharding, every chunk a file and a task.
     pixel_size_nm : float, optional
         Camera pixel size in the sample plane, nm/px.
     frame_rate_hz : float, optional
@@ -261,7 +276,8 @@ def create_archive(
         raise InputError("create_archive needs data or shape")
     shape = _check_frames_shape(layout, tuple(int(s) for s in shape), dtype, "shape" if data is None else "data")
     chunk_frames = None if chunk_frames is None else check_count(chunk_frames, "chunk_frames")
-    shard_frames = None if shard_frames is None else check_count(shard_frames, "shard_frames")
+    if shard_frames is not None and shard_frames != 0:
+        shard_frames = check_count(shard_frames, "shard_frames")
     group_attrs = _group_attrs(layout, pixel_size_nm, frame_rate_hz, attrs)
     n_frames = layout.n_frames(shape)
     ts = None if timestamps is None else np.asarray(timestamps, dtype=np.float64)
@@ -324,18 +340,21 @@ def _check_archive_rois(layout: Layout, shape: tuple[int, ...], rois) -> np.ndar
 
 
 def _frame_chunks(layout: Layout, shape, dtype, rois, chunk_frames, shard_frames):
-    """``(chunks, shards)`` of the ``frames`` array: split along frames only."""
+    """``(chunks, shards)`` of the ``frames`` array: split along frames only (``shards`` None: unsharded)."""
     ax, n_frames = layout.frame_axis, layout.n_frames(shape)
     frame_bytes = int(np.prod(shape) // max(1, n_frames)) * np.dtype(dtype).itemsize
     n_beads = len(rois) if rois is not None else layout.n_beads(shape)
-    chunk_frames = chunk_frames or auto_chunk_frames(frame_bytes, n_frames, n_beads)
-    chunk_frames = int(min(chunk_frames, max(1, n_frames)))
-    chunks = tuple(chunk_frames if i == ax else s for i, s in enumerate(shape))
-    if not shard_frames:
-        return chunks, None
+    along = lambda n: tuple(n if i == ax else s for i, s in enumerate(shape))  # noqa: E731
+    if shard_frames == 0:
+        chunk_frames = chunk_frames or auto_chunk_frames(frame_bytes, n_frames, n_beads)
+        return along(int(min(chunk_frames, max(1, n_frames)))), None
+    if shard_frames is None:
+        chunk_frames, shard_frames = auto_shard_frames(chunk_frames, frame_bytes, n_frames, n_beads)
+    elif chunk_frames is None:  # the most chunks up to 32 that divide the shard
+        chunk_frames = shard_frames // max(k for k in range(1, CHUNKS_PER_SHARD + 1) if shard_frames % k == 0)
     if shard_frames % chunk_frames:
         raise InputError(f"shard_frames ({shard_frames}) must be a multiple of chunk_frames ({chunk_frames})")
-    return chunks, tuple(shard_frames if i == ax else s for i, s in enumerate(shape))
+    return along(chunk_frames), along(shard_frames)
 
 
 def _group_attrs(layout: Layout, pixel_size_nm, frame_rate_hz, attrs: dict | None) -> dict[str, Any]:
@@ -359,22 +378,36 @@ def _check_target(path, overwrite: bool) -> None:
     check_replaceable(path, "path")  # zarr's mode='w' empties whatever folder it is given
 
 
-def frames_writer(arr: zarr.Array) -> zarr.Array:
-    """``arr`` set to store every chunk written, even one of fill values only.
+def frames_writer(target, **kwargs) -> ShardWriter:
+    """A :class:`~magtrack_dask.io.writer.ShardWriter` of an archive's frames.
 
-    zarr skips all-fill-value chunks by default; :func:`open_archive` would then
-    take a dark chunk of frames for a missing one.
+    Parameters
+    ----------
+    target : zarr.Group or zarr.Array
+        The archive (its ``frames`` array) or the image array itself.
+    **kwargs
+        ``start``, ``progress``: see :class:`~magtrack_dask.io.writer.ShardWriter`.
+
+    Returns
+    -------
+    ShardWriter
+        Append frames in order (``writer.append(block)``); use it as a
+        context manager or close it.
     """
-    return arr.with_config({"write_empty_chunks": True})
+    if isinstance(target, zarr.Group):
+        layout = Layout.parse(target.attrs.get("layout"), "archive attribute 'layout'")
+        return ShardWriter(target[FRAMES], layout.frame_axis, **kwargs)
+    names = tuple(target.metadata.dimension_names or ())
+    return ShardWriter(target, names.index("frame") if "frame" in names else 0, **kwargs)
 
 
 def _write_frames(arr: zarr.Array, data, ax: int) -> None:
     # One write per whole shard/chunk keeps memory bounded and writes aligned.
-    arr = frames_writer(arr)
     step = (arr.shards or arr.chunks)[ax]
-    for start in range(0, arr.shape[ax], step):
-        sl = tuple(slice(start, start + step) if i == ax else slice(None) for i in range(arr.ndim))
-        arr[sl] = np.asarray(data[sl])
+    with ShardWriter(arr, ax) as writer:
+        for start in range(0, arr.shape[ax], step):
+            sl = tuple(slice(start, start + step) if i == ax else slice(None) for i in range(arr.ndim))
+            writer.append(np.asarray(data[sl]))
 
 
 # -- describe ------------------------------------------------------------------------
@@ -398,23 +431,23 @@ def describe_archive(source) -> dict[str, Any]:
         None) and ``calibration_z_range_nm`` (``[min, max]`` of the per-frame
         z of a calibration archive, else None).
     """
-    a = open_archive(source, check=False)  # a partly written archive can be described
-    arr = a.group[FRAMES]
-    ax = a.layout.frame_axis
-    if a.layout.full_frames:
-        roi_size, frame_shape = int(a.rois[0, 1] - a.rois[0, 0]), a.layout.image_shape(arr.shape)
+    # Metadata only (a partly written archive can be described): instant at any size.
+    group, arr, layout, attrs = _open_checked(source)
+    ax = layout.frame_axis
+    rois = np.asarray(group["rois"][...], dtype=np.int64) if "rois" in group else None
+    if layout.full_frames:
+        roi_size, frame_shape = int(rois[0, 1] - rois[0, 0]), layout.image_shape(arr.shape)
     else:
-        roi_size, frame_shape = a.layout.roi_size(arr.shape), None
-    # From metadata and a fixed sample of chunk sizes: instant at any archive size.
-    stored, sized, total = stored_nbytes(arr)
+        roi_size, frame_shape = layout.roi_size(arr.shape), None
+    stored, estimate = _stored_size(arr)
     return {
-        "path": a.path,
-        "layout": a.layout.value,
-        "format_version": a.attrs.get("magtrack_dask_archive"),
+        "path": _source_path(group),
+        "layout": layout.value,
+        "format_version": attrs.get("magtrack_dask_archive"),
         "shape": tuple(arr.shape),
         "dtype": str(arr.dtype),
-        "n_frames": a.n_frames,
-        "n_beads": a.n_beads,
+        "n_frames": layout.n_frames(arr.shape),
+        "n_beads": 1 if layout.full_frames and rois is None else layout.n_beads(arr.shape, rois),
         "roi_size": roi_size,
         "frame_shape": frame_shape,
         "chunk_frames": int(arr.chunks[ax]),
@@ -422,15 +455,24 @@ def describe_archive(source) -> dict[str, Any]:
         "compressors": [repr(c) for c in arr.compressors],
         "nbytes": int(arr.nbytes),
         "nbytes_stored": stored,
-        "nbytes_stored_estimate": None if sized == total else f"from {sized} of {total:,} stored chunks",
+        "nbytes_stored_estimate": estimate,
         "compression_ratio": float(arr.nbytes / stored) if stored else None,
-        "pixel_size_nm": a.pixel_size_nm,
-        "frame_rate_hz": a.frame_rate_hz,
-        "has_timestamps": TIMESTAMPS in a.group,
-        "has_truth": TRUTH[2] in a.group,
-        "rois": None if a.rois is None else a.rois.tolist(),
-        "calibration_z_range_nm": _calibration_z_range(a.group),
+        "pixel_size_nm": attrs.get("pixel_size_nm"),
+        "frame_rate_hz": attrs.get("frame_rate_hz"),
+        "has_timestamps": TIMESTAMPS in group,
+        "has_truth": TRUTH[2] in group,
+        "rois": None if rois is None else rois.tolist(),
+        "calibration_z_range_nm": _calibration_z_range(group),
     }
+
+
+def _stored_size(arr: zarr.Array) -> tuple[int, str | None]:
+    """``(bytes, None)`` as recorded by the writer, else ``(estimate, how it was estimated)``."""
+    recorded = arr.attrs.get(STORED_NBYTES)
+    if isinstance(recorded, int) and not isinstance(recorded, bool):
+        return recorded, None
+    stored, sized, total = stored_nbytes(arr)
+    return stored, None if sized == total else f"estimated from {sized} of {total:,} stored chunks"
 
 
 def _calibration_z_range(group: zarr.Group) -> list[float] | None:

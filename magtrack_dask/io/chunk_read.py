@@ -1,14 +1,18 @@
-"""Read frames of an archive's image array: one whole stored chunk straight into NumPy.
+"""Read frames of an archive's image array: one whole stored chunk (or shard) straight into NumPy.
 
-A tracking task reads exactly one chunk of frames (:func:`read_frames`). zarr's
+A tracking task reads exactly one chunk, or one shard, of frames
+(:func:`read_frames`); a shard is read once and decoded chunk by chunk
+(:func:`~magtrack_dask.io.shard_read.read_whole_shard`). zarr's
 own read decodes it into a chunk buffer of its own on another thread and then
 copies it into the result; for the chunks this package writes (a local store,
 Blosc, an optional CRC-32C checksum, no sharding) :func:`read_whole_chunk`
 reads the file, checks the checksum and decodes into the result directly,
 which saves that copy and thread hop on every task (measured in
 benchmarks/README.md). Anything else -- other stores, codecs or layouts, a
-missing or damaged chunk -- is left to zarr, which then reads it (and raises
-what it raises for a damaged chunk).
+damaged chunk -- is left to zarr, which then reads it (and raises what it
+raises for a damaged chunk). A chunk or shard missing from the store is an
+:class:`~magtrack_dask.io.paths.ArchiveError`, not fill-value frames: opening
+an archive looks for a sample of its chunks only.
 """
 
 from __future__ import annotations
@@ -24,9 +28,11 @@ from numcodecs import blosc
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.storage import LocalStore
 
+from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.paths import ArchiveError
+from magtrack_dask.io.shard_read import read_whole_shard
 
-__all__ = ["read_frames", "read_whole_chunk", "blosc_sizes"]
+__all__ = ["read_frames", "read_whole_chunk"]
 
 _RESHAPE = re.compile(r"cannot reshape array of size (\d+) into shape")
 
@@ -38,10 +44,12 @@ def read_frames(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray
     shape raises :class:`ArchiveError` naming the array, the chunk and the
     sizes, instead of zarr's bare reshape error. The check costs nothing on
     the normal path: the chunks are only looked at again after a failure.
-    A range that is exactly one stored chunk of a local Blosc array (what a
-    tracking task reads) is decoded straight into the result
-    (:func:`read_whole_chunk`); anything else, and any chunk that path cannot
-    vouch for, is read by zarr.
+    A range that is exactly one stored chunk of a local Blosc array, or one
+    shard of a sharded Blosc array (what a tracking task reads), is decoded
+    straight into the result (:func:`read_whole_chunk`,
+    :func:`~magtrack_dask.io.shard_read.read_whole_shard`); anything else,
+    and any chunk that path cannot vouch for, is read by zarr. A chunk or
+    shard of the range missing from the store raises :class:`ArchiveError`.
 
     Parameters
     ----------
@@ -57,9 +65,11 @@ def read_frames(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray
     numpy.ndarray
         ``arr``'s shape with ``stop - start`` frames along ``axis``.
     """
-    block = read_whole_chunk(arr, int(start), int(stop), axis)  # a task's usual read: one whole chunk
+    read_whole = read_whole_chunk if arr.shards is None else read_whole_shard
+    block = read_whole(arr, int(start), int(stop), axis)  # a task's usual read: one whole chunk (shard)
     if block is not None:
         return block
+    _check_stored(arr, int(start), int(stop), axis)
     sl = tuple(slice(int(start), int(stop)) if i == axis else slice(None) for i in range(arr.ndim))
     try:
         return arr[sl]
@@ -69,6 +79,19 @@ def read_frames(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray
         failure = err
     _raise_bad_chunk(arr, int(start), int(stop), axis)
     raise failure
+
+
+def _check_stored(arr: zarr.Array, start: int, stop: int, axis: int) -> None:
+    """ArchiveError when a chunk (shard) holding frames ``start .. stop - 1`` is not in the store."""
+    from magtrack_dask.io.integrity import object_exists  # integrity reads Blosc headers with this module
+
+    unit = (arr.shards or arr.chunks)[axis]
+    store, prefix = arr.store_path.store, arr.store_path.path
+    for i in range(start // unit, -(-stop // unit)):
+        key = arr.metadata.encode_chunk_key(tuple(i if j == axis else 0 for j in range(arr.ndim)))
+        if not object_exists(store, f"{prefix}/{key}" if prefix else key):
+            raise ArchiveError(f"{arr.path or 'array'}: the {'shard' if arr.shards else 'chunk'} holding frames "
+                               f"{i * unit}-{min((i + 1) * unit, arr.shape[axis]) - 1} is missing from the store")
 
 
 def _raise_bad_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> None:
@@ -138,14 +161,6 @@ def read_whole_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
     if stop - start == unit:
         return chunk
     return chunk[tuple(slice(0, stop - start) if i == axis else slice(None) for i in range(arr.ndim))]
-
-
-def blosc_sizes(head: bytes) -> tuple[int, int] | None:
-    """``(decoded, compressed)`` sizes in bytes from a Blosc header (a chunk's
-    first 16 bytes); None when ``head`` is not one."""
-    if len(head) < 16 or head[0] not in (1, 2, 3, 4):  # Blosc format versions
-        return None
-    return int.from_bytes(head[4:8], "little"), int.from_bytes(head[12:16], "little")
 
 
 def _blosc_codecs(arr: zarr.Array, axis: int) -> list | None:

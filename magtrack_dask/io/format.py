@@ -14,11 +14,15 @@ the three layouts of :class:`magtrack_dask.io.layout.Layout`:
 ``yxt``
     One bead in the core's own layout ``(y, x, frame)``.
 
-Arrays are chunked along frames only and carry ``dimension_names`` (xarray
-needs them). Group attributes: ``magtrack_dask_archive`` (:data:`FORMAT_VERSION`),
+Arrays are chunked along frames only, and the image array written by this
+package is sharded (Zarr v3 ``sharding_indexed``): one shard holds the frames
+of one tracking task, about :data:`CHUNKS_PER_SHARD` chunks, in one file
+(archives written elsewhere may be unsharded). Arrays carry
+``dimension_names`` (xarray needs them). Group attributes: ``magtrack_dask_archive`` (:data:`FORMAT_VERSION`),
 ``layout``, optional ``pixel_size_nm`` and ``frame_rate_hz``; an optional
 ``timestamps`` array ``(frame,)`` in seconds takes precedence over the frame
-rate. A calibration archive adds ``calibration_z`` ``(frame,)`` in nm; a
+rate; :data:`STORED_NBYTES`, the stored size of ``frames``, is recorded by the
+package's writer. A calibration archive adds ``calibration_z`` ``(frame,)`` in nm; a
 simulated one the ground truth ``truth_x``, ``truth_y`` (full-frame px) and
 ``truth_z`` (nm), each ``(bead, frame)``.
 
@@ -38,7 +42,11 @@ __all__ = [
     "TARGET_ROIS_PER_CHUNK",
     "TIMESTAMPS",
     "TRUTH",
+    "CHUNKS_PER_SHARD",
+    "STORED_NBYTES",
     "auto_chunk_frames",
+    "auto_shard_frames",
+    "blosc_sizes",
     "default_compressors",
 ]
 
@@ -52,6 +60,12 @@ _TARGET_CHUNK_BYTES = 64 * 2**20
 #: task) is negligible, and measured faster than twice as many (see
 #: benchmarks/README.md).
 TARGET_ROIS_PER_CHUNK = 4096
+#: Frame chunks per shard by default: one file per task, chunks small enough for
+#: cheap partial reads (a few frames for bead finding or a plot).
+CHUNKS_PER_SHARD = 32
+#: Group attribute: bytes the ``frames`` array takes in the store, recorded by the
+#: writer when it closes, so that describing an archive lists nothing.
+STORED_NBYTES = "frames_nbytes_stored"
 
 
 def default_compressors() -> tuple[BloscCodec, Crc32cCodec]:
@@ -85,3 +99,42 @@ def auto_chunk_frames(frame_bytes: int, n_frames: int, n_beads: int = 1) -> int:
     """
     by_rois = max(1, TARGET_ROIS_PER_CHUNK // max(1, n_beads))
     return int(max(1, min(n_frames, by_rois, _TARGET_CHUNK_BYTES // max(1, frame_bytes))))
+
+
+def auto_shard_frames(chunk_frames: int | None, frame_bytes: int, n_frames: int, n_beads: int = 1) -> tuple[int, int]:
+    """Default ``(chunk_frames, shard_frames)`` of a sharded image array.
+
+    A shard is one tracking task's frames, so it is capped like an unsharded
+    chunk: about :data:`TARGET_ROIS_PER_CHUNK` ROIs and ~64 MiB of frames
+    (:func:`auto_chunk_frames`). It holds at most :data:`CHUNKS_PER_SHARD`
+    chunks, and never much more than the archive's frames.
+
+    Parameters
+    ----------
+    chunk_frames : int or None
+        Frames per chunk; None picks ``shard_frames / CHUNKS_PER_SHARD``.
+    frame_bytes : int
+        Bytes of one frame (all of its beads).
+    n_frames : int
+        Frames in the archive.
+    n_beads : int, optional
+        ROIs per frame.
+
+    Returns
+    -------
+    chunk_frames, shard_frames : int
+        ``shard_frames`` is a multiple of ``chunk_frames``; both >= 1.
+    """
+    task = auto_chunk_frames(frame_bytes, n_frames, n_beads)  # frames one task should hold
+    if chunk_frames is None:
+        chunk_frames = max(1, -(-task // CHUNKS_PER_SHARD))
+    n_chunks = max(1, min(CHUNKS_PER_SHARD, task // chunk_frames, -(-n_frames // chunk_frames)))
+    return int(chunk_frames), int(chunk_frames * n_chunks)
+
+
+def blosc_sizes(head: bytes) -> tuple[int, int] | None:
+    """``(decoded, compressed)`` sizes in bytes from a Blosc header (a chunk's
+    first 16 bytes); None when ``head`` is not one."""
+    if len(head) < 16 or head[0] not in (1, 2, 3, 4):  # Blosc format versions
+        return None
+    return int.from_bytes(head[4:8], "little"), int.from_bytes(head[12:16], "little")

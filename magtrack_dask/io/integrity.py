@@ -20,7 +20,7 @@ import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, Crc32cCodec
 
-from magtrack_dask.io.chunk_read import blosc_sizes
+from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.format import CALIBRATION_Z, FORMAT_VERSION, TIMESTAMPS, TRUTH
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.paths import ArchiveError
@@ -31,6 +31,8 @@ __all__ = [
     "UNFINISHED_WRITE",
     "check_archive_metadata",
     "check_frame_chunks",
+    "object_exists",
+    "object_size",
     "remove_unfinished_writes",
     "stored_nbytes",
 ]
@@ -156,18 +158,23 @@ def _bytes_codecs(arr) -> list:
 # -- metadata against the stored chunks ----------------------------------------------
 
 
-def check_frame_chunks(arr: zarr.Array) -> None:
+def check_frame_chunks(arr: zarr.Array, sample: int | None = None) -> None:
     """Check that the stored chunks of an image array agree with its metadata.
 
-    Every chunk (shard) of the declared shape must exist: zarr reads a missing
-    one as fill-value frames. When the chunks are Blosc-compressed, the first
-    chunk's header must give the declared chunk size and value size. Costs one
-    ``stat`` per chunk on a local store, one listing of the array's keys
-    elsewhere, and a 16-byte read.
+    Chunks (shards) of the declared shape must exist: zarr reads a missing one
+    as fill-value frames. At most ``sample`` of them are looked for, spread
+    evenly over the array, the first and the last among them (an archive
+    declared larger than the data written lacks its last chunks), so that
+    opening costs the same at any archive size. When the chunks are
+    Blosc-compressed, the first stored chunk's header must give the declared
+    chunk size and value size. Costs one ``stat`` (one ``exists`` on other
+    stores) per sampled chunk and a 16-byte read.
 
     Parameters
     ----------
     arr : zarr.Array
+    sample : int, optional
+        Chunks (shards) looked for; default :data:`SIZE_SAMPLE`.
 
     Raises
     ------
@@ -176,9 +183,8 @@ def check_frame_chunks(arr: zarr.Array) -> None:
     """
     name = arr.path or "array"
     store = arr.store_path.store
-    prefix = arr.store_path.path
-    keys = list(_chunk_keys(arr))
-    absent = _missing_keys(store, f"{prefix}/" if prefix else "", keys)
+    keys, total = _sampled_keys(arr, SIZE_SAMPLE if sample is None else sample)
+    absent = [(c, k) for c, k in keys if not object_exists(store, k)]
     # The first stored chunk's size first: a declared chunk_shape or data_type that
     # disagrees with the encoded chunks also shows as missing keys.
     gone = {k for _, k in absent}
@@ -188,21 +194,30 @@ def check_frame_chunks(arr: zarr.Array) -> None:
     missing = [c for c, _ in absent]
     if missing:
         listed = ", ".join(f"{'/'.join(map(str, c))} ({_frames_of(arr, c)})" for c in missing[:3])
+        of = f"{len(missing)} of {len(keys)}" + ("" if len(keys) == total else f" sampled (of {total:,})")
         raise ArchiveError(
-            f"{name}: {len(missing)} of {len(keys)} chunks declared by its shape {tuple(arr.shape)} are missing "
+            f"{name}: {of} chunks declared by its shape {tuple(arr.shape)} are missing "
             f"from the store (chunk {listed}{', ...' if len(missing) > 3 else ''}); zarr would read them as "
             f"fill-value ({arr.fill_value}) frames. The archive is incomplete or its shape is larger than the "
             "data written; open_archive(..., check=False) reads it anyway")
 
 
-def _chunk_keys(arr):
-    """(coords, store key) of every stored object (chunk, or shard) of an array."""
+def _sampled_keys(arr, sample: int) -> tuple[list, int]:
+    """``([(coords, store key)...], total)``: at most ``sample`` stored objects (chunks, or
+    shards) spread evenly over the grid, the first and the last among them."""
     unit = arr.shards or arr.chunks
     grid = tuple(-(-s // c) for s, c in zip(arr.shape, unit))
+    total = math.prod(grid)
+    if total == 0:
+        return [], 0
+    flat = np.unique(np.linspace(0, total - 1, min(total, max(1, sample))).round().astype(np.int64))
     prefix = arr.store_path.path
-    for coords in np.ndindex(*grid):
+    keys = []
+    for index in flat:
+        coords = tuple(int(i) for i in np.unravel_index(index, grid))
         key = arr.metadata.encode_chunk_key(coords)
-        yield coords, f"{prefix}/{key}" if prefix else key
+        keys.append((coords, f"{prefix}/{key}" if prefix else key))
+    return keys, total
 
 
 #: Stored objects (chunks or shards) that :func:`stored_nbytes` sizes one by one; beyond
@@ -225,21 +240,13 @@ def stored_nbytes(arr: zarr.Array, sample: int = SIZE_SAMPLE) -> tuple[int, int,
     sized, total : int
         Objects sized, and objects the array's shape declares.
     """
-    unit = arr.shards or arr.chunks
-    grid = tuple(-(-s // c) for s, c in zip(arr.shape, unit))
-    total = math.prod(grid)
+    keys, total = _sampled_keys(arr, sample)
     if total == 0:
         return 0, 0, 0
-    flat = np.unique(np.linspace(0, total - 1, min(total, sample)).round().astype(np.int64))
-    prefix = arr.store_path.path
     store = arr.store_path.store
-    sizes = []
-    for index in flat:
-        key = arr.metadata.encode_chunk_key(tuple(int(i) for i in np.unravel_index(index, grid)))
-        sizes.append(_object_size(store, f"{prefix}/{key}" if prefix else key))
-    found = sum(sizes)
-    nbytes = found if len(flat) == total else round(found * total / len(flat))
-    return int(nbytes), len(flat), total
+    found = sum(object_size(store, k) for _, k in keys)
+    nbytes = found if len(keys) == total else round(found * total / len(keys))
+    return int(nbytes), len(keys), total
 
 
 def _local_root(store) -> str | None:
@@ -248,7 +255,8 @@ def _local_root(store) -> str | None:
     return os.fspath(root) if root is not None and type(store).__name__ == "LocalStore" else None
 
 
-def _object_size(store, key: str) -> int:
+def object_size(store, key: str) -> int:
+    """Bytes of one stored object; 0 when it is missing."""
     root = _local_root(store)
     if root is not None:
         path = os.path.join(root, key)
@@ -259,27 +267,18 @@ def _object_size(store, key: str) -> int:
         return 0
 
 
+def object_exists(store, key: str) -> bool:
+    """Whether the store holds ``key`` (a ``stat`` on a local store)."""
+    root = _local_root(store)
+    if root is not None:
+        return os.path.isfile(os.path.join(root, key))
+    return bool(_store_call(store.exists(key)))
+
+
 def _store_call(coro):
     from zarr.core.sync import sync
 
     return sync(coro)
-
-
-async def _list_keys(store, prefix: str) -> set[str]:
-    return {k async for k in store.list_prefix(prefix)}
-
-
-def _missing_keys(store, prefix: str, keys: list) -> list:
-    """The (coords, key) pairs of ``keys`` not in the store.
-
-    A local store is asked one ``stat`` per key: its chunks lie in one folder
-    per chunk index, and listing them is much slower. Other stores are listed.
-    """
-    root = _local_root(store)
-    if root is not None:
-        return [(c, k) for c, k in keys if not os.path.isfile(os.path.join(root, k))]
-    stored = _store_call(_list_keys(store, prefix))
-    return [(c, k) for c, k in keys if k not in stored]
 
 
 def _frames_of(arr, coords) -> str:

@@ -1,8 +1,9 @@
 """Camera TIFF stacks -> Zarr archive, streaming, in bounded memory.
 
 TIFF files are read a batch of pages at a time with ``tifffile`` and written
-one Zarr chunk of frames at a time, so memory holds one chunk plus one batch
-whatever the size of the recording. Several files are concatenated along
+one whole shard of frames at a time (:class:`~magtrack_dask.io.writer.ShardWriter`),
+so memory holds one shard plus one batch whatever the size of the recording,
+and an interrupted import resumes at its first missing shard (``resume=True``). Several files are concatenated along
 frames in the order given (a camera that splits a recording into
 ``run_000.tif``, ``run_001.tif``...).
 
@@ -23,11 +24,13 @@ import os
 from typing import Callable, Sequence
 
 import numpy as np
+import zarr
 
 from magtrack_dask.io.archive import Archive, create_archive, frames_writer, open_archive
 from magtrack_dask.io.format import FRAMES
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.rois import read_rois
+from magtrack_dask.io.writer import first_missing_shard
 from magtrack_dask.validation import InputError
 
 __all__ = ["import_tiff"]
@@ -95,9 +98,11 @@ def import_tiff(
     rois=None,
     layout: Layout | str | None = None,
     chunk_frames: int | None = None,
+    shard_frames: int | None = None,
     pixel_size_nm: float | None = None,
     frame_rate_hz: float | None = None,
     overwrite: bool = False,
+    resume: bool = False,
     pages_per_read: int = 256,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> Archive:
@@ -116,17 +121,22 @@ def import_tiff(
     layout : {'tyx', 'tbyx', 'yxt'} or Layout, optional
         Default: ``'tbyx'`` for 4-D series, ``'tyx'`` with ``rois``; ``'yxt'``
         must be asked for.
-    chunk_frames : int, optional
-        Frames per Zarr chunk (= per tracking task); default about 64 MiB.
+    chunk_frames, shard_frames : int, optional
+        Frames per Zarr chunk and per shard (one file, one tracking task; 0:
+        unsharded); defaults as :func:`~magtrack_dask.io.archive.create_archive`.
     pixel_size_nm, frame_rate_hz : float, optional
         Stored as archive attributes. The frame rate defaults to ImageJ's
         ``finterval`` when the files carry one.
     overwrite : bool, optional
         Replace an existing archive.
+    resume : bool, optional
+        Continue an interrupted import of the same files into ``out`` at its
+        first missing shard (the shards before it were written whole); a
+        fresh import when ``out`` does not exist.
     pages_per_read : int, optional
         TIFF pages read at once.
     progress : callable, optional
-        ``progress(n_chunks_written, n_chunks, n_frames_written)``.
+        ``progress(n_shards_written, n_shards, n_frames_written)``.
 
     Returns
     -------
@@ -136,7 +146,8 @@ def import_tiff(
     ------
     InputError
         Files that differ in frame shape or dtype, a layout that does not fit,
-        full frames without ROIs.
+        full frames without ROIs; ``resume`` with ``overwrite``, or of an
+        archive imported from other files.
     FileNotFoundError
         A file that does not exist.
     ImportError
@@ -146,6 +157,8 @@ def import_tiff(
         import tifffile  # noqa: F401
     except ImportError as err:
         raise ImportError("importing TIFF needs tifffile: pip install 'magtrack-dask[tiff]'") from err
+    if resume and overwrite:
+        raise InputError("resume and overwrite exclude each other")
     paths = [os.fspath(p) for p in paths]
     infos = _series_infos(paths)
     frame_shape, dtype = infos[0][0][1:], infos[0][1]
@@ -156,69 +169,52 @@ def import_tiff(
     if frame_rate_hz is None:
         frame_rate_hz = infos[0][2]
     shape = (*frame_shape, n_frames) if layout is Layout.YXT else (n_frames, *frame_shape)
-    group = create_archive(
-        out, shape=shape, dtype=dtype, layout=layout, rois=rois, chunk_frames=chunk_frames,
-        pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, overwrite=overwrite,
-        attrs={"imported_from": [os.path.abspath(p) for p in paths]},
-    )
-    writer = _ChunkWriter(group[FRAMES], layout, frame_shape, n_frames, progress)
-    for p, (fshape, _, _) in zip(paths, infos):
-        for frames in _read_frames(p, fshape, pages_per_read):
-            writer.add(frames)
-    writer.close()
+    sources = [os.path.abspath(p) for p in paths]
+    if resume and os.path.exists(os.fspath(out)):
+        group = _reopen(out, sources, shape, dtype, layout)
+    else:
+        group = create_archive(
+            out, shape=shape, dtype=dtype, layout=layout, rois=rois, chunk_frames=chunk_frames,
+            shard_frames=shard_frames, pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz,
+            overwrite=overwrite, attrs={"imported_from": sources},
+        )
+    arr = group[FRAMES]
+    start = first_missing_shard(arr, layout.frame_axis) * (arr.shards or arr.chunks)[layout.frame_axis]
+    skip = min(start, n_frames)  # frames already in the archive
+    with frames_writer(group, start=skip, progress=progress) as writer:
+        for p, (fshape, _, _) in zip(paths, infos):
+            if skip >= fshape[0]:
+                skip -= fshape[0]
+                continue
+            for frames in _read_frames(p, fshape, pages_per_read, first=skip):
+                writer.append(np.moveaxis(frames, 0, -1) if layout is Layout.YXT else frames)
+            skip = 0
     return open_archive(group)
 
 
-def _read_frames(path: str, shape: tuple[int, ...], pages_per_read: int):
-    """Yield the frames of one file, ``(n, *frame_shape)``, a batch of whole frames at a time."""
+def _reopen(out, sources: list[str], shape: tuple[int, ...], dtype, layout: Layout):
+    """The archive of an interrupted import of ``sources``; InputError if it is another one."""
+    try:
+        group = zarr.open_group(os.fspath(out), mode="r+", zarr_format=3)
+        arr = group[FRAMES]
+    except Exception as err:  # zarr raises several types for "nothing here"
+        raise InputError(f"resume: {os.fspath(out)} is not an archive to resume ({err})") from err
+    found = (group.attrs.get("imported_from"), tuple(arr.shape), str(arr.dtype), group.attrs.get("layout"))
+    if found != (sources, shape, str(np.dtype(dtype)), layout.value):
+        raise InputError(f"resume: {os.fspath(out)} holds another import (files {found[0]}, shape {found[1]} "
+                         f"{found[2]}, layout {found[3]}); expected {sources}, {shape} {np.dtype(dtype)}, "
+                         f"{layout.value}. Pass overwrite=True to start again")
+    return group
+
+
+def _read_frames(path: str, shape: tuple[int, ...], pages_per_read: int, first: int = 0):
+    """Yield the frames ``first..`` of one file, ``(n, *frame_shape)``, a batch of whole frames at a time."""
     import tifffile
 
     per_frame = shape[1] if len(shape) == 4 else 1
     batch = max(1, pages_per_read // per_frame) * per_frame
     n_pages = shape[0] * per_frame
     with tifffile.TiffFile(path) as tif:
-        for start in range(0, n_pages, batch):
+        for start in range(first * per_frame, n_pages, batch):
             pages = tif.asarray(key=range(start, min(start + batch, n_pages)), series=0)
             yield pages.reshape(-1, *shape[1:])
-
-
-class _ChunkWriter:
-    """Collects frames in a one-chunk buffer and writes each chunk whole (aligned writes)."""
-
-    def __init__(self, arr, layout: Layout, frame_shape, n_frames: int, progress=None):
-        self.arr = frames_writer(arr)  # a dark chunk is stored, not taken for a missing one
-        self.layout = layout
-        self.step = (self.arr.shards or self.arr.chunks)[layout.frame_axis]
-        self.n_chunks = -(-n_frames // self.step)
-        self.buf = np.empty((self.step, *frame_shape), dtype=self.arr.dtype)
-        self.filled = self.written = 0
-        self.progress = progress
-        if progress:
-            progress(0, self.n_chunks, 0)
-
-    def add(self, frames: np.ndarray) -> None:
-        """Copy ``frames`` into the chunk buffer, writing it out each time it is full."""
-        i = 0
-        while i < len(frames):
-            take = min(self.step - self.filled, len(frames) - i)
-            self.buf[self.filled:self.filled + take] = frames[i:i + take]
-            self.filled += take
-            i += take
-            if self.filled == self.step:
-                self._flush()
-
-    def close(self) -> None:
-        """Write the last, partly filled chunk."""
-        if self.filled:
-            self._flush()
-
-    def _flush(self) -> None:
-        n, frames = self.filled, slice(self.written, self.written + self.filled)
-        if self.layout is Layout.YXT:
-            self.arr[:, :, frames] = np.moveaxis(self.buf[:n], 0, -1)
-        else:
-            self.arr[frames] = self.buf[:n]
-        self.written += n
-        self.filled = 0
-        if self.progress:
-            self.progress(-(-self.written // self.step), self.n_chunks, self.written)

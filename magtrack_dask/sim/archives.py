@@ -84,6 +84,7 @@ def write_simulated_archive(
     frame_shape: tuple[int, int] | None = None,
     layout: Layout | str = Layout.TYX,
     chunk_frames: int | None = None,
+    shard_frames: int | None = None,
     photons: float | None = None,
     background: float = 1000.0,
     seed: int = 0,
@@ -114,8 +115,9 @@ def write_simulated_archive(
         ``(height, width)`` of the camera frame for ``'tyx'``; default the
         smallest near-square grid of ROIs with ``roi // 4`` px gaps.
     layout : {'tyx', 'tbyx', 'yxt'} or Layout
-    chunk_frames : int, optional
-        Frames per Zarr chunk; default as :func:`~magtrack_dask.io.archive.create_archive`.
+    chunk_frames, shard_frames : int, optional
+        Frames per Zarr chunk and per shard (0: unsharded); default as
+        :func:`~magtrack_dask.io.archive.create_archive`.
     photons : float, optional
         Passed to :func:`~magtrack_dask.sim.beads.render_beads` (shot noise);
         None renders noiseless images.
@@ -156,34 +158,42 @@ def write_simulated_archive(
     }[layout]
     group = create_archive(
         path, shape=shape, dtype=dtype, layout=layout, rois=None if layout is Layout.YXT else rois,
-        chunk_frames=chunk_frames, pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz,
-        compressors=compressors, overwrite=overwrite,
+        chunk_frames=chunk_frames, shard_frames=shard_frames, pixel_size_nm=pixel_size_nm,
+        frame_rate_hz=frame_rate_hz, compressors=compressors, overwrite=overwrite,
         attrs={"simulated": {"seed": seed, "photons": photons, "background": background,
                              "z_range_nm": list(z_range_nm), "wander_px": wander_px}},
     )
-    frames = frames_writer(group[FRAMES])
-    step = frames.chunks[layout.frame_axis]
+    arr = group[FRAMES]
+    step = (arr.shards or arr.chunks)[layout.frame_axis]  # one shard per step: written whole
     truth = _truth_arrays(group, n_beads, n_frames, step)
     path_at = _trajectories(n_frames, n_beads, roi, wander_px, z_range_nm, seed)
     off = rois if layout is not Layout.YXT else np.zeros_like(rois)
-    for i, start in enumerate(range(0, n_frames, step)):
-        t = np.arange(start, min(start + step, n_frames))
-        x, y, z = path_at(t)  # (bead, nt)
-        imgs = render_beads(
-            x.ravel(), y.ravel(), z.ravel(), n_pixels=roi, optics=optics, background=background,
-            photons=photons, dtype="float64", seed=np.random.SeedSequence([seed, 2, i]).generate_state(1)[0],
-        ).reshape(roi, roi, n_beads, t.size)  # bead-major image order
-        frame_range = slice(start, start + t.size)
-        if layout is Layout.TYX:
-            rng = np.random.default_rng(np.random.SeedSequence([seed, 3, i]))
-            frames[frame_range] = _camera_frames(imgs, rois, fshape, background, photons, rng, dtype)
-        elif layout is Layout.TBYX:
-            frames[frame_range] = _as_pixels(imgs, dtype).transpose(3, 2, 0, 1)
-        else:
-            frames[:, :, frame_range] = _as_pixels(imgs[:, :, 0, :], dtype)
-        for name, values in zip(TRUTH, (x + off[:, 2:3], y + off[:, 0:1], z)):
-            truth[name][:, frame_range] = values
+    with frames_writer(group) as frames:
+        for i, start in enumerate(range(0, n_frames, step)):
+            _simulate_step(frames, truth, i, start, min(start + step, n_frames), path_at, layout, rois, fshape, off,
+                           roi=roi, optics=optics, background=background, photons=photons, seed=seed, dtype=dtype)
     return open_archive(group)
+
+
+def _simulate_step(frames, truth, i, start, stop, path_at, layout, rois, fshape, off, *, roi, optics, background,
+                   photons, seed, dtype) -> None:
+    """Render frames ``start .. stop - 1`` (the ``i``-th shard) and append them with their truth."""
+    t = np.arange(start, stop)
+    x, y, z = path_at(t)  # (bead, nt)
+    n_beads = x.shape[0]
+    imgs = render_beads(
+        x.ravel(), y.ravel(), z.ravel(), n_pixels=roi, optics=optics, background=background,
+        photons=photons, dtype="float64", seed=np.random.SeedSequence([seed, 2, i]).generate_state(1)[0],
+    ).reshape(roi, roi, n_beads, t.size)  # bead-major image order
+    if layout is Layout.TYX:
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 3, i]))
+        frames.append(_camera_frames(imgs, rois, fshape, background, photons, rng, dtype))
+    elif layout is Layout.TBYX:
+        frames.append(_as_pixels(imgs, dtype).transpose(3, 2, 0, 1))
+    else:
+        frames.append(_as_pixels(imgs[:, :, 0, :], dtype))
+    for name, values in zip(TRUTH, (x + off[:, 2:3], y + off[:, 0:1], z)):
+        truth[name][:, start:stop] = values
 
 
 def _truth_arrays(group, n_beads: int, n_frames: int, step: int) -> dict:
@@ -211,6 +221,7 @@ def write_simulated_calibration(
     jitter_px: float = 0.5,
     seed: int = 0,
     chunk_frames: int | None = None,
+    shard_frames: int | None = None,
     pixel_size_nm: float | None = 100.0,
     optics=None,
     overwrite: bool = False,
@@ -245,6 +256,9 @@ def write_simulated_calibration(
     seed : int, optional
     chunk_frames : int, optional
         Frames per Zarr chunk; default ``frames_per_step * 16``.
+    shard_frames : int, optional
+        Frames per shard (0: unsharded); default as
+        :func:`~magtrack_dask.io.archive.create_archive`.
     pixel_size_nm : float, optional
         Stored as an attribute.
     optics : magtrack_dask.sim.beads.Optics, optional
@@ -264,24 +278,26 @@ def write_simulated_calibration(
     chunk_frames = chunk_frames or frames_per_step * 16
     group = create_archive(
         path, shape=(n_frames, *fshape), dtype="uint16", layout=Layout.TYX, rois=rois, chunk_frames=chunk_frames,
-        pixel_size_nm=pixel_size_nm, overwrite=overwrite,
+        shard_frames=shard_frames, pixel_size_nm=pixel_size_nm, overwrite=overwrite,
         attrs={"calibration": {"frames_per_step": frames_per_step, "z_units": "nm"},
                "simulated": {"seed": seed, "photons": photons, "background": background, "jitter_px": jitter_px}},
     )
-    cz = group.create_array(CALIBRATION_Z, shape=(n_frames,), dtype="float64", chunks=(chunk_frames,),
+    arr = group[FRAMES]
+    cz = group.create_array(CALIBRATION_Z, shape=(n_frames,), dtype="float64", chunks=(arr.shards or arr.chunks)[:1],
                             dimension_names=("frame",))
     cz[...] = z
     cz.attrs.update({"units": "nm", "long_name": "bead z relative to the focal plane"})
     rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
     centre = (roi - 1) / 2 + rng.uniform(-1, 1, size=(2, n_beads, 1))
-    frames = frames_writer(group[FRAMES])
-    for i, start in enumerate(range(0, n_frames, chunk_frames)):
-        stop = min(start + chunk_frames, n_frames)
-        nt = stop - start
-        xy = centre + rng.uniform(-jitter_px, jitter_px, size=(2, n_beads, nt))
-        imgs = render_beads(
-            xy[0].ravel(), xy[1].ravel(), np.tile(z[start:stop], n_beads), n_pixels=roi, optics=optics,
-            background=background, photons=photons, seed=np.random.SeedSequence([seed, 12, i]).generate_state(1)[0],
-        ).reshape(roi, roi, n_beads, nt)
-        frames[start:stop] = _camera_frames(imgs, rois, fshape, background, photons, rng, np.uint16)
+    with frames_writer(group) as frames:
+        for i, start in enumerate(range(0, n_frames, chunk_frames)):
+            stop = min(start + chunk_frames, n_frames)
+            nt = stop - start
+            xy = centre + rng.uniform(-jitter_px, jitter_px, size=(2, n_beads, nt))
+            imgs = render_beads(
+                xy[0].ravel(), xy[1].ravel(), np.tile(z[start:stop], n_beads), n_pixels=roi, optics=optics,
+                background=background, photons=photons,
+                seed=np.random.SeedSequence([seed, 12, i]).generate_state(1)[0],
+            ).reshape(roi, roi, n_beads, nt)
+            frames.append(_camera_frames(imgs, rois, fshape, background, photons, rng, np.uint16))
     return open_archive(group)

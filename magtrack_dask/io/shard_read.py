@@ -1,0 +1,163 @@
+"""A task's read of one whole shard: one read of the stored object, then one decode per chunk.
+
+zarr reads a sharded array chunk by chunk, each a byte-range request of its
+own plus the shard's index. A tracking task wants a whole shard, so
+:func:`read_whole_shard` fetches it once, checks the index, and decodes every
+chunk (Blosc, optional CRC-32C) straight into the task's frames. A chunk the
+index lists as absent is an error here, not fill-value frames: the package's
+writer stores every chunk of a shard, so a hole means damage (zarr would
+silently read zeros).
+"""
+
+from __future__ import annotations
+
+import os
+
+import google_crc32c  # zarr's own, for its CRC-32C codec
+import numpy as np
+import zarr
+from numcodecs import blosc
+from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
+
+from magtrack_dask.io.format import blosc_sizes
+from magtrack_dask.io.paths import ArchiveError
+
+__all__ = ["read_whole_shard"]
+
+_EMPTY = np.uint64(2**64 - 1)  # an index entry of a chunk that is not stored
+
+
+def read_whole_shard(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray | None:
+    """Frames ``start .. stop - 1`` along ``axis`` when they are exactly one stored shard.
+
+    Parameters
+    ----------
+    arr : zarr.Array
+        Sharded along ``axis`` only (Zarr v3 ``sharding_indexed``).
+    start, stop : int
+        A shard's frame range: ``start`` on a shard boundary, ``stop`` the
+        shard's end (or the array's, for the last shard).
+    axis : int
+        The frame axis.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        The frames; None where this path does not apply (no sharding, other
+        codecs, another range, the shard not stored, a shard index that is not
+        intact): zarr then reads it and raises what it raises.
+
+    Raises
+    ------
+    ArchiveError
+        A chunk inside the shard is missing, fails its checksum or does not
+        decode to the declared chunk size.
+    """
+    codec = _sharding_codec(arr, axis)
+    if codec is None:
+        return None
+    unit, n_frames = arr.shards[axis], arr.shape[axis]
+    if start % unit or stop != min(start + unit, n_frames) or stop <= start:
+        return None
+    data = _get(arr, start // unit, axis)
+    if data is None:
+        return None
+    index = _index(data, codec, -(-unit // arr.chunks[axis]))
+    if index is None:
+        return None
+    out = np.empty(tuple(stop - start if i == axis else s for i, s in enumerate(arr.shape)), dtype=arr.dtype)
+    step = arr.chunks[axis]
+    chunk = np.empty(arr.chunks, dtype=arr.dtype)
+    has_crc = len(codec.codecs) == 3
+    for j, first in enumerate(range(0, stop - start, step)):
+        offset, nbytes = index[j]
+        where = f"{arr.path or 'array'}: frames {start + first}-{min(start + first + step, stop) - 1}"
+        if offset == _EMPTY and nbytes == _EMPTY:
+            raise ArchiveError(f"{where}: the chunk is missing from its shard (damaged or partly written)")
+        if int(offset) + int(nbytes) > len(data):
+            raise ArchiveError(f"{where}: the shard's index points past its end (truncated shard)")
+        body = np.frombuffer(data, dtype=np.uint8, count=int(nbytes), offset=int(offset))
+        if has_crc:
+            body, stored = body[:-4], bytes(body[-4:])
+            if np.uint32(google_crc32c.value(body)).tobytes() != stored:
+                raise ArchiveError(f"{where}: the chunk fails its CRC-32C checksum (damaged bytes)")
+        sizes = blosc_sizes(body[:16].tobytes())
+        if sizes != (chunk.nbytes, body.size):  # Blosc fills a larger destination without a word
+            raise ArchiveError(f"{where}: the chunk does not hold the declared {tuple(arr.chunks)} {arr.dtype}")
+        n = min(step, stop - start - first)
+        target = out[_frames(slice(first, first + n), arr.ndim, axis)]
+        dest = target if n == step and target.flags.c_contiguous else chunk
+        try:
+            blosc.decompress(body, dest)
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise ArchiveError(f"{where}: the chunk does not decode: {err}") from err
+        if dest is chunk:
+            target[...] = chunk[_frames(slice(0, n), arr.ndim, axis)]
+    return out
+
+
+def _frames(sl: slice, ndim: int, axis: int) -> tuple:
+    return tuple(sl if i == axis else slice(None) for i in range(ndim))
+
+
+def _get(arr: zarr.Array, index: int, axis: int) -> bytes | None:
+    """The stored bytes of the ``index``-th shard, or None when it is not stored."""
+    key = arr.metadata.encode_chunk_key(tuple(index if i == axis else 0 for i in range(arr.ndim)))
+    key = f"{arr.store_path.path}/{key}" if arr.store_path.path else key
+    store = arr.store_path.store
+    root = getattr(store, "root", None)
+    if root is not None and type(store).__name__ == "LocalStore":
+        try:
+            with open(os.path.join(os.fspath(root), key), "rb") as f:
+                return f.read()
+        except OSError:
+            return None
+    from zarr.core.buffer import default_buffer_prototype
+    from zarr.core.sync import sync
+
+    buf = sync(store.get(key, prototype=default_buffer_prototype()))
+    return None if buf is None else buf.to_bytes()
+
+
+def _index(data: bytes, codec: ShardingCodec, n_chunks: int) -> np.ndarray | None:
+    """``(n_chunks, 2)`` uint64 ``(offset, nbytes)`` of the shard's chunks along frames, or None."""
+    has_crc = len(codec.index_codecs) == 2
+    size = 16 * n_chunks + 4 * has_crc
+    if len(data) < size:
+        return None
+    at_end = codec.index_location.value == "end"
+    raw = data[-size:] if at_end else data[:size]
+    body = raw[:-4] if has_crc else raw
+    if has_crc and np.uint32(google_crc32c.value(body)).tobytes() != raw[-4:]:
+        return None
+    return np.frombuffer(body, dtype="<u8").reshape(n_chunks, 2)
+
+
+def _sharding_codec(arr: zarr.Array, axis: int) -> ShardingCodec | None:
+    """The sharding codec when shards and chunks split ``axis`` only and hold
+    [bytes, Blosc(, CRC-32C)] chunks with a [bytes(, CRC-32C)] index; else None."""
+    if arr.metadata.zarr_format != 3 or arr.shards is None:
+        return None
+    codecs = list(arr.metadata.codecs)
+    if len(codecs) != 1 or not isinstance(codecs[0], ShardingCodec):
+        return None
+    codec = codecs[0]
+    for unit in (arr.shards, arr.chunks):
+        if any(c != s for i, (c, s) in enumerate(zip(unit, arr.shape)) if i != axis):
+            return None
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind not in "uif" or not dtype.isnative or (dtype.itemsize > 1 and not np.little_endian):
+        return None
+    inner = list(codec.codecs)
+    if len(inner) not in (2, 3) or not isinstance(inner[0], BytesCodec) or not isinstance(inner[1], BloscCodec):
+        return None
+    if len(inner) == 3 and not isinstance(inner[2], Crc32cCodec):
+        return None
+    if dtype.itemsize > 1 and (inner[0].endian is None or inner[0].endian.value != "little"):
+        return None
+    index = list(codec.index_codecs)
+    if not index or not isinstance(index[0], BytesCodec) or (index[0].endian and index[0].endian.value != "little"):
+        return None
+    if len(index) > 2 or (len(index) == 2 and not isinstance(index[1], Crc32cCodec)):
+        return None
+    return codec
