@@ -30,7 +30,7 @@ from zarr.storage import LocalStore
 
 from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.paths import ArchiveError
-from magtrack_dask.io.shard_read import read_whole_shard
+from magtrack_dask.io.shard_read import check_shard_indexes, read_whole_shard
 
 __all__ = ["read_frames", "read_whole_chunk"]
 
@@ -70,6 +70,7 @@ def read_frames(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray
     if block is not None:
         return block
     _check_stored(arr, int(start), int(stop), axis)
+    check_shard_indexes(arr, int(start), int(stop), axis)
     sl = tuple(slice(int(start), int(stop)) if i == axis else slice(None) for i in range(arr.ndim))
     try:
         return arr[sl]

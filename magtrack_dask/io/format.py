@@ -128,7 +128,10 @@ def auto_shard_frames(chunk_frames: int | None, frame_bytes: int, n_frames: int,
     task = auto_chunk_frames(frame_bytes, n_frames, n_beads)  # frames one task should hold
     if chunk_frames is None:
         chunk_frames = max(1, -(-task // CHUNKS_PER_SHARD))
-    n_chunks = max(1, min(CHUNKS_PER_SHARD, task // chunk_frames, -(-n_frames // chunk_frames)))
+    if task < n_frames:  # the ROI or byte cap binds: stay under it
+        n_chunks = max(1, min(CHUNKS_PER_SHARD, task // chunk_frames))
+    else:  # the archive is one task: one shard covers it
+        n_chunks = max(1, min(CHUNKS_PER_SHARD, -(-n_frames // chunk_frames)))
     return int(chunk_frames), int(chunk_frames * n_chunks)
 
 

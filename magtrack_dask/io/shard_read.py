@@ -22,7 +22,7 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.paths import ArchiveError
 
-__all__ = ["read_whole_shard"]
+__all__ = ["check_shard_indexes", "read_whole_shard"]
 
 _EMPTY = np.uint64(2**64 - 1)  # an index entry of a chunk that is not stored
 
@@ -94,6 +94,30 @@ def read_whole_shard(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
         if dest is chunk:
             target[...] = chunk[_frames(slice(0, n), arr.ndim, axis)]
     return out
+
+
+def check_shard_indexes(arr: zarr.Array, start: int, stop: int, axis: int) -> None:
+    """ArchiveError when a chunk holding frames ``start .. stop - 1`` is absent from its stored shard.
+
+    For sharded arrays that :func:`read_whole_shard` leaves to zarr (other
+    codecs, stores or ranges): zarr would read such a chunk as fill values.
+    Shards that are not stored, or whose index is not intact, are left to the
+    caller and to zarr.
+    """
+    if arr.shards is None or len(arr.metadata.codecs) != 1 or not isinstance(arr.metadata.codecs[0], ShardingCodec):
+        return
+    codec = arr.metadata.codecs[0]
+    unit, step = arr.shards[axis], arr.chunks[axis]
+    for i in range(start // unit, -(-stop // unit)):
+        data = _get(arr, i, axis)
+        index = None if data is None else _index(data, codec, -(-unit // step))
+        if index is None:
+            continue
+        for j in range(unit // step):
+            first = i * unit + j * step
+            if first < stop and first + step > start and first < arr.shape[axis] and (index[j] == _EMPTY).all():
+                raise ArchiveError(f"{arr.path or 'array'}: frames {first}-{min(first + step, arr.shape[axis]) - 1}: "
+                                   "the chunk is missing from its shard (damaged or partly written)")
 
 
 def _frames(sl: slice, ndim: int, axis: int) -> tuple:

@@ -57,7 +57,7 @@ class ShardWriter:
         self.axis = int(frame_axis)
         self.step = int((arr.shards or arr.chunks)[self.axis])
         self.n_frames = int(arr.shape[self.axis])
-        if start % self.step or not 0 <= start <= self.n_frames:
+        if (start % self.step and start != self.n_frames) or not 0 <= start <= self.n_frames:
             raise InputError(f"start: expected the first frame of a shard (a multiple of {self.step}) "
                              f"within 0..{self.n_frames}; got {start}")
         self.n_shards = -(-self.n_frames // self.step)

@@ -35,9 +35,12 @@ def test_describe(archives):
     info = describe_archive(archives["tbyx"])
     assert info["layout"] == "tbyx" and type(info["layout"]) is str  # JSON-ready
     assert info["n_beads"] == 3 and info["roi_size"] == ROI and info["frame_shape"] is None
-    assert info["chunk_frames"] == CHUNK_FRAMES and info["shard_frames"] is None
+    assert info["shard_frames"] == CHUNK_FRAMES and info["chunk_frames"] == 1  # written sharded
     assert info["has_truth"] and not info["has_timestamps"]
-    assert info["compression_ratio"] > 1 and info["nbytes_stored_estimate"] is None  # 3 chunks: all sized
+    frames = os.path.join(archives["tbyx"], "frames", "c")
+    on_disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(frames) for f in files)
+    assert info["nbytes_stored"] == on_disk and info["nbytes_stored_estimate"] is None  # recorded by the writer
+    assert info["compression_ratio"] > 1
     assert info["shape"] == (N_FRAMES, 3, ROI, ROI)
     info = describe_archive(archives["tyx"])
     assert info["roi_size"] == ROI and info["frame_shape"] == (88, 88) and len(info["rois"]) == 3

@@ -14,6 +14,7 @@ from zarr.storage import LocalStore, WrapperStore
 
 from magtrack_dask.io.archive import create_archive
 from magtrack_dask.io.chunk_read import read_frames, read_whole_chunk
+from magtrack_dask.io.paths import ArchiveError
 
 N_FRAMES, CHUNK = 23, 5  # the last chunk holds 3 frames
 SHAPES = {"tyx": (N_FRAMES, 12, 14), "tbyx": (N_FRAMES, 2, 8, 8), "yxt": (8, 8, N_FRAMES)}
@@ -21,8 +22,10 @@ AXIS = {"tyx": 0, "tbyx": 0, "yxt": 2}
 
 
 def _archive(tmp_path, layout="tyx", dtype=np.uint16, **kwargs):
+    """An unsharded archive of CHUNK-frame chunks (sharded ones: test_shard_read.py)."""
     data = np.random.default_rng(1).integers(0, 4000, SHAPES[layout]).astype(dtype)
     rois = np.array([[0, 8, 0, 8], [4, 12, 6, 14]]) if layout == "tyx" else None
+    kwargs.setdefault("shard_frames", 0)
     group = create_archive(tmp_path / f"{layout}.zarr", data, layout=layout, rois=rois, chunk_frames=CHUNK, **kwargs)
     return group["frames"], data
 
@@ -74,11 +77,15 @@ def test_a_chunk_whose_header_disagrees_is_left_to_zarr(tmp_path):
     np.testing.assert_array_equal(read_whole_chunk(arr, 5, 10, 0), data[5:10])  # the others still direct
 
 
-def test_a_missing_chunk_is_left_to_zarr(tmp_path):
-    arr, _ = _archive(tmp_path)
+def test_a_missing_chunk_is_an_archive_error_not_fill_values(tmp_path):
+    arr, data = _archive(tmp_path)
     os.unlink(os.path.join(arr.store.root, arr.path, "c", "2", "0", "0"))
     assert read_whole_chunk(arr, 10, 15, 0) is None
-    np.testing.assert_array_equal(read_frames(arr, 10, 15, 0), 0)  # zarr's fill value
+    with pytest.raises(ArchiveError, match="frames 10-14 is missing from the store"):
+        read_frames(arr, 10, 15, 0)  # zarr would read its fill value
+    with pytest.raises(ArchiveError, match="frames 10-14 is missing"):
+        read_frames(arr, 8, 12, 0)  # a range zarr reads
+    np.testing.assert_array_equal(read_frames(arr, 15, 20, 0), data[15:20])
 
 
 def test_other_codecs_and_stores_are_left_to_zarr(tmp_path):

@@ -18,7 +18,7 @@ def test_default_compressors_are_blosc_zstd_bitshuffle_then_a_checksum(tmp_path)
 
 def test_default_chunks_carry_a_checksum(tmp_path):
     # Blosc checks only its header: a byte damaged inside a chunk must fail the read, not decode to wrong pixels.
-    write_simulated_archive(tmp_path / "a.zarr", 32, 1, roi=16, chunk_frames=16, photons=1e4, seed=1)
+    write_simulated_archive(tmp_path / "a.zarr", 32, 1, roi=16, chunk_frames=16, shard_frames=0, photons=1e4, seed=1)
     chunk = tmp_path / "a.zarr" / "frames" / "c" / "1" / "0" / "0"
     data = bytearray(chunk.read_bytes())
     data[len(data) // 2] ^= 0xFF

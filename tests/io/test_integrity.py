@@ -26,7 +26,9 @@ from magtrack_dask.validation import InputTypeError
 
 
 def _tbyx(tmp_path, **kwargs):
+    """Unsharded, 3 chunks of 4 frames."""
     data = np.arange(10 * 2 * 8 * 8, dtype=np.uint16).reshape(10, 2, 8, 8)
+    kwargs.setdefault("shard_frames", 0)
     return create_archive(tmp_path / "a.zarr", data, layout="tbyx", chunk_frames=4, **kwargs)
 
 
@@ -77,7 +79,7 @@ def test_frames_that_are_not_pixels(tmp_path):
         _check(g, "yxt")
 
 
-@pytest.mark.parametrize("wrapped", [False, True])  # a local store is asked per chunk, other stores are listed
+@pytest.mark.parametrize("wrapped", [False, True])  # a local store is asked with stat, others with exists
 def test_missing_chunks_are_named_with_their_frames(tmp_path, wrapped):
     g = _tbyx(tmp_path)
     os.remove(tmp_path / "a.zarr" / "frames" / "c" / "1" / "0" / "0" / "0")
@@ -118,12 +120,13 @@ def test_remove_unfinished_writes_takes_only_zarrs_temporaries(tmp_path):
 def test_stored_nbytes_is_exact_for_few_chunks_and_sampled_for_many(tmp_path, monkeypatch):
     rng = np.random.default_rng(0)
     small = create_archive(tmp_path / "small.zarr", rng.integers(0, 4000, (10, 2, 8, 8), dtype=np.uint16),
-                           layout="tbyx", chunk_frames=4)["frames"]
+                           layout="tbyx", chunk_frames=4, shard_frames=0)["frames"]
     chunks = os.path.join(tmp_path, "small.zarr", "frames", "c")
     on_disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(chunks) for f in files)
     assert stored_nbytes(small) == (on_disk, 3, 3)  # the chunks' bytes, not the metadata's
     frames = rng.integers(0, 4000, (300, 16, 16), dtype=np.uint16)
-    many = create_archive(tmp_path / "many.zarr", frames, rois=[[0, 16, 0, 16]], chunk_frames=1)["frames"]
+    many = create_archive(tmp_path / "many.zarr", frames, rois=[[0, 16, 0, 16]], chunk_frames=1,
+                          shard_frames=0)["frames"]
     exact = many.nbytes_stored() - os.path.getsize(os.path.join(tmp_path, "many.zarr", "frames", "zarr.json"))
     # Sized from a sample, never by listing or sizing every chunk.
     monkeypatch.setattr(zarr.Array, "nbytes_stored", lambda self: pytest.fail("listed every chunk"))

@@ -30,7 +30,7 @@ def test_import_streams_in_small_reads(tyx_frames, tmp_path):
         tifffile.imwrite(paths[-1], frames[lo:hi])
     np.save(tmp_path / "rois.npy", rois)
     seen = []
-    arch = import_tiff(paths, tmp_path / "a.zarr", rois=tmp_path / "rois.npy", chunk_frames=10, pages_per_read=3,
+    arch = import_tiff(paths, tmp_path / "a.zarr", rois=tmp_path / "rois.npy", shard_frames=10, pages_per_read=3,
                        progress=lambda done, total, n: seen.append((done, total, n)))
     np.testing.assert_array_equal(arch.data.compute(), frames)
     np.testing.assert_array_equal(arch.rois, rois)
