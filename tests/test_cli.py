@@ -145,7 +145,7 @@ def test_max_chunks_then_resume(archives, scheduler, tmp_path):
 
 def test_job_failure_exits_1(client, scheduler, tmp_path):
     arch = str(tmp_path / "a.zarr")
-    write_simulated_archive(arch, 32, 1, roi=ROI, layout="yxt", chunk_frames=16, z_range_nm=Z_RANGE_NM)
+    write_simulated_archive(arch, 32, 1, roi=ROI, layout="yxt", shard_frames=16, z_range_nm=Z_RANGE_NM)
     # an error in the code, not in the data (unreadable input exits 3: tests/reliability/test_faults.py)
     client.run(sabotage_kernel, float(zarr.open_group(arch, mode="r")["frames"][:, :, 16:32].mean()))
     try:

@@ -28,7 +28,7 @@ def site(tmp_path):
     for name, seed in (("day1", 1), ("day2", 2), ("day3", 3)):
         folder = tmp_path / "data" / name
         folder.mkdir(parents=True)
-        write_simulated_archive(folder / "run.zarr", 60, 2, roi=ROI, chunk_frames=12, photons=1e4, seed=seed,
+        write_simulated_archive(folder / "run.zarr", 60, 2, roi=ROI, shard_frames=12, photons=1e4, seed=seed,
                                 z_range_nm=Z_RANGE_NM, pixel_size_nm=100.0)
         write_simulated_calibration(folder / "calibration.zarr", np.arange(500.0, 2701.0, 100.0), 2, roi=ROI,
                                     frames_per_step=3, seed=seed)

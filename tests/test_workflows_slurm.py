@@ -51,7 +51,7 @@ def site(slurm):
 def archive(tmp_path_factory):
     """1 bead, 32 px ROIs, 20 chunks of 2 frames: enough tasks to cancel a worker part-way."""
     path = str(tmp_path_factory.mktemp("slurm-data") / "run.zarr")
-    write_simulated_archive(path, 2 * N_CHUNKS, 1, roi=ROI, chunk_frames=2, photons=1e4, seed=7,
+    write_simulated_archive(path, 2 * N_CHUNKS, 1, roi=ROI, shard_frames=2, photons=1e4, seed=7,
                             z_range_nm=Z_RANGE_NM, pixel_size_nm=100.0)
     return path
 

@@ -113,7 +113,7 @@ def test_misaligned_results_chunks_refuse_to_write(client, archives, tmp_path):
 def test_failing_chunk_raises_and_keeps_the_others(client, tmp_path):
     # Damaged input is flagged (tests/reliability/test_faults.py); an error of the code still fails the job.
     arch = str(tmp_path / "a.zarr")
-    write_simulated_archive(arch, 48, 2, roi=ROI, chunk_frames=16, seed=1, z_range_nm=Z_RANGE_NM)
+    write_simulated_archive(arch, 48, 2, roi=ROI, shard_frames=16, seed=1, z_range_nm=Z_RANGE_NM)
     client.run(sabotage_kernel, float(zarr.open_group(arch, mode="r")["frames"][16:32].mean()))
     try:
         with pytest.raises(JobFailed, match=r"chunk 1 \(frames 16-31\) failed: IndexError: a bug in the kernel"):

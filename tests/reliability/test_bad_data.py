@@ -13,6 +13,7 @@ import xarray as xr
 import zarr
 
 from magtrack_dask.core.flags import Flag
+from magtrack_dask.io.archive import frames_writer
 from magtrack_dask.jobs import job_status, run_job
 from magtrack_dask.sim.beads import render_beads
 from magtrack_dask.sim.archives import write_simulated_archive
@@ -43,7 +44,7 @@ def _render(x, y, z, seed):
 def doctored(tmp_path_factory, zlut):
     """(archive path, truth dict: bead -> (x, y) in ROI px)."""
     path = str(tmp_path_factory.mktemp("bad") / "bad.zarr")
-    arch = write_simulated_archive(path, N, 4, roi=ROI, chunk_frames=CHUNK, photons=1e4, seed=11,
+    arch = write_simulated_archive(path, N, 4, roi=ROI, shard_frames=CHUNK, photons=1e4, seed=11,
                                    z_range_nm=(1000.0, 2200.0))
     frames = zarr.open_group(path, mode="r+")["frames"]
     data = frames[...]
@@ -69,7 +70,8 @@ def doctored(tmp_path_factory, zlut):
     data[ALL_SATURATED] = 65535  # overexposed
     top, _, left, _ = rois[NORMAL]
     data[PART_SATURATED, top + 2: top + 4, left + 2: left + 5] = 65535  # a few hot pixels
-    frames[...] = data
+    with frames_writer(zarr.open_group(path, mode="r+")) as writer:  # stores the blank frame's chunk too
+        writer.append(data)
     return path, truth, rois
 
 

@@ -35,9 +35,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def many_chunks(tmp_path_factory):
-    """An archive of 150 chunks of 2 frames: a few seconds of work, to kill a job part-way."""
+    """An archive of 150 shards (tasks) of 2 frames: a few seconds of work, to kill a job part-way."""
     path = str(tmp_path_factory.mktemp("many") / "archive.zarr")
-    write_simulated_archive(path, 300, 3, roi=ROI, chunk_frames=2, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
+    write_simulated_archive(path, 300, 3, roi=ROI, shard_frames=2, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
                             pixel_size_nm=100.0, frame_rate_hz=50.0)
     return path
 
@@ -166,10 +166,12 @@ def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrup
     assert store_bytes(out) == uninterrupted
 
 
-def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(client, tmp_path):
+@pytest.mark.parametrize("chunking", [{"shard_frames": 16}, {"chunk_frames": 16, "shard_frames": 0}],
+                         ids=["sharded", "unsharded"])
+def test_corrupt_input_chunk_is_flagged_reported_and_refilled_after_repair(client, tmp_path, chunking):
     arch = str(tmp_path / "a.zarr")
-    write_simulated_archive(arch, 80, 3, roi=ROI, chunk_frames=16, photons=1e4, seed=5, z_range_nm=Z_RANGE_NM)
-    chunk = os.path.join(arch, "frames", "c", "2", "0", "0")  # frames 32-47
+    write_simulated_archive(arch, 80, 3, roi=ROI, photons=1e4, seed=5, z_range_nm=Z_RANGE_NM, **chunking)
+    chunk = os.path.join(arch, "frames", "c", "2", "0", "0")  # frames 32-47: a chunk, or a shard of 16 chunks
     with open(chunk, "rb") as f:
         intact = f.read()
     with open(chunk, "r+b") as f:  # bytes overwritten on disk, mid-chunk: only the CRC-32C trailer tells

@@ -38,9 +38,9 @@ def pixels(n_frames=N_FRAMES, dtype="uint16"):
 
 
 def make(tmp_path, name="a.zarr", **kwargs) -> str:
-    """A truthful tyx archive: 8 frames of 32 x 32 px uint16 in chunks of 4, one 16 px ROI."""
+    """A truthful tyx archive: 8 frames of 32 x 32 px uint16 in unsharded chunks of 4, one 16 px ROI."""
     path = str(tmp_path / name)
-    options = dict(layout="tyx", rois=[[8, 24, 8, 24]], chunk_frames=CHUNK) | kwargs
+    options = dict(layout="tyx", rois=[[8, 24, 8, 24]], chunk_frames=CHUNK, shard_frames=0) | kwargs
     create_archive(path, kwargs.pop("data", pixels()), **{k: v for k, v in options.items() if k != "data"})
     return path
 
