@@ -236,7 +236,7 @@ def test_import_tiff_layouts(archives, tmp_path):
     np.savetxt(tmp_path / "rois.csv", a.rois, fmt="%d", delimiter=",", header="top,bottom,left,right", comments="")
     out = tmp_path / "imported.zarr"
     res = cli("import", tmp_path / "run_000.tif", tmp_path / "run_001.tif", "--out", out, "--rois",
-              tmp_path / "rois.csv", "--chunk-frames", 16, "--pixel-size-nm", 100)
+              tmp_path / "rois.csv", "--chunk-frames", 4, "--shard-frames", 16, "--pixel-size-nm", 100)
     assert res.returncode == 0, res.stderr
     assert f"tyx archive, 3 beads x {N_FRAMES} frames" in res.stdout
     got = open_archive(out)
@@ -244,7 +244,12 @@ def test_import_tiff_layouts(archives, tmp_path):
     np.testing.assert_array_equal(got.rois, a.rois)
     assert got.data.chunks[0] == (16, 16, 13) and got.pixel_size_nm == 100.0
     info = json.loads(cli("info", out, "--json").stdout)
-    assert info["kind"] == "archive" and info["layout"] == "tyx" and info["chunks"][0] == 16
+    assert info["kind"] == "archive" and info["layout"] == "tyx" and info["chunks"][0] == 4
+    assert info["shard_frames"] == 16 and info["nbytes_stored_estimate"] is None  # recorded by the import
+    res = cli("import", tmp_path / "run_000.tif", tmp_path / "run_001.tif", "--out", out, "--rois",
+              tmp_path / "rois.csv", "--resume")  # nothing left to import
+    assert res.returncode == 0, res.stderr
+    np.testing.assert_array_equal(open_archive(out).data.compute(), frames)
     # one pre-cropped bead: yxt, on request only (full frames are often square too)
     crop = frames[:, 8:40, 8:40]
     tifffile.imwrite(tmp_path / "bead.tif", crop)
@@ -394,6 +399,10 @@ CLI = [
      r"TIFF file not found: .*nope\.tif"),
     ("import-chunk-frames", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--chunk-frames", "-2"],
      r"argument --chunk-frames: value must be an integer >= 1, got -2"),
+    ("import-shard-frames", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--shard-frames", "x"],
+     r"argument --shard-frames: value must be an integer >= 1, got 'x'"),
+    ("import-resume-overwrite", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--resume", "--overwrite"],
+     r"argument --overwrite: not allowed with argument --resume"),
     ("import-pixel-size", lambda c: ["import", c("nope.tif"), "--out", c("a.zarr"), "--pixel-size-nm", "nan"],
      r"argument --pixel-size-nm: value must be a finite number > 0, got nan"),
     ("info-missing", lambda c: ["info", c("missing.zarr")], r"not found: .*missing\.zarr"),
