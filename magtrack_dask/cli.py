@@ -529,7 +529,6 @@ _COMMANDS = {"demo": _cmd_demo, "track": _cmd_track, "zlut": _cmd_zlut, "import"
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``magtrack-dask`` with ``argv`` (default ``sys.argv[1:]``); return the exit code."""
-    from magtrack_dask.jobs import JobFailed
     from magtrack_dask.logs import setup_logging
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -546,11 +545,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         log.info("the error above came from here:", exc_info=True)  # shown with --verbose
         return 2
-    except JobFailed as err:  # a chunk's task raised on a worker; the finished chunks stay recorded
-        print(f"{PROG}: job failed: {err}", file=sys.stderr)
-        log.info("the failure above came from here:", exc_info=True)
-        return 1
     except Exception as err:  # a bug or a failure, never bad input: the traceback goes to the log
+        # Only a command that ran a job can raise JobFailed; info and import never load the job modules.
+        errors = sys.modules.get("magtrack_dask.jobs.errors")
+        if errors is not None and isinstance(err, errors.JobFailed):  # a chunk's task raised on a worker
+            print(f"{PROG}: job failed: {err}", file=sys.stderr)
+            log.info("the failure above came from here:", exc_info=True)
+            return 1
         log.exception("%s: failed: %s: %s", PROG, type(err).__name__, err)
         return 1
 

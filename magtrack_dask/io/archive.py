@@ -10,9 +10,8 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask.array as da
 import numpy as np
 import zarr
 
@@ -34,6 +33,9 @@ from magtrack_dask.io.paths import ArchiveError, check_replaceable, check_zarr_p
 from magtrack_dask.io.rois import check_rois
 from magtrack_dask.io.writer import ShardWriter
 from magtrack_dask.validation import InputError, InputTypeError, check_count, check_positive, is_scalar
+
+if TYPE_CHECKING:
+    import dask.array as da
 
 __all__ = ["Archive", "create_archive", "describe_archive", "frames_writer", "open_archive"]
 
@@ -86,6 +88,8 @@ class Archive:
 
     def time(self) -> da.Array | None:
         """Frame times in seconds ``(frame,)``, lazily, or None when unknown."""
+        import dask.array as da
+
         chunks = (self.data.chunks[self.layout.frame_axis],)
         if TIMESTAMPS in self.group:
             return da.from_zarr(self.group[TIMESTAMPS], chunks=chunks)
@@ -140,6 +144,8 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
     """
     if frames_per_task is not None:
         frames_per_task = check_count(frames_per_task, "frames_per_task")
+    import dask.array as da  # here: describing an archive (``info``) never imports Dask
+
     group, arr, layout, attrs = _open_checked(source)
     if check:
         check_frame_chunks(arr)
