@@ -1,0 +1,268 @@
+"""Does the job driver's cost per task stay flat from a thousand to a million tasks? (issue 14 item 7)
+
+For each archive size (tasks = chunks of 4 frames, each in a shard of its own; 1 bead, 16 px ROIs: the
+issue's setting) a fresh
+process opens the archive, starts the job (:func:`magtrack_dask.jobs.prepare_job`) and tracks the same
+1,500 tasks (``max_chunks``) on a ``LocalCluster`` of 2 single-threaded worker processes, and reports:
+
+* open: :func:`magtrack_dask.open_archive` (with its chunk check);
+* job start: ``prepare_job`` (results store metadata, job record);
+* driver time per task: the driver process's CPU time (client and scheduler: a LocalCluster's scheduler runs
+  in the driver's process) and wall time of the 1,500 tasks, divided by 1,500;
+* driver peak memory: the driver's peak resident set size from just before the job starts to its end
+  (``VmHWM``, reset with ``/proc/self/clear_refs``), and its growth over the RSS before;
+* files written: files the run added to the results store, per task, and the metadata files;
+* tracking throughput, frames per second of wall time.
+
+Archives up to ``--disk-max`` tasks are simulated on disk by the package's writer (one file a shard). Larger
+ones are served by :class:`ServingStore`, a read-only store that answers every shard key of ``frames`` with
+the one valid encoded shard of a small template archive, so that a million-task archive needs no disk; the
+workers decode and track that shard every time.
+
+The last table extrapolates a full job on 1 TB and 100 TB of 64 px uint16 ROIs, 100 beads per frame (the
+default shard: 4096 ROIs = 40 frames, 32.8 MB a task) from the measured costs: driver time = job start + CPU
+per task x tasks; driver memory = a linear fit of peak memory against archive tasks; files = metadata +
+files per task x tasks.
+
+    python benchmarks/scale.py                              # 1e3 1e4 1e5 1e6 tasks
+    python benchmarks/scale.py --sizes 1000 10000           # quicker
+    python benchmarks/scale.py --profile 100000             # cProfile of the driver at one size
+"""
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+from zarr.storage import LocalStore, WrapperStore  # noqa: E402
+
+TASK_FRAMES, ROI = 4, 16
+N_TRACKED = 1500
+#: The extrapolation's archive: 64 px uint16 ROIs, 100 beads, a default shard (4096 ROIs) a task.
+REF_BEADS, REF_ROI = 100, 64
+REF_TASK_BYTES = (4096 // REF_BEADS) * REF_BEADS * REF_ROI * REF_ROI * 2
+_SHARD_KEY = re.compile(r"^frames/c/\d+/0/0$")
+
+
+class ServingStore(WrapperStore):
+    """Read-only: every shard key of ``frames`` is answered with shard 0 of the wrapped archive."""
+
+    def _key(self, key: str) -> str:
+        return "frames/c/0/0/0" if _SHARD_KEY.match(key) else key
+
+    async def get(self, key, prototype, byte_range=None):
+        return await self._store.get(self._key(key), prototype, byte_range)
+
+    async def exists(self, key) -> bool:
+        return await self._store.exists(self._key(key))
+
+    async def getsize(self, key) -> int:
+        return await self._store.getsize(self._key(key))
+
+    async def set(self, key, value):
+        raise PermissionError(f"ServingStore is read-only ({key})")
+
+
+def _count_files(path: str) -> int:
+    return sum(len(files) for _, _, files in os.walk(path))
+
+
+def _peak_rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _reset_peak_rss() -> None:
+    with open("/proc/self/clear_refs", "w") as f:  # "5": reset the peak RSS (Linux >= 4.0)
+        f.write("5")
+
+
+def make_archive(root: str, n_tasks: int, disk_max: int):
+    """``(source, files in the archive or None)``: a simulated archive on disk, or served from a template."""
+    import zarr
+
+    from magtrack_dask.sim.archives import write_simulated_archive
+
+    if n_tasks <= disk_max:
+        path = os.path.join(root, f"archive-{n_tasks}.zarr")
+        write_simulated_archive(path, n_tasks * TASK_FRAMES, 1, roi=ROI, chunk_frames=TASK_FRAMES,
+                                shard_frames=TASK_FRAMES, photons=1e4, seed=0, overwrite=True)
+        return path, _count_files(path)
+    template = os.path.join(root, f"template-{n_tasks}.zarr")
+    write_simulated_archive(template, TASK_FRAMES, 1, roi=ROI, chunk_frames=TASK_FRAMES, shard_frames=TASK_FRAMES,
+                            photons=1e4, seed=0, overwrite=True)
+    for name in ("truth_x", "truth_y", "truth_z"):  # one value a frame: they would disagree with the shape
+        shutil.rmtree(os.path.join(template, name))
+    meta = os.path.join(template, "frames", "zarr.json")
+    with open(meta) as f:
+        doc = json.load(f)
+    doc["shape"][0] = n_tasks * TASK_FRAMES
+    doc.get("attributes", {}).pop("frames_nbytes_stored", None)
+    with open(meta, "w") as f:
+        json.dump(doc, f)
+    return zarr.open_group(ServingStore(LocalStore(template, read_only=True)), mode="r"), None
+
+
+def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool) -> dict:
+    """One size, in this process: open, job start, 1,500 tasks."""
+    from magtrack_dask.cluster import start_cluster
+    from magtrack_dask.io.archive import open_archive
+    from magtrack_dask.jobs import prepare_job
+
+    source, archive_files = make_archive(root, n_tasks, disk_max)
+    out = os.path.join(root, f"results-{n_tasks}.zarr")
+    shutil.rmtree(out, ignore_errors=True)
+    client = start_cluster(workers, dashboard_address=":0")
+    with client.cluster, client:
+        client.run(lambda: None)
+        t = time.perf_counter()
+        arch = open_archive(source)
+        t_open = time.perf_counter() - t
+        assert arch.data.numblocks[0] == n_tasks, arch.data.numblocks
+        del arch
+        rss0 = _rss()
+        _reset_peak_rss()
+        t, c = time.perf_counter(), time.process_time()
+        job = prepare_job(source, out)
+        t_start, c_start = time.perf_counter() - t, time.process_time() - c
+        files0 = _count_files(out)
+        profiler = None
+        if profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
+        t, c = time.perf_counter(), time.process_time()
+        report = job.run(client, max_chunks=N_TRACKED)
+        t_run, c_run = time.perf_counter() - t, time.process_time() - c
+        if profiler is not None:
+            profiler.disable()
+        peak = _peak_rss()
+    assert report.n_computed == min(N_TRACKED, n_tasks), report
+    n = report.n_computed
+    res = {
+        "tasks": n_tasks, "tracked": n,
+        "open_s": t_open, "start_s": t_start, "start_cpu_s": c_start,
+        "cpu_ms_per_task": 1e3 * c_run / n, "wall_ms_per_task": 1e3 * t_run / n,
+        "frames_per_s": n * TASK_FRAMES / t_run,
+        "peak_mb": peak / 1e6, "growth_mb": (peak - rss0) / 1e6,
+        "metadata_files": files0, "files_per_task": (_count_files(out) - files0) / n,
+        "archive_files": archive_files,
+    }
+    if profiler is not None:
+        import io
+        import pstats
+
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(30)
+        res["profile"] = text.getvalue()
+    return res
+
+
+def extrapolate(rows: list[dict]) -> list[dict]:
+    """A full job on 1 TB and 100 TB of the reference archive, from the largest size's costs."""
+    big = max(rows, key=lambda r: r["tasks"])
+    sizes = np.array([r["tasks"] for r in rows], dtype=float)
+    peaks = np.array([r["peak_mb"] for r in rows])
+    slope, intercept = np.polyfit(sizes, peaks, 1) if len(rows) > 1 else (0.0, peaks[0])
+    starts = np.array([r["start_s"] for r in rows])
+    s_slope, s_intercept = np.polyfit(sizes, starts, 1) if len(rows) > 1 else (0.0, starts[0])
+    out = []
+    for label, nbytes in (("1 TB", 1e12), ("100 TB", 1e14)):
+        n = nbytes / REF_TASK_BYTES
+        out.append({
+            "job": label, "tasks": n,
+            "start_s": max(0.0, s_intercept + s_slope * n),
+            "driver_cpu_h": (big["cpu_ms_per_task"] * 1e-3 * n) / 3600,
+            "driver_mb": max(intercept + slope * n, big["peak_mb"]),
+            "files": big["metadata_files"] + big["files_per_task"] * n,
+        })
+    return out
+
+
+def table(rows: list[dict], extra: list[dict]) -> str:
+    lines = [
+        "| tasks (chunks of 4 frames) | open | job start | driver CPU / task | driver wall / task | tracking "
+        "| driver peak RSS (growth) | files written / task (+ metadata) | archive files |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        archive = "served" if r["archive_files"] is None else f"{r['archive_files']:,}"
+        lines.append(
+            f"| {r['tasks']:,} | {r['open_s']:.2f} s | {r['start_s']:.2f} s | {r['cpu_ms_per_task']:.2f} ms "
+            f"| {r['wall_ms_per_task']:.2f} ms | {r['frames_per_s']:.0f} frames/s "
+            f"| {r['peak_mb']:.0f} MB ({r['growth_mb']:+.0f}) | {r['files_per_task']:.2f} (+{r['metadata_files']}) "
+            f"| {archive} |")
+    base = next((r for r in rows if r["tasks"] == 10_000), None)
+    if base is not None:
+        for r in rows:
+            if r["tasks"] > base["tasks"]:
+                lines.append(f"\n{r['tasks']:,} vs 10,000 tasks: driver CPU / task x"
+                             f"{r['cpu_ms_per_task'] / base['cpu_ms_per_task']:.2f}, driver peak memory x"
+                             f"{r['peak_mb'] / base['peak_mb']:.2f}, tracking x"
+                             f"{r['frames_per_s'] / base['frames_per_s']:.2f}")
+    lines += ["", "| extrapolated job | tasks | job start | driver CPU | driver memory | files written |",
+              "|---|---|---|---|---|---|"]
+    for e in extra:
+        lines.append(f"| {e['job']} | {e['tasks']:,.0f} | {e['start_s']:.0f} s | {e['driver_cpu_h']:.2f} h "
+                     f"| {e['driver_mb']:,.0f} MB | {e['files']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--sizes", type=float, nargs="+", default=[1e3, 1e4, 1e5, 1e6], help="archive sizes, tasks")
+    p.add_argument("--disk-max", type=float, default=1e4, help="largest archive simulated on disk (tasks)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--dir", help="working folder (default: a temporary folder, removed)")
+    p.add_argument("--profile", type=float, metavar="TASKS", help="one size, with cProfile of the driver")
+    p.add_argument("--one", type=float, help=argparse.SUPPRESS)  # a child process: one size, JSON out
+    args = p.parse_args(argv)
+    root = args.dir or tempfile.mkdtemp(prefix="scale-")
+    try:
+        if args.one or args.profile:
+            res = measure(int(args.one or args.profile), root, int(args.disk_max), args.workers, bool(args.profile))
+            if args.profile:
+                print(res.pop("profile"))
+            print(json.dumps(res))
+            return 0
+        rows = []
+        for n in args.sizes:
+            cmd = [sys.executable, os.path.abspath(__file__), "--one", str(int(n)), "--dir", root,
+                   "--disk-max", str(int(args.disk_max)), "--workers", str(args.workers)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode:
+                print(proc.stdout, proc.stderr, file=sys.stderr)
+                return 1
+            rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
+            print(json.dumps(rows[-1]), flush=True)
+        print(table(rows, extrapolate(rows)))
+        return 0
+    finally:
+        if not args.dir:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
