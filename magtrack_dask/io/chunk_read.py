@@ -21,16 +21,13 @@ import math
 import os
 import re
 
-import google_crc32c  # zarr's own, for its CRC-32C codec
 import numpy as np
 import zarr
-from numcodecs import blosc
 from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.storage import LocalStore
 
-from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.paths import ArchiveError
-from magtrack_dask.io.shard_read import check_shard_indexes, read_whole_shard
+from magtrack_dask.io.shard_read import check_shard_indexes, decode_blosc_chunk, read_whole_shard
 
 __all__ = ["read_frames", "read_whole_chunk"]
 
@@ -146,19 +143,9 @@ def read_whole_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
             data = f.read()
     except OSError:  # missing (fill value) or unreadable: zarr decides
         return None
-    body = np.frombuffer(data, dtype=np.uint8)  # a view, as zarr hands the codecs
-    if isinstance(codecs[-1], Crc32cCodec):
-        body, stored = body[:-4], bytes(body[-4:])
-        if np.uint32(google_crc32c.value(body)).tobytes() != stored:  # as zarr compares them
-            return None
     chunk = np.empty(arr.chunks, dtype=arr.dtype)
-    # Blosc fills a larger destination without a word: the sizes must agree first.
-    if blosc_sizes(body[:16].tobytes()) != (chunk.nbytes, body.size):
-        return None
-    try:
-        blosc.decompress(body, chunk)
-    except (RuntimeError, ValueError, TypeError):
-        return None
+    if decode_blosc_chunk(np.frombuffer(data, dtype=np.uint8), chunk, isinstance(codecs[-1], Crc32cCodec)):
+        return None  # damaged: zarr reads it again and raises
     if stop - start == unit:
         return chunk
     return chunk[tuple(slice(0, stop - start) if i == axis else slice(None) for i in range(arr.ndim))]

@@ -22,7 +22,7 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.paths import ArchiveError
 
-__all__ = ["check_shard_indexes", "read_whole_shard"]
+__all__ = ["check_shard_indexes", "decode_blosc_chunk", "read_whole_shard"]
 
 _EMPTY = np.uint64(2**64 - 1)  # an index entry of a chunk that is not stored
 
@@ -77,23 +77,46 @@ def read_whole_shard(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
         if int(offset) + int(nbytes) > len(data):
             raise ArchiveError(f"{where}: the shard's index points past its end (truncated shard)")
         body = np.frombuffer(data, dtype=np.uint8, count=int(nbytes), offset=int(offset))
-        if has_crc:
-            body, stored = body[:-4], bytes(body[-4:])
-            if np.uint32(google_crc32c.value(body)).tobytes() != stored:
-                raise ArchiveError(f"{where}: the chunk fails its CRC-32C checksum (damaged bytes)")
-        sizes = blosc_sizes(body[:16].tobytes())
-        if sizes != (chunk.nbytes, body.size):  # Blosc fills a larger destination without a word
-            raise ArchiveError(f"{where}: the chunk does not hold the declared {tuple(arr.chunks)} {arr.dtype}")
         n = min(step, stop - start - first)
         target = out[_frames(slice(first, first + n), arr.ndim, axis)]
         dest = target if n == step and target.flags.c_contiguous else chunk
-        try:
-            blosc.decompress(body, dest)
-        except (RuntimeError, ValueError, TypeError) as err:
-            raise ArchiveError(f"{where}: the chunk does not decode: {err}") from err
+        wrong = decode_blosc_chunk(body, dest, has_crc)
+        if wrong:
+            raise ArchiveError(f"{where}: the chunk {wrong}")
         if dest is chunk:
             target[...] = chunk[_frames(slice(0, n), arr.ndim, axis)]
     return out
+
+
+def decode_blosc_chunk(body: np.ndarray, dest: np.ndarray, has_crc: bool) -> str | None:
+    """Decode one stored chunk (Blosc, then an optional CRC-32C trailer) into ``dest``.
+
+    Parameters
+    ----------
+    body : uint8 ndarray
+        The stored bytes (a view, as zarr hands them to the codecs).
+    dest : ndarray
+        C-contiguous, of the chunk's declared shape and dtype.
+    has_crc : bool
+        The last 4 bytes are a CRC-32C of the rest.
+
+    Returns
+    -------
+    str or None
+        None when ``dest`` holds the chunk; else what is wrong with it.
+    """
+    if has_crc:
+        body, stored = body[:-4], bytes(body[-4:])
+        if np.uint32(google_crc32c.value(body)).tobytes() != stored:  # as zarr compares them
+            return "fails its CRC-32C checksum (damaged bytes)"
+    # Blosc fills a larger destination without a word: the sizes must agree first.
+    if blosc_sizes(body[:16].tobytes()) != (dest.nbytes, body.size):
+        return f"does not hold the declared {dest.shape} {dest.dtype}"
+    try:
+        blosc.decompress(body, dest)
+    except (RuntimeError, ValueError, TypeError) as err:
+        return f"does not decode: {err}"
+    return None
 
 
 def check_shard_indexes(arr: zarr.Array, start: int, stop: int, axis: int) -> None:

@@ -11,7 +11,6 @@ shard that is missing (:func:`first_missing_shard`).
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 import numpy as np
@@ -170,11 +169,3 @@ def first_missing_shard(arr: zarr.Array, frame_axis: int) -> int:
         if not object_exists(store, _shard_key(arr, i, frame_axis)):
             return i
     return n
-
-
-def shard_path(arr: zarr.Array, index: int, frame_axis: int) -> str | None:
-    """Local file of the ``index``-th shard (chunk), or None for a store that is not a local folder."""
-    root = getattr(arr.store_path.store, "root", None)
-    if root is None or type(arr.store_path.store).__name__ != "LocalStore":
-        return None
-    return os.path.join(os.fspath(root), _shard_key(arr, index, frame_axis))
