@@ -40,6 +40,8 @@ class ShardWriter:
         write is resumed (:func:`first_missing_shard`).
     progress : callable, optional
         ``progress(n_shards_written, n_shards, n_frames_written)`` after each shard.
+    record_size : bool, optional
+        Record the stored size (below) when the last frame is written; default True.
 
     Notes
     -----
@@ -51,7 +53,7 @@ class ShardWriter:
     """
 
     def __init__(self, arr: zarr.Array, frame_axis: int, *, start: int = 0,
-                 progress: Callable[[int, int, int], None] | None = None):
+                 progress: Callable[[int, int, int], None] | None = None, record_size: bool = True):
         self.arr = arr.with_config({"write_empty_chunks": True})
         self.axis = int(frame_axis)
         self.step = int((arr.shards or arr.chunks)[self.axis])
@@ -68,7 +70,8 @@ class ShardWriter:
         self.nbytes = 0  # stored bytes of the shards this writer wrote
         self.progress = progress
         self.closed = False
-        if STORED_NBYTES in arr.attrs:  # stale until the last frame is written
+        self.record_size = record_size
+        if record_size and STORED_NBYTES in arr.attrs:  # stale until the last frame is written
             del self.arr.attrs[STORED_NBYTES]
         if progress:
             progress(self.written // self.step, self.n_shards, self.written)
@@ -119,7 +122,7 @@ class ShardWriter:
                                  "the array's last shard may be partly filled (resume the write later)")
             self._flush()
         self.closed = True
-        if self.written == self.n_frames:
+        if self.record_size and self.written == self.n_frames:
             before = sum(stored_object_size(self.arr, i) for i in range(self.start // self.step))
             self.arr.attrs[STORED_NBYTES] = int(before + self.nbytes)
 
@@ -127,7 +130,8 @@ class ShardWriter:
         n = self.filled
         sl = self._frames(slice(self.written, self.written + n), self.arr.ndim)
         self.arr[sl] = self.buf[self._frames(slice(0, n), self.buf.ndim)]
-        self.nbytes += stored_object_size(self.arr, self.written // self.step)
+        if self.record_size:
+            self.nbytes += stored_object_size(self.arr, self.written // self.step)
         self.written += n
         self.filled = 0
         if self.progress:

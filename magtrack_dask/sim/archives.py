@@ -11,16 +11,21 @@ the calibration fits the measurement.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from magtrack_dask.io.archive import Archive, create_archive, frames_writer, open_archive
 from magtrack_dask.io.format import CALIBRATION_Z, FRAMES, TRUTH
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.io.rois import roi_grid
+from magtrack_dask.io.writer import ShardWriter
 from magtrack_dask.sim.beads import render_beads
 from magtrack_dask.validation import InputError
 
 __all__ = ["write_simulated_archive", "write_simulated_calibration"]
+
+_TRUTH_CHUNK_BYTES = 4 * 2**20  # a truth array's chunk: whole shards of frames, up to this size
 
 
 def _trajectories(n_frames, n_beads, roi, wander_px, z_range_nm, seed):
@@ -168,10 +173,12 @@ def write_simulated_archive(
     truth = _truth_arrays(group, n_beads, n_frames, step)
     path_at = _trajectories(n_frames, n_beads, roi, wander_px, z_range_nm, seed)
     off = rois if layout is not Layout.YXT else np.zeros_like(rois)
-    with frames_writer(group) as frames:
+    with frames_writer(group) as frames, contextlib.ExitStack() as stack:
+        writers = {k: stack.enter_context(ShardWriter(a, 1, record_size=False)) for k, a in truth.items()}
         for i, start in enumerate(range(0, n_frames, step)):
-            _simulate_step(frames, truth, i, start, min(start + step, n_frames), path_at, layout, rois, fshape, off,
-                           roi=roi, optics=optics, background=background, photons=photons, seed=seed, dtype=dtype)
+            _simulate_step(frames, writers, i, start, min(start + step, n_frames), path_at, layout, rois, fshape,
+                           off, roi=roi, optics=optics, background=background, photons=photons, seed=seed,
+                           dtype=dtype)
     return open_archive(group)
 
 
@@ -193,15 +200,20 @@ def _simulate_step(frames, truth, i, start, stop, path_at, layout, rois, fshape,
     else:
         frames.append(_as_pixels(imgs[:, :, 0, :], dtype))
     for name, values in zip(TRUTH, (x + off[:, 2:3], y + off[:, 0:1], z)):
-        truth[name][:, start:stop] = values
+        truth[name].append(values)
 
 
 def _truth_arrays(group, n_beads: int, n_frames: int, step: int) -> dict:
-    """Create the ``truth_x``, ``truth_y`` (px) and ``truth_z`` (nm) arrays ``(bead, frame)``."""
+    """Create the ``truth_x``, ``truth_y`` (px) and ``truth_z`` (nm) arrays ``(bead, frame)``.
+
+    A chunk holds whole steps (shards) of frames, up to :data:`_TRUTH_CHUNK_BYTES`: a few files, not
+    one per shard.
+    """
+    per_chunk = max(1, _TRUTH_CHUNK_BYTES // (8 * n_beads * step)) * step
     truth = {}
     for name, units in zip(TRUTH, ("px", "px", "nm")):
         truth[name] = group.create_array(
-            name, shape=(n_beads, n_frames), dtype="float64", chunks=(n_beads, step),
+            name, shape=(n_beads, n_frames), dtype="float64", chunks=(n_beads, min(per_chunk, n_frames)),
             dimension_names=("bead", "frame"),
         )
         truth[name].attrs["units"] = units
