@@ -135,3 +135,23 @@ def test_stored_nbytes_is_exact_for_few_chunks_and_sampled_for_many(tmp_path, mo
     os.remove(os.path.join(tmp_path, "many.zarr", "frames", "c", "299", "0", "0"))  # the last chunk, sampled
     assert stored_nbytes(many, sample=16)[0] < nbytes  # a missing chunk counts as 0
 
+
+
+def test_opening_looks_for_a_sample_of_chunks_and_reading_finds_the_others(tmp_path, monkeypatch):
+    from magtrack_dask.io import integrity
+    from magtrack_dask.io.archive import open_archive
+    from magtrack_dask.io.chunk_read import read_frames
+
+    frames = np.random.default_rng(0).integers(0, 4000, (300, 16, 16), dtype=np.uint16)
+    create_archive(tmp_path / "a.zarr", frames, rois=[[0, 16, 0, 16]], chunk_frames=1, shard_frames=0)
+    os.remove(tmp_path / "a.zarr" / "frames" / "c" / "150" / "0" / "0")  # not among the 32 sampled
+    looked = []
+    real = integrity.object_exists
+    monkeypatch.setattr(integrity, "object_exists", lambda store, key: looked.append(key) or real(store, key))
+    arr = open_archive(tmp_path / "a.zarr").group["frames"]  # the same cost at any archive size
+    assert len(looked) == 32 and "frames/c/0/0/0" in looked and "frames/c/299/0/0" in looked
+    with pytest.raises(ArchiveError, match="frames 150-150 is missing from the store"):
+        read_frames(arr, 150, 151, 0)  # a task's read: flagged unreadable, never dark frames
+    os.remove(tmp_path / "a.zarr" / "frames" / "c" / "299" / "0" / "0")  # the last one: a shape too large
+    with pytest.raises(ArchiveError, match=r"1 of 32 sampled \(of 300\) chunks .* missing .*frames 299-299"):
+        open_archive(tmp_path / "a.zarr")
