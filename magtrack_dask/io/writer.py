@@ -38,6 +38,9 @@ class ShardWriter:
     start : int, optional
         First frame to write: 0, or the start of a shard when an interrupted
         write is resumed (:func:`first_missing_shard`).
+    stop : int, optional
+        End of the frames this writer writes: a shard boundary, or (default)
+        the array's end. Writers of different shard ranges may run at once.
     progress : callable, optional
         ``progress(n_shards_written, n_shards, n_frames_written)`` after each shard.
     record_size : bool, optional
@@ -52,15 +55,19 @@ class ShardWriter:
     nothing.
     """
 
-    def __init__(self, arr: zarr.Array, frame_axis: int, *, start: int = 0,
+    def __init__(self, arr: zarr.Array, frame_axis: int, *, start: int = 0, stop: int | None = None,
                  progress: Callable[[int, int, int], None] | None = None, record_size: bool = True):
         self.arr = arr.with_config({"write_empty_chunks": True})
         self.axis = int(frame_axis)
         self.step = int((arr.shards or arr.chunks)[self.axis])
         self.n_frames = int(arr.shape[self.axis])
-        if (start % self.step and start != self.n_frames) or not 0 <= start <= self.n_frames:
-            raise InputError(f"start: expected the first frame of a shard (a multiple of {self.step}) "
-                             f"within 0..{self.n_frames}; got {start}")
+        self.stop = self.n_frames if stop is None else int(stop)
+        for name, value in (("start", start), ("stop", self.stop)):
+            if (value % self.step and value != self.n_frames) or not 0 <= value <= self.n_frames:
+                raise InputError(f"{name}: expected the first frame of a shard (a multiple of {self.step}) "
+                                 f"or the array's end, within 0..{self.n_frames}; got {value}")
+        if self.stop < start:
+            raise InputError(f"stop ({self.stop}) is before start ({start})")
         self.n_shards = -(-self.n_frames // self.step)
         shape = list(arr.shape)
         shape[self.axis] = self.step
@@ -98,9 +105,9 @@ class ShardWriter:
         if frames.ndim != self.buf.ndim or frames.shape[: self.axis] + frames.shape[self.axis + 1 :] != expected:
             raise InputError(f"frames: expected shape {self.buf.shape} with any number of frames along axis "
                              f"{self.axis}; got {frames.shape}")
-        if self.written + self.filled + n > self.n_frames:
-            raise InputError(f"frames: {self.written + self.filled + n} frames written, the array holds "
-                             f"{self.n_frames}")
+        if self.written + self.filled + n > self.stop:
+            raise InputError(f"frames: would write up to frame {self.written + self.filled + n}; this writer "
+                             f"ends at {self.stop}")
         i = 0
         while i < n:
             take = min(self.step - self.filled, n - i)
@@ -122,7 +129,7 @@ class ShardWriter:
                                  "the array's last shard may be partly filled (resume the write later)")
             self._flush()
         self.closed = True
-        if self.record_size and self.written == self.n_frames:
+        if self.record_size and self.written == self.n_frames and self.stop == self.n_frames:
             before = sum(stored_object_size(self.arr, i) for i in range(self.start // self.step))
             self.arr.attrs[STORED_NBYTES] = int(before + self.nbytes)
 

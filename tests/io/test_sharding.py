@@ -165,6 +165,10 @@ def test_the_writer_refuses_what_would_split_a_shard(tmp_path):
     arr = create_archive(tmp_path / "a.zarr", shape=data.shape, rois=ROIS, chunk_frames=4, shard_frames=16)["frames"]
     with pytest.raises(InputError, match="start: expected the first frame of a shard"):
         ShardWriter(arr, 0, start=8)
+    with pytest.raises(InputError, match="stop: expected the first frame of a shard"):
+        ShardWriter(arr, 0, stop=20)
+    with pytest.raises(InputError, match="this writer ends at 16"):
+        ShardWriter(arr, 0, stop=16).append(data[:17])
     with pytest.raises(InputError, match=r"frames: expected shape \(16, 12, 14\)"):
         ShardWriter(arr, 0).append(data[:, :6])
     writer = ShardWriter(arr, 0)
@@ -212,3 +216,20 @@ def test_an_interrupted_import_resumes_at_the_first_missing_shard(tmp_path):
         "nbytes_stored"]
     again = import_tiff(paths, tmp_path / "i.zarr", rois=ROIS, resume=True)  # nothing left: nothing written
     np.testing.assert_array_equal(again.data.compute(), data)
+
+
+def test_writers_of_different_shards_run_at_once_without_loss(tmp_path):
+    """Whole-shard writes never read a shard back, so writers of different shards cannot undo each other."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    data = np.random.default_rng(3).integers(0, 4000, (160, 12, 14)).astype(np.uint16)
+    group = create_archive(tmp_path / "a.zarr", shape=data.shape, rois=ROIS, chunk_frames=2, shard_frames=16)
+
+    def write(start):
+        with ShardWriter(group["frames"], 0, start=start, stop=start + 16) as writer:
+            for lo in range(start, start + 16, 4):
+                writer.append(data[lo:lo + 4])
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(0, 160, 16)))
+    np.testing.assert_array_equal(open_archive(tmp_path / "a.zarr").data.compute(), data)
