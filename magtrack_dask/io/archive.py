@@ -420,7 +420,12 @@ def _write_frames(arr: zarr.Array, data, ax: int) -> None:
 
 
 def describe_archive(source) -> dict[str, Any]:
-    """Summarise an archive without reading its frames.
+    """Summarise an archive from its metadata, without reading or listing its chunks.
+
+    The stored size is the one the package's writer recorded
+    (:class:`~magtrack_dask.io.writer.ShardWriter`); for an archive written
+    elsewhere it is measured from at most 32 chunks (shards) and, beyond
+    that many, labelled as an estimate. The cost is the same at any size.
 
     Parameters
     ----------
