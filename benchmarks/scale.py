@@ -215,13 +215,15 @@ def table(rows: list[dict], extra: list[dict]) -> str:
             f"| {r['peak_mb']:.0f} MB ({r['growth_mb']:+.0f}) | {r['files_per_task']:.2f} (+{r['metadata_files']}) "
             f"| {archive} |")
     base = next((r for r in rows if r["tasks"] == 10_000), None)
-    if base is not None:
-        for r in rows:
-            if r["tasks"] > base["tasks"]:
-                lines.append(f"\n{r['tasks']:,} vs 10,000 tasks: driver CPU / task x"
-                             f"{r['cpu_ms_per_task'] / base['cpu_ms_per_task']:.2f}, driver peak memory x"
-                             f"{r['peak_mb'] / base['peak_mb']:.2f}, tracking x"
-                             f"{r['frames_per_s'] / base['frames_per_s']:.2f}")
+    small = min(rows, key=lambda r: r["tasks"])
+    for r in rows:
+        if base is not None and r["tasks"] > base["tasks"]:
+            lines.append(f"\n{r['tasks']:,} vs 10,000 tasks: driver CPU / task x"
+                         f"{r['cpu_ms_per_task'] / base['cpu_ms_per_task']:.2f}, driver peak memory x"
+                         f"{r['peak_mb'] / base['peak_mb']:.2f}")
+        if r is not small:
+            lines.append(f"\n{r['tasks']:,} vs {small['tasks']:,} tasks: tracking throughput x"
+                         f"{r['frames_per_s'] / small['frames_per_s']:.2f}")
     lines += ["", "| extrapolated job | tasks | job start | driver CPU | driver memory | files written |",
               "|---|---|---|---|---|---|"]
     for e in extra:
