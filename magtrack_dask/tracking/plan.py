@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
-from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.pipeline import ProfileBins, check_stage_keywords, min_image_pixels, profile_bins
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
 from magtrack_dask.io.format import TIMESTAMPS
@@ -34,7 +33,7 @@ from magtrack_dask.validation import (
     check_positive,
 )
 
-__all__ = ["FrameTimes", "TrackingPlan", "plan_tracking"]
+__all__ = ["FrameTimes", "OPTIONS", "TrackingPlan", "plan_tracking"]
 
 
 @dataclass(frozen=True)
@@ -122,28 +121,29 @@ class TrackingPlan:
         return assemble_dataset(self)
 
 
-def plan_tracking(
-    source,
-    zlut=None,
-    *,
-    rois=None,
-    layout: Layout | str | None = None,
-    device: str = "cpu",
-    frames_per_task: int | None = None,
-    pixel_size_nm: float | None = None,
-    frame_rate_hz: float | None = None,
-    edge_margin_px: float | None = None,
-    min_symmetry: float = MIN_SYMMETRY,
-    pipeline: PipelineOptions | dict | None = None,
-) -> TrackingPlan:
+#: The keywords of :func:`plan_tracking` (those of :func:`~magtrack_dask.tracking.track`) and their defaults.
+OPTIONS = {"rois": None, "layout": None, "device": "cpu", "frames_per_task": None, "pixel_size_nm": None,
+           "frame_rate_hz": None, "edge_margin_px": None, "min_symmetry": MIN_SYMMETRY, "pipeline": None}
+
+
+def plan_tracking(source, zlut=None, **options) -> TrackingPlan:
     """Check the options and resolve the input of a tracking run; see :func:`~magtrack_dask.tracking.track`.
 
-    Takes and raises exactly what :func:`~magtrack_dask.tracking.track` does.
+    Takes the arguments and keywords of :func:`~magtrack_dask.tracking.track`
+    (:data:`OPTIONS`) and raises what it raises.
 
     Returns
     -------
     TrackingPlan
     """
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"plan_tracking() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}")
+    return _plan(source, zlut, **{**OPTIONS, **options})
+
+
+def _plan(source, zlut, *, rois, layout, device: str, frames_per_task, pixel_size_nm, frame_rate_hz,
+          edge_margin_px, min_symmetry, pipeline) -> TrackingPlan:
     device = check_choice(device, "device", ("cpu", "gpu"))
     if device == "gpu":
         from magtrack_dask.tracking.gpu import require_gpu

@@ -22,10 +22,9 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def small_chunks(tmp_path_factory):
     """60 frames of 2 beads in archive chunks of 5 frames: tasks of 10 frames hold two chunks each."""
-    path = str(tmp_path_factory.mktemp("small") / "a.zarr")
-    write_simulated_archive(path, 60, 2, roi=ROI, chunk_frames=5, photons=1e4, seed=11, z_range_nm=Z_RANGE_NM,
-                            pixel_size_nm=100.0, frame_rate_hz=50.0)
-    return path
+    options = dict(roi=ROI, chunk_frames=5, photons=1e4, seed=11, z_range_nm=Z_RANGE_NM, frame_rate_hz=50.0)
+    return write_simulated_archive(str(tmp_path_factory.mktemp("small") / "a.zarr"), 60, 2, pixel_size_nm=100.0,
+                                   **options).path
 
 
 def shard_files(out) -> dict:
