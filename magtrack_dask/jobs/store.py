@@ -25,6 +25,8 @@ from magtrack_dask.tracking.dataset import coordinate_values, results_attrs, var
 
 __all__ = ["create_results_store", "consolidate", "results_names", "FLOAT_FILL"]
 
+_COORD_CHUNK = 2**20  # values per chunk of a coordinate (the frame numbers)
+
 #: What xarray writes as the ``_FillValue`` of a float64 variable (NaN, base64 of its bytes).
 FLOAT_FILL = "AAAAAAAA+H8="
 
@@ -74,19 +76,21 @@ def create_results_store(out: str, plan) -> zarr.Group:
                           shards=None if shards is None else _full(shape, shards),
                           fill_value=np.nan if floating else 0, dimension_names=dims, attributes=attrs)
     for name, (dims, values, attrs) in coords.items():
-        dtype = np.dtype("float64") if values is None else np.asarray(values).dtype
+        dtype = np.dtype("float64") if values is None else np.dtype(values.dtype)
         floating = dtype.kind == "f"
         attrs = {**attrs, **({"_FillValue": FLOAT_FILL} if floating else {})}
-        shape = (n_frames,) if values is None else np.shape(values)
+        shape = (n_frames,) if values is None else tuple(values.shape)
         if values is None:  # time: written by the tasks, shard per task like the results
             chunks, shards = _frame_split(plan, 1, 0)
             root.create_array(name, shape=shape, dtype=dtype, chunks=_full(shape, chunks),
                               shards=None if shards is None else _full(shape, shards), fill_value=np.nan,
                               dimension_names=dims, attributes=attrs)
             continue
-        arr = root.create_array(name, shape=shape, dtype=dtype, chunks=shape, fill_value=np.nan if floating else 0,
-                                dimension_names=dims, attributes=attrs)
-        arr[...] = values
+        step = min(shape[0], _COORD_CHUNK) if len(shape) == 1 else shape[0]
+        arr = root.create_array(name, shape=shape, dtype=dtype, chunks=(step,) + shape[1:],
+                                fill_value=np.nan if floating else 0, dimension_names=dims, attributes=attrs)
+        for start in range(0, shape[0], step):  # a piece at a time: the frame numbers of 1e6 chunks are 32 MB
+            arr[start : start + step] = values[start : start + step]
     return root
 
 

@@ -56,11 +56,24 @@ def variable_attrs(plan) -> dict[str, tuple[tuple[str, ...], np.dtype, dict]]:
             for n in names}
 
 
+class _Range:
+    """``np.arange(n)`` made a slice at a time (the results store writes it so); ``np.asarray`` makes it all."""
+
+    def __init__(self, n: int):
+        self.shape, self.dtype = (n,), np.dtype(np.int64)
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return np.arange(*sl.indices(self.shape[0]), dtype=np.int64)
+
+    def __array__(self, dtype=None, copy=None):
+        return np.arange(self.shape[0], dtype=dtype or np.int64)
+
+
 def coordinate_values(plan) -> dict[str, tuple[tuple[str, ...], np.ndarray | None, dict]]:
     """``{name: (dims, values, attrs)}`` of the coordinates; ``time`` has values None (read per task)."""
     source = plan.source
     values = {
-        "bead": np.arange(source.n_beads), "frame": np.arange(plan.n_frames), "radius": plan.bins.radius,
+        "bead": np.arange(source.n_beads), "frame": _Range(plan.n_frames), "radius": plan.bins.radius,
         **{f"roi_{edge}": source.rois[:, i] for i, edge in enumerate(ROI_EDGES)},
     }
     if plan.times.known:
@@ -85,6 +98,6 @@ def assemble_dataset(plan) -> xr.Dataset:
 
     fields = build_fields(plan)
     data_vars = {n: (dims, fields[n], attrs) for n, (dims, _, attrs) in variable_attrs(plan).items()}
-    coords = {n: (dims, build_times(plan) if values is None else values, attrs)
+    coords = {n: (dims, build_times(plan) if values is None else np.asarray(values), attrs)
               for n, (dims, values, attrs) in coordinate_values(plan).items()}
     return xr.Dataset(data_vars, coords=coords, attrs=results_attrs(plan))
