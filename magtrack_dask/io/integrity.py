@@ -177,32 +177,85 @@ def check_frame_chunks(arr: zarr.Array) -> None:
     name = arr.path or "array"
     store = arr.store_path.store
     prefix = arr.store_path.path
-    keys = list(_chunk_keys(arr))
-    absent = _missing_keys(store, f"{prefix}/" if prefix else "", keys)
+    total = math.prod(_grid(arr))
+    # Streamed, never a list of every key: at 1e6 chunks a list alone is ~200 MB of driver memory.
+    absent = [] if _all_listed(store, arr, total) else _missing_keys(store, f"{prefix}/" if prefix else "",
+                                                                      _chunk_keys(arr))
     # The first stored chunk's size first: a declared chunk_shape or data_type that
     # disagrees with the encoded chunks also shows as missing keys.
     gone = {k for _, k in absent}
-    first = next(((c, k) for c, k in keys if k not in gone), None)
+    first = next(((c, k) for c, k in _chunk_keys(arr) if k not in gone), None)
     if first is not None and arr.shards is None:
         _check_chunk_size(arr, store, *first)
     missing = [c for c, _ in absent]
     if missing:
         listed = ", ".join(f"{'/'.join(map(str, c))} ({_frames_of(arr, c)})" for c in missing[:3])
         raise ArchiveError(
-            f"{name}: {len(missing)} of {len(keys)} chunks declared by its shape {tuple(arr.shape)} are missing "
+            f"{name}: {len(missing)} of {total} chunks declared by its shape {tuple(arr.shape)} are missing "
             f"from the store (chunk {listed}{', ...' if len(missing) > 3 else ''}); zarr would read them as "
             f"fill-value ({arr.fill_value}) frames. The archive is incomplete or its shape is larger than the "
             "data written; open_archive(..., check=False) reads it anyway")
 
 
-def _chunk_keys(arr):
-    """(coords, store key) of every stored object (chunk, or shard) of an array."""
+def _grid(arr) -> tuple[int, ...]:
     unit = arr.shards or arr.chunks
-    grid = tuple(-(-s // c) for s, c in zip(arr.shape, unit))
+    return tuple(-(-s // c) for s, c in zip(arr.shape, unit))
+
+
+def _all_listed(store, arr, total: int) -> bool:
+    """Whether a listed (not local) store holds all ``total`` chunk keys of ``arr``, counted as they stream by.
+
+    True only when the count is complete; False (look key by key) otherwise and for local stores.
+    """
+    pattern = _key_pattern(arr)
+    if _local_root(store) is not None or pattern is None:
+        return False
+    prefix = arr.store_path.path
+    return _store_call(_count_chunk_keys(store, f"{prefix}/" if prefix else "", *pattern)) == total
+
+
+async def _count_chunk_keys(store, head: str, before: str, after: str, n_keys: int) -> int:
+    """Stored keys under ``head`` of the form ``before + index + after``, index < ``n_keys``."""
+    n = 0
+    async for key in store.list_prefix(head):
+        if key.startswith(before) and key.endswith(after):
+            index = key[len(before) : len(key) - len(after)]
+            n += index.isdigit() and int(index) < n_keys and str(int(index)) == index
+    return n
+
+
+def _key_pattern(arr) -> tuple[str, str, int] | None:
+    """``(before, after, n)``: the store keys are ``before + str(i) + after`` for i < n, when the array
+    is split along one axis only (the frames); else None."""
+    grid = _grid(arr)
+    split = [i for i, g in enumerate(grid) if g > 1]
+    if len(split) != 1:
+        return None
+    ax = split[0]
+    encode = arr.metadata.encode_chunk_key
+    a, b = encode(tuple(0 for _ in grid)), encode(tuple(7 if i == ax else 0 for i in range(len(grid))))
+    i = next((j for j, (p, q) in enumerate(zip(a, b)) if p != q), None)
+    if i is None or a[:i] + "7" + a[i + 1 :] != b:
+        return None
+    prefix = arr.store_path.path
+    return (f"{prefix}/" if prefix else "") + a[:i], a[i + 1 :], grid[ax]
+
+
+def _chunk_keys(arr):
+    """(coords, store key) of every stored object (chunk, or shard) of an array, in grid order."""
+    grid = _grid(arr)
+    pattern = _key_pattern(arr)
+    if pattern is not None:  # split along frames only: the keys differ in one number, made as strings
+        before, after, n_keys = pattern
+        ax = next(i for i, g in enumerate(grid) if g > 1)
+        coords = [0] * len(grid)
+        for n in range(n_keys):
+            coords[ax] = n
+            yield tuple(coords), f"{before}{n}{after}"
+        return
     prefix = arr.store_path.path
     for coords in np.ndindex(*grid):
-        key = arr.metadata.encode_chunk_key(coords)
-        yield coords, f"{prefix}/{key}" if prefix else key
+        yield coords, (f"{prefix}/" if prefix else "") + arr.metadata.encode_chunk_key(coords)
 
 
 #: Stored objects (chunks or shards) that :func:`stored_nbytes` sizes one by one; beyond
@@ -322,27 +375,43 @@ def _check_chunk_size(arr, store, coords, key) -> None:
 # -- unfinished writes ---------------------------------------------------------------
 
 
-def remove_unfinished_writes(path: str) -> int:
+def remove_unfinished_writes(path: str, keys=None) -> int:
     """Delete the temporary files of chunk writes that never finished.
 
     A worker killed while writing a chunk leaves its temporary file behind
     (the chunk itself is written again when the task is retried). Call it
-    only when no task writes to ``path``.
+    only when no task writes to those keys.
 
     Parameters
     ----------
     path : str
         A local Zarr store.
+    keys : iterable of str, optional
+        Store keys (``'x/c/0/5'``) whose unfinished writes to remove: only
+        their folders are listed. Default: the whole store is walked.
 
     Returns
     -------
     int
         How many files were removed.
     """
-    n = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            if UNFINISHED_WRITE.search(name):
-                os.unlink(os.path.join(folder, name))
-                n += 1
-    return n
+    if keys is None:
+        found = [os.path.join(folder, name) for folder, _, files in os.walk(path) for name in files
+                 if UNFINISHED_WRITE.search(name)]
+    else:
+        by_folder: dict[str, set[str]] = {}
+        for key in keys:
+            folder, _, name = key.rpartition("/")
+            by_folder.setdefault(os.path.join(path, folder), set()).add(name)
+        found = []
+        for folder, names in by_folder.items():
+            try:
+                entries = os.scandir(folder)
+            except FileNotFoundError:  # nothing written there yet
+                continue
+            with entries:
+                found += [e.path for e in entries if UNFINISHED_WRITE.search(e.name)
+                          and UNFINISHED_WRITE.sub("", e.name) in names]
+    for file in found:
+        os.unlink(file)
+    return len(found)
