@@ -4,7 +4,8 @@ One run: simulate a ``tyx`` archive (uint16, several beads per frame), time the
 single-process core on the same frames in memory (crop + float conversion +
 core, what a user of the core does with frames in memory; the core alone is
 reported too), then time ``track`` + ``write_results`` on the
-``distributed.LocalCluster`` that :func:`magtrack_dask.start_cluster` starts
+``distributed.LocalCluster`` that :func:`magtrack_dask.start_cluster` starts, and
+the same as a job (:func:`magtrack_dask.jobs.run_job`: the streaming driver)
 (worker processes, one thread each, batch housekeeping settings; Dask's own
 with ``--dask-defaults``), which includes reading, decompressing, cropping,
 converting and writing. The target
@@ -40,6 +41,7 @@ from magtrack_dask import core  # noqa: E402
 from magtrack_dask.cluster import start_cluster  # noqa: E402
 from magtrack_dask.io.archive import describe_archive, open_archive  # noqa: E402
 from magtrack_dask.sim.archives import write_simulated_archive  # noqa: E402
+from magtrack_dask.jobs import run_job  # noqa: E402
 from magtrack_dask.tracking import track, write_results  # noqa: E402
 
 
@@ -103,7 +105,7 @@ def main(argv=None):
         with client.cluster, client:  # the client closes first
             # Warm-up: imports and first-call costs in every worker, not timed.
             client.compute(track(src).isel(frame=slice(0, 8 * args.workers))[["x"]]).result()
-            mem_rate = core_rate = dask_rate = unchecked_rate = 0.0
+            mem_rate = core_rate = dask_rate = unchecked_rate = job_rate = 0.0
             for _ in range(args.repeat):  # alternate, so both sides see the same machine load
                 m, c, x_ref = in_memory_rate(arch, args.chunk_frames)
                 mem_rate, core_rate = max(mem_rate, m), max(core_rate, c)
@@ -114,6 +116,9 @@ def main(argv=None):
                 ds = track(src)
                 write_results(ds, out, overwrite=True)
                 dask_rate = max(dask_rate, args.frames / (time.perf_counter() - t0))
+                t0 = time.perf_counter()  # the job: streaming driver, sharded results store, job record
+                run_job(src, os.path.join(tmp, "job.zarr"), client=client, overwrite=True)
+                job_rate = max(job_rate, args.frames / (time.perf_counter() - t0))
             n_tasks = len(ds.x.chunks[1])
             peak = max(client.run(_peak_rss_mib).values())
         import xarray as xr
@@ -132,6 +137,9 @@ def main(argv=None):
         ("in-memory, 1 process: core alone", f"{core_rate:8.0f} frames/s  ({core_rate * args.beads:.0f} ROIs/s)"),
         (f"dask, {args.workers} workers, zarr->zarr{', Dask defaults' if args.dask_defaults else ''}", f"{dask_rate:8.0f} frames/s  "
          f"({dask_rate * frame_mb:.0f} MB/s of raw frames)"),
+        (f"job (run_job), {args.workers} workers", f"{job_rate:8.0f} frames/s  "
+         f"{job_rate / (args.workers * mem_rate):.0%} of {args.workers} x in-memory "
+         f"(target >= 80 %: {'PASS' if job_rate >= target else 'FAIL'})"),
         ("  same, lost-bead check off", f"{unchecked_rate:8.0f} frames/s  (track(min_symmetry=0): "
                                         f"{unchecked_rate / (args.workers * mem_rate):.0%} of {args.workers} x in-memory)"),
         (f"dask / ({args.workers} x in-memory)", f"{dask_rate / (args.workers * mem_rate):8.0%}   "

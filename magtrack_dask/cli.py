@@ -310,7 +310,7 @@ def _cmd_track(args) -> int:
             raise UsageError(str(err)) from err
         raise
     n_todo = int((~job.done).sum())
-    print(f"{args.archive}: {job.ds.sizes['bead']} beads x {job.ds.sizes['frame']} frames in {job.n_chunks} chunks"
+    print(f"{args.archive}: {job.n_beads} beads x {job.n_frames} frames in {job.n_chunks} chunks"
           + (f", {job.n_chunks - n_todo} already done" if n_todo < job.n_chunks else ""))
     if client is None and n_todo:  # no local cluster when all is done
         client = _client(args, gpu=args.gpu)

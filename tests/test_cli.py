@@ -157,9 +157,9 @@ def test_job_failure_exits_1(client, scheduler, tmp_path):
 
 
 @pytest.mark.parametrize(("where", "exc"), [
-    ("magtrack_dask.jobs.prepare.track", ValueError),  # inside prepare_job, where input errors become JobError
-    ("magtrack_dask.jobs.runner.remove_unfinished_writes", ValueError),  # after the chunks are written
-    ("magtrack_dask.jobs.runner.summarize_results", TypeError),
+    ("magtrack_dask.jobs.prepare.plan_tracking", ValueError),  # inside prepare_job, where input errors become JobError
+    ("magtrack_dask.jobs.prepare.create_results_store", TypeError),
+    ("magtrack_dask.jobs.runner.consolidate", ValueError),  # after the chunks are written
 ])
 def test_a_bug_exits_1_with_its_traceback_logged(where, exc, archives, scheduler, tmp_path, monkeypatch, capsys,
                                                  caplog):

@@ -188,7 +188,7 @@ def check_frame_chunks(arr: zarr.Array, sample: int | None = None) -> None:
     # The first stored chunk's size first: a declared chunk_shape or data_type that
     # disagrees with the encoded chunks also shows as missing keys.
     gone = {k for _, k in absent}
-    first = next(((c, k) for c, k in keys if k not in gone), None)
+    first = next(((c, k) for c, k in _chunk_keys(arr) if k not in gone), None)
     if first is not None and arr.shards is None:
         _check_chunk_size(arr, store, *first)
     missing = [c for c, _ in absent]
@@ -321,27 +321,43 @@ def _check_chunk_size(arr, store, coords, key) -> None:
 # -- unfinished writes ---------------------------------------------------------------
 
 
-def remove_unfinished_writes(path: str) -> int:
+def remove_unfinished_writes(path: str, keys=None) -> int:
     """Delete the temporary files of chunk writes that never finished.
 
     A worker killed while writing a chunk leaves its temporary file behind
     (the chunk itself is written again when the task is retried). Call it
-    only when no task writes to ``path``.
+    only when no task writes to those keys.
 
     Parameters
     ----------
     path : str
         A local Zarr store.
+    keys : iterable of str, optional
+        Store keys (``'x/c/0/5'``) whose unfinished writes to remove: only
+        their folders are listed. Default: the whole store is walked.
 
     Returns
     -------
     int
         How many files were removed.
     """
-    n = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            if UNFINISHED_WRITE.search(name):
-                os.unlink(os.path.join(folder, name))
-                n += 1
-    return n
+    if keys is None:
+        found = [os.path.join(folder, name) for folder, _, files in os.walk(path) for name in files
+                 if UNFINISHED_WRITE.search(name)]
+    else:
+        by_folder: dict[str, set[str]] = {}
+        for key in keys:
+            folder, _, name = key.rpartition("/")
+            by_folder.setdefault(os.path.join(path, folder), set()).add(name)
+        found = []
+        for folder, names in by_folder.items():
+            try:
+                entries = os.scandir(folder)
+            except FileNotFoundError:  # nothing written there yet
+                continue
+            with entries:
+                found += [e.path for e in entries if UNFINISHED_WRITE.search(e.name)
+                          and UNFINISHED_WRITE.sub("", e.name) in names]
+    for file in found:
+        os.unlink(file)
+    return len(found)

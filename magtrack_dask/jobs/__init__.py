@@ -1,10 +1,12 @@
 """Resumable, idempotent tracking jobs: archive -> results store, chunk by chunk.
 
 :func:`prepare_job` checks the inputs and creates (or reopens) the results
-store (:mod:`~magtrack_dask.jobs.prepare`); :meth:`Job.run` computes the
-chunks not yet done (:mod:`~magtrack_dask.jobs.runner`) and records each one
-in the store's job record (:mod:`~magtrack_dask.jobs.record`); after each run
-the quality summary counts the flags per bead (:mod:`~magtrack_dask.jobs.summary`).
+store (:mod:`~magtrack_dask.jobs.prepare`; :mod:`~magtrack_dask.jobs.store`:
+zarr arrays sharded one task per shard, made from metadata); :meth:`Job.run`
+streams the chunks not yet done to the cluster (:mod:`~magtrack_dask.jobs.runner`,
+one :mod:`~magtrack_dask.jobs.task` each) and records each one in the store's
+job record (:mod:`~magtrack_dask.jobs.record`) with the per-bead sums its task
+returned, from which the quality summary is made (:mod:`~magtrack_dask.jobs.summary`).
 :func:`run_job` does both steps.
 """
 

@@ -1,11 +1,13 @@
 """Starting a job: check the inputs, then create the results store or reopen it to resume.
 
-A job writes the lazy Dataset of :func:`magtrack_dask.tracking.track` to a
-Zarr v3 results store one frame chunk at a time and records each finished
-chunk in the store itself (:mod:`magtrack_dask.jobs.record`), so that a job
-killed part-way can be rerun and computes only what is missing
-(:mod:`magtrack_dask.jobs.runner`). Bad input is refused before anything is
-created.
+A job tracks an archive into a Zarr v3 results store one frame chunk at a
+time and records each finished chunk in the store itself
+(:mod:`magtrack_dask.jobs.record`), so that a job killed part-way can be
+rerun and computes only what is missing (:mod:`magtrack_dask.jobs.runner`).
+Everything is made from the archive's metadata
+(:func:`~magtrack_dask.tracking.plan.plan_tracking`): the results store
+(:mod:`magtrack_dask.jobs.store`) and the tasks, never a graph of the whole
+job. Bad input is refused before anything is created.
 """
 
 from __future__ import annotations
@@ -16,15 +18,17 @@ import os
 from typing import Callable
 
 import numpy as np
-import zarr
 
 from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.io.paths import check_replaceable, remove_store
 from magtrack_dask.jobs.errors import JobError
 from magtrack_dask.jobs.record import JOB_FORMAT, JobRecord, fingerprint_changes, job_status
 from magtrack_dask.jobs.runner import Job
+from magtrack_dask.jobs.store import consolidate, create_results_store, results_names
 from magtrack_dask.jobs.summary import STUCK_STD_PX, JobReport
-from magtrack_dask.tracking import MIN_SYMMETRY, track
+from magtrack_dask.tracking import MIN_SYMMETRY
+from magtrack_dask.tracking.dataset import coordinate_values, results_attrs
+from magtrack_dask.tracking.plan import TrackingPlan, plan_tracking
 from magtrack_dask.validation import InputError
 from magtrack_dask.zlut import load_zlut
 
@@ -61,22 +65,23 @@ def _check_paths(archive, out: str, zlut, overwrite: bool):
     return archive
 
 
-def _fingerprint(ds, zlut, pipeline: PipelineOptions) -> dict:
+def _fingerprint(plan: TrackingPlan, zlut, pipeline: PipelineOptions) -> dict:
     """Everything the bytes of the results depend on.
 
     The package version is left out on purpose: a bug-fix release should not
     block resuming.
     """
+    attrs = results_attrs(plan)
     return {
         "format": JOB_FORMAT,
-        "source": ds.attrs.get("source"),
+        "source": attrs.get("source"),
         "zlut_sha256": _zlut_digest(zlut),
-        "parameters": json.loads(ds.attrs["parameters"]),
+        "parameters": json.loads(attrs["parameters"]),
         "stage_options": json.loads(json.dumps(pipeline.stage_options())),  # as the record stores it
-        "n_beads": int(ds.sizes["bead"]),
-        "n_frames": int(ds.sizes["frame"]),
-        "chunk_frames": int(ds.chunks["frame"][0]),
-        "variables": sorted(ds.variables),
+        "n_beads": plan.n_beads,
+        "n_frames": plan.n_frames,
+        "chunk_frames": plan.task_frames,
+        "variables": sorted(results_names(plan) + tuple(coordinate_values(plan))),
     }
 
 
@@ -86,6 +91,10 @@ def _reopen(out: str, fingerprint: dict, resume: bool) -> JobRecord:
     if status is None:
         raise JobError(f"{out} exists and is not a magtrack-dask results store; "
                        "choose another output or pass --overwrite to replace it")
+    if status["format"] != JOB_FORMAT:
+        raise JobError(f"{out} was made by another version of magtrack-dask (job record format "
+                       f"{status['format']}, this one writes {JOB_FORMAT}) and cannot be resumed; "
+                       "pass --overwrite to start again")
     changes = fingerprint_changes(status["fingerprint"], fingerprint)
     if changes:
         raise JobError(f"{out} holds results made with other inputs or parameters "
@@ -94,14 +103,15 @@ def _reopen(out: str, fingerprint: dict, resume: bool) -> JobRecord:
         state = "complete" if status["complete"] else f"{status['n_done']}/{status['n_chunks']} chunks done"
         raise JobError(f"{out} already holds results of this job ({state}); "
                        "pass --resume to finish it or --overwrite to start again")
-    return JobRecord.open(zarr.open_group(out, mode="r+", zarr_format=3))
+    return JobRecord.open(out)
 
 
-def _create_store(out: str, ds, fingerprint: dict) -> JobRecord:
-    """The results store's metadata (no data yet) and a new job record."""
-    ds.to_zarr(out, mode="w-", compute=False, consolidated=False, zarr_format=3)
-    root = zarr.open_group(out, mode="r+", zarr_format=3)
-    return JobRecord.create(root, fingerprint, len(ds.chunks["frame"]))
+def _create_store(out: str, plan: TrackingPlan, fingerprint: dict) -> JobRecord:
+    """The results store's metadata (no data yet, but coordinates) and a new job record, consolidated."""
+    root = create_results_store(out, plan)
+    record = JobRecord.create(root, fingerprint, plan.n_chunks, plan.n_beads)
+    consolidate(out)
+    return record
 
 
 def prepare_job(
@@ -125,8 +135,9 @@ def prepare_job(
 
     Parameters
     ----------
-    archive : str or os.PathLike
-        Archive to track (see :mod:`magtrack_dask.io.format`).
+    archive : str, os.PathLike, zarr.Group or zarr.Array
+        Archive to track (see :mod:`magtrack_dask.io.format`); in-memory
+        arrays are refused (a job's workers read the archive themselves).
     out : str or os.PathLike
         Results store (a Zarr v3 folder).
     zlut : str, os.PathLike or array_like, optional
@@ -161,19 +172,23 @@ def prepare_job(
     archive = _check_paths(archive, out, zlut, overwrite)
     try:
         pipeline = PipelineOptions.coerce(pipeline)
-        ds = track(archive, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
-                   pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px,
-                   min_symmetry=min_symmetry, pipeline=pipeline)
-        fingerprint = _fingerprint(ds, zlut, pipeline)
+        plan = plan_tracking(archive, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
+                             pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz,
+                             edge_margin_px=edge_margin_px, min_symmetry=min_symmetry, pipeline=pipeline)
+        fingerprint = _fingerprint(plan, zlut, pipeline)
     except (InputError, FileNotFoundError) as err:  # bad input only: a bug keeps its own type
         raise JobError(f"cannot track {archive}: {err}") from err
+    if plan.source.frames is None:
+        raise JobError(f"archive: a job reads its frames from an archive (a path, zarr.Group or Zarr array); "
+                       f"got {plan.source.description}. Write it to an archive first "
+                       "(magtrack_dask.create_archive) or use track() and write_results()")
     if os.path.exists(out) and not overwrite:
         record = _reopen(out, fingerprint, resume)
     else:
         if overwrite:
             remove_store(out, "out")  # a Zarr store: checked above
-        record = _create_store(out, ds, fingerprint)
-    return Job(out, ds, record)
+        record = _create_store(out, plan, fingerprint)
+    return Job(out, plan, record, results_names(plan))
 
 
 def run_job(

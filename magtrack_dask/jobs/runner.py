@@ -1,36 +1,38 @@
-"""The runner: computes and writes the unfinished frame chunks of a prepared job.
+"""The runner: a streaming driver that computes and writes the unfinished frame chunks of a prepared job.
 
-One Dask task per frame chunk tracks the chunk and writes every variable's
-region of it. Regions are the output's own Zarr chunks (checked before
-anything runs), so no two tasks ever write the same chunk; there is no lock.
-Chunks are submitted in batches (a few per worker thread) and new batches
-follow as ``distributed.as_completed`` reports finished ones, so progress is
-known chunk by chunk. Finished chunks go to the job record
-(:mod:`magtrack_dask.jobs.record`) in one write per half second. Metadata is
-written unconsolidated and consolidated once when the last chunk is done.
+No graph of the whole job is ever built. Tasks are made from the plan's
+frame bounds as the job goes (:class:`_StreamTasks`): ``client.map`` of
+:func:`~magtrack_dask.jobs.task.run_task` over one batch of chunks at a time,
+at most two batches in flight, so the driver's work per chunk is constant and
+its memory grows with the chunks in flight, not with the archive. What every
+task shares is sent once, as one task the others depend on (the scheduler
+can compute it again if every worker is lost). Each task writes its own
+shards (:mod:`magtrack_dask.jobs.store`) and returns small sums, which
+:class:`_Bookkeeper` folds into the job record (:mod:`magtrack_dask.jobs.record`)
+once per half second: no run reads finished results again.
 
-The pieces are apart so that each can change alone: :class:`_GraphTasks`
-makes the tasks of some chunks, :class:`_Window` keeps a bounded number of
-them in flight, :class:`_Bookkeeper` records what finished.
+Unfinished writes (the temporary files of a worker or driver killed
+mid-write) can only be in the shards of tasks that were in flight: those are
+recorded before they are submitted, and cleaned after a killed run and after
+a run that lost a worker.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import json
 import logging
+import os
 import time
-import warnings
 from typing import Any, Callable, Iterator
 
 import numpy as np
-import zarr
 
-from magtrack_dask.core.flags import Flag
 from magtrack_dask.jobs.errors import JobError, JobFailed
-from magtrack_dask.jobs.record import JobRecord
-from magtrack_dask.jobs.summary import STUCK_STD_PX, JobReport, summarize_results
+from magtrack_dask.jobs.record import JOB_GROUP, JobRecord
+from magtrack_dask.jobs.store import consolidate
+from magtrack_dask.jobs.summary import STUCK_STD_PX, JobReport
+from magtrack_dask.jobs.task import TaskContext, run_task
 from magtrack_dask.io.integrity import remove_unfinished_writes
 
 __all__ = ["Job"]
@@ -40,20 +42,9 @@ log = logging.getLogger(__name__)
 _SAVE_EVERY_S = 0.5  # how often finished chunks are recorded while a job runs
 
 
-def _write_chunk(*blocks, targets, axes, flags_at):
-    """Worker side: write one frame chunk of every variable.
-
-    The last block holds the chunk's frame numbers, which give the region.
-    Returns ``[frames, unreadable frames]``: the client marks the chunk done
-    only when no frame carries flag 16 (its input could not be read).
-    """
-    frames = blocks[-1]
-    start, stop = int(frames[0]), int(frames[-1]) + 1
-    for block, target, ax in zip(blocks[:-1], targets, axes):
-        region = tuple(slice(start, stop) if i == ax else slice(None) for i in range(block.ndim))
-        target[region] = block
-    unreadable = (blocks[flags_at] & int(Flag.INPUT_UNREADABLE)).any(axis=0)  # (frame,)
-    return np.array([stop - start, int(unreadable.sum())], dtype=np.int64)
+def _context(ctx: TaskContext) -> TaskContext:
+    """Worker side: the shared part of every task, as a task of its own."""
+    return ctx
 
 
 class Job:
@@ -63,21 +54,22 @@ class Job:
     ----------
     out : str
         Results store (created by ``prepare_job``).
-    ds : xarray.Dataset
-        The lazy tracking Dataset.
+    plan : TrackingPlan
+        What the tasks do (:func:`~magtrack_dask.tracking.plan.plan_tracking`).
     record : JobRecord
         The store's job record.
     bounds : ndarray of int, shape (n_chunks + 1,)
         Frame number where each chunk starts, then the frame count.
+    names : tuple of str
+        The data variables each task writes.
     """
 
-    def __init__(self, out: str, ds, record: JobRecord):
+    def __init__(self, out: str, plan, record: JobRecord, names: tuple[str, ...]):
         self.out = out
-        self.ds = ds
+        self.plan = plan
         self.record = record
-        self.bounds = np.cumsum((0,) + tuple(ds.chunks["frame"])).astype(np.int64)
-        self._root = zarr.open_group(out, mode="r+", zarr_format=3)
-        self._names = [n for n, v in ds.variables.items() if "frame" in v.dims and v.chunks is not None]
+        self.bounds = plan.bounds
+        self.names = names
         self._check_alignment()
 
     @property
@@ -85,52 +77,68 @@ class Job:
         return len(self.bounds) - 1
 
     @property
+    def n_beads(self) -> int:
+        return self.plan.n_beads
+
+    @property
+    def n_frames(self) -> int:
+        return self.plan.n_frames
+
+    @property
     def done(self) -> np.ndarray:
         """Chunks finished so far, ``(n_chunks,)`` bool."""
         return self.record.done
+
+    @property
+    def ds(self):
+        """The lazy tracking Dataset (built on demand; the job itself never uses it)."""
+        return self.plan.dataset()
 
     @property
     def fingerprint(self) -> dict:
         """What the results depend on (see :mod:`magtrack_dask.jobs.record`)."""
         return self.record.attrs["fingerprint"]
 
+    def _arrays(self) -> dict:
+        import zarr
+
+        root = zarr.open_group(self.out, mode="r", zarr_format=3, use_consolidated=False)
+        names = self.names + (("time",) if self.plan.times.known else ())
+        return {name: root[name] for name in names}
+
     def _check_alignment(self) -> None:
-        # The only protection against lost writes in Zarr 3: every task region must be whole chunks.
-        n = int(self.bounds[-1])
-        for name in self._names:
-            arr = self._root[name]
-            ax = self.ds[name].dims.index("frame")
-            step = (arr.shards or arr.chunks)[ax]
-            if np.dtype(arr.dtype) != self.ds[name].dtype:
-                raise JobError(f"results variable {name!r} is stored as {arr.dtype}, expected {self.ds[name].dtype}")
-            starts, stops = self.bounds[:-1], self.bounds[1:]
-            if np.any(starts % step) or np.any((stops % step) & (stops != n)):
-                raise JobError(f"frame chunks of {name!r} ({step} frames) do not align with the tasks; "
-                               f"refusing to write (data would be lost)")
+        # The only protection against lost writes in Zarr 3: every task region must be whole shards.
+        from magtrack_dask.tracking.dataset import variable_attrs
 
-    def _write_graph(self):
-        """One lazy int64 block per chunk; computing block i writes chunk i."""
-        import dask.array as da
-
-        args, targets, axes = [], [], []
-        for name in self._names:
-            var = self.ds[name]
-            ind = "".join("f" if d == "frame" else chr(ord("a") + i) for i, d in enumerate(var.dims))
-            args += [var.data, ind]
-            targets.append(self._root[name])
-            axes.append(var.dims.index("frame"))
-        frames = da.arange(int(self.bounds[-1]), chunks=(self.ds.chunks["frame"],), dtype=np.int64)
-        args += [frames, "f"]
-        return da.blockwise(
-            _write_chunk, "f", *args, adjust_chunks={"f": 2}, concatenate=True, dtype=np.int64,
-            meta=np.empty((0,), dtype=np.int64), targets=targets, axes=axes, flags_at=self._names.index("flags"),
-            name="write-results-" + self._token(),
-        )
+        n, step = self.n_frames, self.plan.task_frames
+        starts, stops = self.bounds[:-1], self.bounds[1:]
+        if np.any(starts % step) or np.any((stops % step) & (stops != n)):
+            raise JobError(f"the tasks' frame ranges are not regular ({step} frames); refusing to write")
+        dtypes = {n: d for n, (_, d, _) in variable_attrs(self.plan).items()}
+        for name, arr in self._arrays().items():
+            ax = (arr.metadata.dimension_names or ("frame",)).index("frame")
+            unit = (arr.shards or arr.chunks)[ax]
+            if name in dtypes and np.dtype(arr.dtype) != dtypes[name]:
+                raise JobError(f"results variable {name!r} is stored as {arr.dtype}, expected {dtypes[name]}")
+            if unit != step or arr.shape[ax] != n:
+                raise JobError(f"frame chunks of {name!r} ({unit} frames) do not align with the tasks "
+                               f"({step} frames); refusing to write (data would be lost)")
 
     def _token(self) -> str:
-        # Unique per job and output: two jobs on one scheduler never share a write task's key.
+        # Unique per job and output: two jobs on one scheduler never share a task's key.
         text = json.dumps([self.fingerprint, self.out], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def shard_keys(self, chunks) -> list[str]:
+        """Store keys of the shards (one per results array) that the tasks of ``chunks`` write."""
+        keys = []
+        for name, arr in self._arrays().items():
+            dims = arr.metadata.dimension_names
+            ax = dims.index("frame")
+            for i in chunks:
+                coords = tuple(int(i) if d == ax else 0 for d in range(len(dims)))
+                keys.append(f"{name}/{arr.metadata.encode_chunk_key(coords)}")
+        return keys
 
     def run(
         self,
@@ -179,43 +187,57 @@ class Job:
             from magtrack_dask.progress import TextProgress
 
             progress = TextProgress()
-        todo = [int(i) for i in np.flatnonzero(~self.done)]
+        todo = np.flatnonzero(~self.done)
         n_skipped = self.n_chunks - len(todo)
         if max_chunks is not None:
             todo = todo[: max(0, int(max_chunks))]
         log.info("job %s: %d chunks (%d frames), %d already done, computing %d",
-                 self.out, self.n_chunks, int(self.bounds[-1]), n_skipped, len(todo))
-        # Chunks found unreadable by an earlier run stay so until a run reads them.
-        unreadable = self.record.unreadable_chunks(self.bounds) - set(todo)
-        n_computed = self._compute(todo, client, progress, batch_chunks, n_skipped, unreadable) if todo else 0
-        # Every task of this run has returned: what a killed worker left half-written goes.
-        stale = remove_unfinished_writes(self.out)
+                 self.out, self.n_chunks, self.n_frames, n_skipped, len(todo))
+        killed = self.record.in_flight  # a run stopped with these in flight: their shards may hold leftovers
+        lost_workers = False
+        n_computed = 0
+        if len(todo):
+            n_computed, lost_workers = self._compute(todo, client, progress, batch_chunks, n_skipped,
+                                                     stuck_std_px)
+        # Every task of this run has returned: what a killed process left half-written goes.
+        suspects = set(killed) | (set(int(i) for i in todo) if lost_workers else set())
+        stale = self._remove_unfinished_writes(sorted(suspects), bool(killed))
         if stale:
-            log.info("job %s: removed %d unfinished chunk write(s) of stopped workers", self.out, stale)
+            log.info("job %s: removed %d unfinished write(s) of stopped processes", self.out, stale)
         complete = bool(self.done.all())
-        ranges = [[int(self.bounds[i]), int(self.bounds[i + 1]) - 1] for i in sorted(unreadable)]
-        beads = self._summary(bool(todo), unreadable, ranges, client, stuck_std_px)
         if complete:
-            self._finish()
-        report = JobReport(self.out, self.n_chunks, int(self.bounds[-1]), n_skipped, n_computed, complete,
-                           time.perf_counter() - t0, [tuple(r) for r in ranges], beads)
+            self.record.mark_complete()
+            consolidate(self.out)
+        attrs = self.record.attrs
+        report = JobReport(self.out, self.n_chunks, self.n_frames, n_skipped, n_computed, complete,
+                           time.perf_counter() - t0, [tuple(r) for r in attrs.get("unreadable_frames", [])],
+                           attrs.get("summary"))
         log.info("%s", report.summary())
         return report
 
-    def _compute(self, todo: list[int], client, progress, batch_chunks: int | None, n_skipped: int,
-                 unreadable: set[int]) -> int:
+    def _remove_unfinished_writes(self, chunks: list[int], killed: bool) -> int:
+        if not chunks and not killed:
+            return 0
+        n = remove_unfinished_writes(self.out, self.shard_keys(chunks))
+        if killed:  # the driver's own writes: the record and the root metadata ("zarr.json" -> "zarr.<id>.partial")
+            n += remove_unfinished_writes(os.path.join(self.out, JOB_GROUP))
+            n += remove_unfinished_writes(self.out, ["zarr"])
+            self.record.set_in_flight([])
+        return n
+
+    def _compute(self, todo: np.ndarray, client, progress, batch_chunks: int | None, n_skipped: int,
+                 stuck_std_px: float) -> tuple[int, bool]:
         """Run the chunks ``todo`` in batches; record each one done as it finishes.
 
-        Chunks whose input turns out unreadable are added to ``unreadable``
-        instead; returns the number of chunks done.
+        Returns the number of chunks done and whether a worker was lost meanwhile.
         """
         from distributed import get_client
 
         client = client or get_client()
         if batch_chunks is None:
             batch_chunks = 2 * (sum(client.nthreads().values()) or 1)
-        window = _Window(_GraphTasks(self, client), todo, max(1, int(batch_chunks)))
-        book = _Bookkeeper(self.record, client, unreadable)
+        book = _Bookkeeper(self, client, stuck_std_px)
+        window = _StreamTasks(self, client, todo, max(1, int(batch_chunks)), book)
         n_returned = frames = 0
         if progress:
             progress(n_skipped, self.n_chunks, 0)
@@ -229,14 +251,14 @@ class Job:
                 n_returned += 1
                 frames += int(self.bounds[i + 1] - self.bounds[i])
                 if book.due():
-                    book.save()
+                    book.save(window.live_chunks())
                 if progress:
                     progress(n_skipped + n_returned, self.n_chunks, frames)
                 window.refill()
         finally:
             window.cancel(client)
-            book.save()  # also after a failure or an interrupt: those chunks are finished
-        return book.n_computed
+            book.save(window.live_chunks(), final=True)  # also after a failure or an interrupt
+        return book.n_computed, book.lost_workers
 
     def _raise_if_failed(self, i: int, fut) -> None:
         """Raise :class:`JobFailed` for chunk ``i`` if its task failed or was cancelled.
@@ -251,68 +273,51 @@ class Job:
             raise JobFailed(f"chunk {i} (frames {self.bounds[i]}-{self.bounds[i + 1] - 1}) failed: "
                             f"{type(err).__name__}: {err}") from err
 
-    def _summary(self, computed: bool, unreadable: set[int], ranges: list[list[int]], client,
-                 stuck_std_px: float) -> dict | None:
-        """The per-bead summary of the finished and unreadable chunks, recounted when this run wrote any."""
-        beads = self.record.attrs.get("summary")
-        if computed or beads is None:
-            covered = self.done.copy()
-            covered[sorted(unreadable)] = True  # written as NaN + flag 16: counted too
-            beads = summarize_results(self.out, chunks=covered, bounds=self.bounds, client=client,
-                                      stuck_std_px=stuck_std_px)
-            self.record.save_summary(ranges, beads)
-        return beads
 
-    def _finish(self) -> None:
-        self.record.mark_complete()
-        with warnings.catch_warnings():
-            # zarr warns that consolidated metadata is not in the v3 spec; xarray reads it all the same
-            warnings.simplefilter("ignore")
-            zarr.consolidate_metadata(self.out, zarr_format=3)
+class _StreamTasks:
+    """Chunks in flight: made from the bounds and submitted a batch at a time, at most two batches ahead."""
 
-
-class _GraphTasks:
-    """The write tasks of some chunks, taken from one graph of the whole job."""
-
-    def __init__(self, job: Job, client):
-        marks = job._write_graph()
-        self._client = client
-        self._graph, self._keys = marks.__dask_graph__(), marks.__dask_keys__()
-
-    def submit(self, chunks: list[int]) -> list:
-        """Futures of the write tasks of ``chunks``, in that order."""
-        keys = [self._keys[i] for i in chunks]
-        # The culled graph, not optimised: optimisation renames fused tasks after their block
-        # position in the submitted piece, so two batches would send different tasks under
-        # one key. Original keys are unique per chunk and mean the same task in every batch.
-        return self._client.get(self._graph.cull(set(keys)), keys, sync=False)
-
-
-class _Window:
-    """Chunks in flight: submitted a batch at a time, at most two batches ahead of the results."""
-
-    def __init__(self, tasks: _GraphTasks, todo: list[int], batch_chunks: int):
+    def __init__(self, job: Job, client, todo: np.ndarray, batch_chunks: int, book: _Bookkeeper):
         from distributed import as_completed
 
-        self._tasks = tasks
-        self._pending = collections.deque(todo)
+        plan = job.plan
+        ctx = TaskContext(frames=plan.source.frames, frame_axis=plan.source.layout.frame_axis,
+                          zlut=plan.zlut.table, spec=plan.spec, out=job.out, names=job.names,
+                          pixel_size_nm=plan.pixel_size_nm, times=plan.times)
+        self._token = job._token()
+        self._client = client
+        self._ctx = client.submit(_context, ctx, key=f"job-context-{self._token}", pure=False)
+        self._bounds = job.bounds
+        self._record = job.record
+        self._book = book
+        self._todo = todo
+        self._next = 0
         self._batch = batch_chunks
         self._chunk_of: dict[str, int] = {}
         self._live: dict[str, Any] = {}  # futures not yet handled, to cancel on failure or interrupt
         self._ac = as_completed()
 
+    def live_chunks(self) -> list[int]:
+        return [self._chunk_of[k] for k in self._live]
+
     def submit_batch(self) -> None:
-        chunks = [self._pending.popleft() for _ in range(min(self._batch, len(self._pending)))]
-        if not chunks:  # an empty cull would ship the whole graph
+        chunks = self._todo[self._next : self._next + self._batch]
+        if not len(chunks):
             return
-        for i, fut in zip(chunks, self._tasks.submit(chunks)):
-            self._chunk_of[fut.key] = i
+        self._next += len(chunks)
+        # Recorded before they run: a killed run leaves unfinished writes only in these tasks' shards.
+        self._record.set_in_flight(self.live_chunks() + self._book.unsaved() + [int(i) for i in chunks])
+        keys = [f"track-chunk-{self._token}-{int(i)}" for i in chunks]
+        futures = self._client.map(run_task, [self._ctx] * len(chunks), self._bounds[chunks].tolist(),
+                                   self._bounds[chunks + 1].tolist(), key=keys, pure=False)
+        for i, fut in zip(chunks, futures):
+            self._chunk_of[fut.key] = int(i)
             self._live[fut.key] = fut
             self._ac.add(fut)
 
     def refill(self) -> None:
         """Submit the next batch once no more than one batch is left in flight."""
-        if self._pending and self._ac.count() <= self._batch:
+        if self._next < len(self._todo) and self._ac.count() <= self._batch:
             self.submit_batch()
 
     def finished(self) -> Iterator[tuple[int, Any]]:
@@ -324,6 +329,7 @@ class _Window:
     def cancel(self, client) -> None:
         if self._live:
             client.cancel(list(self._live.values()))
+        self._ctx.release()
 
 
 class _Bookkeeper:
@@ -333,31 +339,44 @@ class _Bookkeeper:
     recomputed), never records data that is not written.
     """
 
-    def __init__(self, record: JobRecord, client, unreadable: set[int]):
-        self._record = record
+    def __init__(self, job: Job, client, stuck_std_px: float):
+        self._job = job
         self._client = client
-        self._unreadable = unreadable
+        self._stuck = stuck_std_px
         self._returned: list[tuple[int, Any]] = []  # (chunk, future) whose small result is not fetched yet
         self._last_save = time.monotonic()
+        self._workers = set(client.nthreads())
+        self.lost_workers = False
         self.n_computed = 0
 
     def add(self, chunk: int, fut) -> None:
         self._returned.append((chunk, fut))
 
+    def unsaved(self) -> list[int]:
+        return [i for i, _ in self._returned]
+
     def due(self) -> bool:
         return time.monotonic() - self._last_save >= _SAVE_EVERY_S
 
-    def save(self) -> None:
-        finished = []
+    def save(self, live: list[int], final: bool = False) -> None:
+        record = self._job.record
+        finished, unreadable = {}, {}
         if self._returned:
-            # the results ([frames, unreadable frames]) in one gather, not one by one
-            counts = self._client.gather([f for _, f in self._returned])
-            for (i, _), c in zip(self._returned, counts):
-                if c[1]:  # written as NaN + flag 16; not done, so a resume retries it
-                    self._unreadable.add(i)
+            # the small results in one gather, not one by one
+            results = self._client.gather([f for _, f in self._returned])
+            for (i, _), r in zip(self._returned, results):
+                if r.n_unreadable:  # written as NaN + flag 16; not done, so a resume retries it
+                    unreadable[i] = r.sums
                 else:  # the task returned: the chunk's data is on disk
-                    finished.append(i)
+                    finished[i] = r.sums
             self._returned.clear()
-        self._record.mark_done(finished)
+        if finished or unreadable:
+            record.save(finished, unreadable, self._job.bounds, self._stuck)
+        if final:
+            record.clear_pending()
+            record.set_in_flight(live)
         self.n_computed += len(finished)
         self._last_save = time.monotonic()
+        now = set(self._client.nthreads())
+        self.lost_workers |= bool(self._workers - now)
+        self._workers |= now

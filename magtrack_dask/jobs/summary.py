@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -11,7 +13,7 @@ import zarr
 
 from magtrack_dask.core.flags import Flag
 
-__all__ = ["JobReport", "STUCK_STD_PX", "format_bead_summary", "stuck_beads", "summarize_results"]
+__all__ = ["BeadSums", "JobReport", "STUCK_STD_PX", "format_bead_summary", "stuck_beads", "summarize_results"]
 
 #: A bead whose x and y standard deviations over the job are both below this
 #: (px) is reported as stuck: a tethered bead fluctuates by more, while a bead
@@ -91,6 +93,134 @@ def _xy_std(n, sx, sy, sxx, syy) -> list[list[float] | None]:
         std.append([float(np.sqrt(max(sxx[b] / n[b] - mx * mx, 0.0))),
                     float(np.sqrt(max(syy[b] / n[b] - my * my, 0.0)))])
     return std
+
+
+def _exact_sums(values: np.ndarray) -> list[tuple[int, int]]:
+    """Per row, the exact sum of the finite values as ``(m, e)``: ``m * 2**e``, canonical.
+
+    Every float64 is an integer times a power of two: the integers are summed
+    per exponent (as two 26-bit halves, so no int64 sum overflows), then
+    shifted together in Python integers. The result does not depend on the
+    order of the values or how they are split between tasks.
+    """
+    values = np.where(np.isfinite(values), values, 0.0)
+    mant, exp = np.frexp(values)
+    mant = (mant * 2.0**53).astype(np.int64)  # exact: 53 significant bits
+    exp = exp.astype(np.int64) - 53
+    out = []
+    for row_m, row_e in zip(mant, exp):
+        used = row_m != 0
+        total, low = 0, 0
+        if used.any():
+            row_m, row_e = row_m[used], row_e[used]
+            low = int(row_e.min())
+            for e in np.unique(row_e):
+                m = row_m[row_e == e]
+                total += ((int((m >> 26).sum()) << 26) + int((m & (2**26 - 1)).sum())) << (int(e) - low)
+        out.append(_canonical(total, low))
+    return out
+
+
+def _canonical(m: int, e: int) -> tuple[int, int]:
+    if m == 0:
+        return 0, 0
+    zeros = (m & -m).bit_length() - 1
+    return m >> zeros, e + zeros
+
+
+def _add_exact(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    (ma, ea), (mb, eb) = a, b
+    low = min(ea, eb)
+    return _canonical((ma << (ea - low)) + (mb << (eb - low)), low)
+
+
+def _fraction(a: tuple[int, int]) -> Fraction:
+    m, e = a
+    return Fraction(m << e) if e >= 0 else Fraction(m, 1 << -e)
+
+
+@dataclasses.dataclass
+class BeadSums:
+    """Per-bead counts and exact sums of some frames of the results: what a quality summary is made of.
+
+    Each task returns one for its frames; the driver adds them up (:meth:`add`)
+    and stores the total in the job record, so that no run rereads finished
+    results. The sums are exact (integers times powers of two), so the total
+    is the same whatever the order the tasks finish in.
+
+    Attributes
+    ----------
+    n_frames : int
+    n_tracked, n_flagged : list of int
+        Per bead: frames with finite x and y; frames with any flag.
+    flag_counts : list of list of int
+        Per :class:`~magtrack_dask.core.flags.Flag` bit, per bead.
+    sums : list of list of (int, int)
+        Per bead the exact ``[sum x, sum y, sum x*x, sum y*y]`` of its tracked
+        ROI-relative positions (px, px**2), each ``(m, e)`` meaning ``m * 2**e``.
+    """
+
+    n_frames: int
+    n_tracked: list
+    n_flagged: list
+    flag_counts: list
+    sums: list
+
+    @classmethod
+    def zeros(cls, n_beads: int) -> BeadSums:
+        return cls(0, [0] * n_beads, [0] * n_beads, [[0] * n_beads for _ in Flag], [[(0, 0)] * 4] * n_beads)
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray, flags: np.ndarray) -> BeadSums:
+        """The sums of ``(bead, frame)`` ROI-relative positions ``x``, ``y`` (px) and their ``flags``."""
+        ok = np.isfinite(x) & np.isfinite(y)
+        x0, y0 = np.where(ok, x, 0.0), np.where(ok, y, 0.0)
+        per = [_exact_sums(v) for v in (x0, y0, x0 * x0, y0 * y0)]
+        return cls(int(x.shape[1]), [int(v) for v in ok.sum(axis=1)], [int(v) for v in (flags != 0).sum(axis=1)],
+                   [[int(v) for v in ((flags & int(flag)) != 0).sum(axis=1)] for flag in Flag],
+                   [list(t) for t in zip(*per)])
+
+    def add(self, other: BeadSums) -> BeadSums:
+        """The sums of both (a new object)."""
+        return BeadSums(self.n_frames + other.n_frames, [a + b for a, b in zip(self.n_tracked, other.n_tracked)],
+                        [a + b for a, b in zip(self.n_flagged, other.n_flagged)],
+                        [[a + b for a, b in zip(f, g)] for f, g in zip(self.flag_counts, other.flag_counts)],
+                        [[_add_exact(a, b) for a, b in zip(s, t)] for s, t in zip(self.sums, other.sums)])
+
+    def to_json(self) -> dict:
+        """JSON-ready (the big integers as decimal strings)."""
+        return {"n_frames": self.n_frames, "n_tracked": self.n_tracked, "n_flagged": self.n_flagged,
+                "flag_counts": self.flag_counts, "sums": [[[str(m), e] for m, e in s] for s in self.sums]}
+
+    @classmethod
+    def from_json(cls, d: dict) -> BeadSums:
+        return cls(int(d["n_frames"]), list(d["n_tracked"]), list(d["n_flagged"]), [list(c) for c in d["flag_counts"]],
+                   [[(int(m), int(e)) for m, e in s] for s in d["sums"]])
+
+    def xy_std_px(self) -> list[list[float] | None]:
+        """Per bead ``[std x, std y]`` (px) of its tracked frames, None for fewer than 2."""
+        out: list[list[float] | None] = []
+        for n, s in zip(self.n_tracked, self.sums):
+            if n < 2:
+                out.append(None)
+                continue
+            sx, sy, sxx, syy = (_fraction(v) for v in s)
+            # exact variance n * sum(v**2) - sum(v)**2, over n**2; rounded once
+            out.append([math.sqrt(max(float((n * sxx - sx * sx) / (n * n)), 0.0)),
+                        math.sqrt(max(float((n * syy - sy * sy) / (n * n)), 0.0))])
+        return out
+
+    def summary(self, stuck_std_px: float = STUCK_STD_PX) -> dict[str, Any]:
+        """The per-bead summary, as :func:`summarize_results` returns it."""
+        std = self.xy_std_px()
+        return {
+            "n_frames": self.n_frames,
+            "flag_counts": {flag.key: list(c) for flag, c in zip(Flag, self.flag_counts)},
+            "n_flagged": list(self.n_flagged),
+            "xy_std_px": std,
+            "stuck_std_px": float(stuck_std_px),
+            "stuck": stuck_beads(std, self.n_tracked, stuck_std_px),
+        }
 
 
 def stuck_beads(xy_std_px, n_tracked, stuck_std_px: float = STUCK_STD_PX) -> list[int]:

@@ -2,12 +2,13 @@
 
 :func:`track` validates its options, then the data flows through one module each:
 
+``plan``     the options checked and the input resolved from metadata (:class:`~.plan.TrackingPlan`)
 ``source``   the input resolved once: frames as a Dask array, Layout, ROI table (:class:`~.source.Source`)
 ``lut``      the Z-LUT loaded and checked against the input
 ``task``     one task: read, crop, core, lost-bead screen, flags, for every bead of a frame chunk
-``graph``    one blockwise of those tasks over the frame chunks
+``graph``    blockwise layers of those tasks over the frame chunks (never a materialized dict)
 ``schema``   every output variable: dims, dtype, units, long_name
-``dataset``  the lazy Dataset, each variable a slice of the tasks' one output
+``dataset``  the schema of one run (attrs, coordinates) and the lazy Dataset
 ``write``    :func:`write_results`; ``gpu``: :func:`require_gpu`
 """
 
@@ -16,26 +17,13 @@ from __future__ import annotations
 import xarray as xr
 
 from magtrack_dask.core.options import PipelineOptions
-from magtrack_dask.core.pipeline import check_stage_keywords, min_image_pixels, profile_bins
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
 from magtrack_dask.io.layout import Layout
-from magtrack_dask.tracking.dataset import assemble_dataset
 from magtrack_dask.tracking.gpu import require_gpu
-from magtrack_dask.tracking.graph import build_graph
-from magtrack_dask.tracking.lut import resolve_zlut
-from magtrack_dask.tracking.source import resolve_source
-from magtrack_dask.tracking.task import ChunkSpec
+from magtrack_dask.tracking.plan import TrackingPlan, plan_tracking
 from magtrack_dask.tracking.write import write_results
-from magtrack_dask.validation import (
-    InputError,
-    check_choice,
-    check_count,
-    check_fraction,
-    check_nonnegative,
-    check_positive,
-)
 
-__all__ = ["track", "write_results", "require_gpu", "MIN_SYMMETRY"]
+__all__ = ["track", "plan_tracking", "TrackingPlan", "write_results", "require_gpu", "MIN_SYMMETRY"]
 
 
 def track(
@@ -121,33 +109,6 @@ def track(
     RuntimeError
         ``device='gpu'`` without a usable CuPy/CUDA.
     """
-    device = check_choice(device, "device", ("cpu", "gpu"))
-    if device == "gpu":
-        require_gpu()
-    layout = None if layout is None else Layout.parse(layout)
-    # Options first: a bad value fails here, before any archive is opened or output made.
-    frames_per_task = None if frames_per_task is None else check_count(frames_per_task, "frames_per_task")
-    if pixel_size_nm is not None:
-        pixel_size_nm = check_positive(pixel_size_nm, "pixel_size_nm", "nm per pixel")
-    if frame_rate_hz is not None:
-        frame_rate_hz = check_positive(frame_rate_hz, "frame_rate_hz", "frames per second")
-    if edge_margin_px is not None:
-        edge_margin_px = check_nonnegative(edge_margin_px, "edge_margin_px", "px")
-    min_symmetry = check_fraction(min_symmetry, "min_symmetry")
-    pipeline = check_stage_keywords(pipeline)
-
-    src = resolve_source(source, layout=layout, rois=rois, frames_per_task=frames_per_task)
-    need = min_image_pixels(**pipeline.stage_options())
-    if src.roi_size < need:
-        what = "rois are" if src.layout.full_frames else "source images are"
-        raise InputError(f"{what} {src.roi_size} x {src.roi_size} px; tracking needs at least {need} x {need} px "
-                         f"(the sub-pixel fit's n_local)")
-    bins = profile_bins(src.roi_size, pipeline)
-    lut = resolve_zlut(zlut, n_beads=src.n_beads, n_bins=bins.n_bins, roi_size=src.roi_size)
-    spec = ChunkSpec(
-        layout=src.layout, rois=src.crop_rois, offsets=src.rois, n_bins=bins.n_bins, pipeline=pipeline,
-        device=device, edge_margin_px=src.roi_size / 8 if edge_margin_px is None else edge_margin_px,
-        min_symmetry=min_symmetry,
-    )
-    return assemble_dataset(build_graph(src, lut.table, spec), source=src, spec=spec, bins=bins, zlut=lut,
-                            pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz)
+    return plan_tracking(source, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
+                         pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px,
+                         min_symmetry=min_symmetry, pipeline=pipeline).dataset()

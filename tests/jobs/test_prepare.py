@@ -76,7 +76,7 @@ def test_a_bug_inside_track_is_not_called_bad_input(archives, tmp_path, monkeypa
         def buggy(*args, **kwargs):
             raise exc("a bug")
 
-        monkeypatch.setattr(prepare_module, "track", buggy)
+        monkeypatch.setattr(prepare_module, "plan_tracking", buggy)
         with pytest.raises(exc) as info:
             prepare_job(archives["yxt"], tmp_path / "r.zarr")
         assert not isinstance(info.value, JobError)

@@ -7,6 +7,7 @@ import xarray as xr
 import zarr
 
 from magtrack_dask.jobs import JobError, JobFailed, job_status, prepare_job, run_job
+from magtrack_dask.jobs.record import JobRecord
 from magtrack_dask.sim.archives import write_simulated_archive
 from magtrack_dask.tracking import track, write_results
 from magtrack_dask.zlut import save_zlut
@@ -68,20 +69,26 @@ def test_one_chunk_batches_of_a_small_job(client, archives, tmp_path):
     assert store_bytes(tmp_path / "big.zarr") == store_bytes(tmp_path / "one.zarr")
 
 
-def test_writes_a_stopped_worker_left_unfinished_are_removed(client, archives, tmp_path):
-    """A worker killed while writing a chunk leaves zarr's temporary file; the
-    next run (here a resume with nothing left to do) removes it, and nothing else
-    (tests/reliability/test_faults.py kills a worker for real)."""
+def test_unfinished_writes_are_looked_for_only_in_the_shards_in_flight(client, archives, tmp_path):
+    """A run killed with chunk 1 in flight (as its record says) may have left zarr's temporary files in
+    chunk 1's shards and in the record: the next run (here a resume with nothing left to do) removes
+    those, and looks nowhere else (tests/reliability/test_faults.py kills workers and jobs for real)."""
     out = tmp_path / "r.zarr"
     run_job(archives["yxt"], out, client=client)
     chunks = lambda: {k: v for k, v in store_bytes(out).items() if f"{os.sep}c{os.sep}" in k}  # noqa: E731
     before = chunks()
-    stale = out / "x" / "c" / "0" / "1.0123456789abcdef0123456789abcdef.partial"
-    stale.write_bytes(b"half a chunk")
+    JobRecord.open(str(out)).set_in_flight([1])
+    hex_id = "0123456789abcdef0123456789abcdef"
+    stale = [out / "x" / "c" / "0" / f"1.{hex_id}.partial", out / "profiles" / "c" / "0" / "1" / f"0.{hex_id}.partial",
+             out / "_job" / f"zarr.{hex_id}.partial"]
+    elsewhere = out / "x" / "c" / "0" / f"2.{hex_id}.partial"  # not in flight: not looked for
     keep = out / "x" / "notes.partial"  # not a zarr temporary: left alone
-    keep.write_bytes(b"")
+    for path in stale + [elsewhere, keep]:
+        path.write_bytes(b"half a chunk")
     again = run_job(archives["yxt"], out, client=client, resume=True)
-    assert again.n_computed == 0 and not stale.exists() and keep.exists()
+    assert again.n_computed == 0 and not any(p.exists() for p in stale) and keep.exists() and elsewhere.exists()
+    assert JobRecord.open(str(out)).in_flight == []
+    elsewhere.unlink()
     assert chunks() == before and len(before) > 3
 
 
