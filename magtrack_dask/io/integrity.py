@@ -188,7 +188,7 @@ def check_frame_chunks(arr: zarr.Array, sample: int | None = None) -> None:
     # The first stored chunk's size first: a declared chunk_shape or data_type that
     # disagrees with the encoded chunks also shows as missing keys.
     gone = {k for _, k in absent}
-    first = next(((c, k) for c, k in _chunk_keys(arr) if k not in gone), None)
+    first = next(((c, k) for c, k in keys if k not in gone), None)
     if first is not None and arr.shards is None:
         _check_chunk_size(arr, store, *first)
     missing = [c for c, _ in absent]

@@ -22,7 +22,7 @@ distributed = pytest.importorskip("distributed")
 @pytest.fixture(scope="module")
 def small_chunks(tmp_path_factory):
     """60 frames of 2 beads in archive chunks of 5 frames: tasks of 10 frames hold two chunks each."""
-    options = dict(roi=ROI, chunk_frames=5, photons=1e4, seed=11, z_range_nm=Z_RANGE_NM, frame_rate_hz=50.0)
+    options = dict(roi=ROI, chunk_frames=5, shard_frames=5, photons=1e4, seed=11, z_range_nm=Z_RANGE_NM, frame_rate_hz=50.0)
     return write_simulated_archive(str(tmp_path_factory.mktemp("small") / "a.zarr"), 60, 2, pixel_size_nm=100.0,
                                    **options).path
 
