@@ -15,9 +15,9 @@ process opens the archive, starts the job (:func:`magtrack_dask.jobs.prepare_job
 * tracking throughput, frames per second of wall time.
 
 Archives up to ``--disk-max`` tasks are simulated on disk by the package's writer (one file a shard). Larger
-ones are served by :class:`ServingStore`, a read-only store that answers every shard key of ``frames`` with
-the one valid encoded shard of a small template archive, so that a million-task archive needs no disk; the
-workers decode and track that shard every time.
+ones are :mod:`synthetic_store` archives: a read-only store answers every shard key of ``frames`` with the one
+valid encoded shard of a small archive, so that a million-task archive needs no disk; the workers decode and
+track that shard every time.
 
 The last table extrapolates a full job on 1 TB and 100 TB of 64 px uint16 ROIs, 100 beads per frame (the
 default shard: 4096 ROIs = 40 frames, 32.8 MB a task) from the measured costs: driver time = job start + CPU
@@ -36,7 +36,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -44,33 +43,14 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import numpy as np  # noqa: E402
-from zarr.storage import LocalStore, WrapperStore  # noqa: E402
 
 TASK_FRAMES, ROI = 4, 16
 N_TRACKED = 1500
 #: The extrapolation's archive: 64 px uint16 ROIs, 100 beads, a default shard (4096 ROIs) a task.
 REF_BEADS, REF_ROI = 100, 64
 REF_TASK_BYTES = (4096 // REF_BEADS) * REF_BEADS * REF_ROI * REF_ROI * 2
-_SHARD_KEY = re.compile(r"^frames/c/\d+/0/0$")
-
-
-class ServingStore(WrapperStore):
-    """Read-only: every shard key of ``frames`` is answered with shard 0 of the wrapped archive."""
-
-    def _key(self, key: str) -> str:
-        return "frames/c/0/0/0" if _SHARD_KEY.match(key) else key
-
-    async def get(self, key, prototype, byte_range=None):
-        return await self._store.get(self._key(key), prototype, byte_range)
-
-    async def exists(self, key) -> bool:
-        return await self._store.exists(self._key(key))
-
-    async def getsize(self, key) -> int:
-        return await self._store.getsize(self._key(key))
-
-    async def set(self, key, value):
-        raise PermissionError(f"ServingStore is read-only ({key})")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
 
 
 def _count_files(path: str) -> int:
@@ -99,29 +79,25 @@ def _reset_peak_rss() -> None:
 
 
 def make_archive(root: str, n_tasks: int, disk_max: int):
-    """``(source, files in the archive or None)``: a simulated archive on disk, or served from a template."""
-    import zarr
-
+    """``(source, files in the archive or None)``: a simulated archive on disk (kept in ``root`` and reused),
+    or a :mod:`synthetic_store` archive that serves one stored shard for every key."""
+    from magtrack_dask.io.archive import open_archive
     from magtrack_dask.sim.archives import write_simulated_archive
 
-    if n_tasks <= disk_max:
-        path = os.path.join(root, f"archive-{n_tasks}.zarr")
+    if n_tasks > disk_max:
+        from synthetic_store import make_synthetic_archive
+
+        return make_synthetic_archive(os.path.join(root, f"synthetic-{n_tasks}.zarr"), n_tasks,
+                                      chunk_frames=TASK_FRAMES, roi=ROI), None
+    path = os.path.join(root, f"archive-{n_tasks}.zarr")
+    try:
+        reuse = open_archive(path).data.numblocks[0] == n_tasks
+    except (OSError, ValueError):
+        reuse = False
+    if not reuse:
         write_simulated_archive(path, n_tasks * TASK_FRAMES, 1, roi=ROI, chunk_frames=TASK_FRAMES,
                                 shard_frames=TASK_FRAMES, photons=1e4, seed=0, overwrite=True)
-        return path, _count_files(path)
-    template = os.path.join(root, f"template-{n_tasks}.zarr")
-    write_simulated_archive(template, TASK_FRAMES, 1, roi=ROI, chunk_frames=TASK_FRAMES, shard_frames=TASK_FRAMES,
-                            photons=1e4, seed=0, overwrite=True)
-    for name in ("truth_x", "truth_y", "truth_z"):  # one value a frame: they would disagree with the shape
-        shutil.rmtree(os.path.join(template, name))
-    meta = os.path.join(template, "frames", "zarr.json")
-    with open(meta) as f:
-        doc = json.load(f)
-    doc["shape"][0] = n_tasks * TASK_FRAMES
-    doc.get("attributes", {}).pop("frames_nbytes_stored", None)
-    with open(meta, "w") as f:
-        json.dump(doc, f)
-    return zarr.open_group(ServingStore(LocalStore(template, read_only=True)), mode="r"), None
+    return path, _count_files(path)
 
 
 def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool) -> dict:
@@ -253,7 +229,9 @@ def main(argv=None) -> int:
         for n in args.sizes:
             cmd = [sys.executable, os.path.abspath(__file__), "--one", str(int(n)), "--dir", root,
                    "--disk-max", str(int(args.disk_max)), "--workers", str(args.workers)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            # the workers unpickle synthetic_store's store: it must be importable there too
+            env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, HERE, os.environ.get("PYTHONPATH", "")]))
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if proc.returncode:
                 print(proc.stdout, proc.stderr, file=sys.stderr)
                 return 1
