@@ -57,18 +57,11 @@ def _count_files(path: str) -> int:
     return sum(len(files) for _, _, files in os.walk(path))
 
 
-def _peak_rss() -> int:
+def _status_bytes(field: str) -> int:
+    """A memory figure of ``/proc/self/status`` (``VmHWM``: peak RSS, ``VmRSS``: RSS), bytes."""
     with open("/proc/self/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def _rss() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) * 1024
     return 0
 
@@ -117,7 +110,7 @@ def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool)
         t_open = time.perf_counter() - t
         assert arch.data.numblocks[0] == n_tasks, arch.data.numblocks
         del arch
-        rss0 = _rss()
+        rss0 = _status_bytes("VmRSS")
         _reset_peak_rss()
         t, c = time.perf_counter(), time.process_time()
         job = prepare_job(source, out)
@@ -134,7 +127,7 @@ def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool)
         t_run, c_run = time.perf_counter() - t, time.process_time() - c
         if profiler is not None:
             profiler.disable()
-        peak = _peak_rss()
+        peak = _status_bytes("VmHWM")
     assert report.n_computed == min(N_TRACKED, n_tasks), report
     n = report.n_computed
     res = {
