@@ -7,6 +7,7 @@ The format (group, arrays, attributes, default codecs) is described in
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from dataclasses import dataclass, field
@@ -48,7 +49,13 @@ class Archive:
     ----------
     data : dask.array.Array
         The image array in its layout, chunked along frames only; each Dask chunk
-        is a whole number of Zarr chunks (or shards).
+        is a whole number of Zarr chunks (or shards). Made on first use: a job
+        needs only the metadata, and a Dask array of a million chunks costs
+        tens of MB.
+    frames : zarr.Array
+        The image array.
+    task_frames : int
+        Frames per Dask chunk (the last one may hold fewer).
     layout : Layout
         ``Layout.TYX``, ``Layout.TBYX`` or ``Layout.YXT`` (equal to ``'tyx'``...).
     rois : (n_beads, 4) int ndarray or None
@@ -61,22 +68,37 @@ class Archive:
         The open group (truth arrays, timestamps).
     """
 
-    data: da.Array
+    frames: zarr.Array = field(repr=False)
+    task_frames: int
     layout: Layout
     rois: np.ndarray | None
     attrs: dict[str, Any]
     path: str | None
     group: zarr.Group = field(repr=False)
 
+    @functools.cached_property
+    def data(self) -> da.Array:
+        import dask.array as da  # here: describing or planning from an archive never imports Dask
+
+        ax = self.layout.frame_axis
+        return da.from_zarr(self.frames, chunks=tuple(min(self.task_frames, s) if i == ax else s
+                                                      for i, s in enumerate(self.frames.shape)))
+
+    @property
+    def frame_chunks(self) -> tuple[int, ...]:
+        """Frames per Dask chunk (task), from the metadata alone."""
+        n, step = self.n_frames, min(self.task_frames, max(1, self.n_frames))
+        return (step,) * (n // step) + ((n % step,) if n % step else ())
+
     @property
     def n_frames(self) -> int:
-        return self.layout.n_frames(self.data.shape)
+        return self.layout.n_frames(self.frames.shape)
 
     @property
     def n_beads(self) -> int:
         if self.layout.full_frames and self.rois is None:
             return 1  # full frames without a table: the frame is the one bead's image
-        return self.layout.n_beads(self.data.shape, self.rois)
+        return self.layout.n_beads(self.frames.shape, self.rois)
 
     @property
     def pixel_size_nm(self) -> float | None:
@@ -90,7 +112,7 @@ class Archive:
         """Frame times in seconds ``(frame,)``, lazily, or None when unknown."""
         import dask.array as da
 
-        chunks = (self.data.chunks[self.layout.frame_axis],)
+        chunks = (self.frame_chunks,)
         if TIMESTAMPS in self.group:
             return da.from_zarr(self.group[TIMESTAMPS], chunks=chunks)
         if self.frame_rate_hz:
@@ -144,8 +166,6 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
     """
     if frames_per_task is not None:
         frames_per_task = check_count(frames_per_task, "frames_per_task")
-    import dask.array as da  # here: describing an archive (``info``) never imports Dask
-
     group, arr, layout, attrs = _open_checked(source)
     if check:
         check_frame_chunks(arr)
@@ -153,10 +173,9 @@ def open_archive(source, *, frames_per_task: int | None = None, check: bool = Tr
     # da.from_zarr would default to the *inner* chunks of a sharded array.
     unit = (arr.shards or arr.chunks)[ax]
     step = unit if frames_per_task is None else unit * max(1, math.ceil(frames_per_task / unit))
-    chunks = tuple(min(step, s) if i == ax else s for i, s in enumerate(arr.shape))
-    data = da.from_zarr(arr, chunks=chunks)
     rois = np.asarray(group["rois"][...], dtype=np.int64) if "rois" in group else None
-    return Archive(data=data, layout=layout, rois=rois, attrs=attrs, path=_source_path(group), group=group)
+    return Archive(frames=arr, task_frames=int(step), layout=layout, rois=rois, attrs=attrs,
+                   path=_source_path(group), group=group)
 
 
 def _open_checked(source) -> tuple[zarr.Group, zarr.Array, Layout, dict[str, Any]]:

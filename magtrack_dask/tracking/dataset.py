@@ -48,7 +48,7 @@ def results_attrs(plan) -> dict:
 def variable_attrs(plan) -> dict[str, tuple[tuple[str, ...], np.dtype, dict]]:
     """``{name: (dims, dtype, attrs)}`` of the data variables of ``plan``, in the schema's order."""
     changed = {
-        "profiles": {"units": "counts" if plan.source.data.dtype.kind in "ui" else "1"},
+        "profiles": {"units": "counts" if plan.source.dtype.kind in "ui" else "1"},
         "flags": flag_attrs(min_symmetry=plan.spec.min_symmetry, edge_margin_px=plan.spec.edge_margin_px),
     }
     names = [n for n in VARIABLES if plan.pixel_size_nm or n not in ("x_nm", "y_nm")]

@@ -32,7 +32,9 @@ class Source:
     Attributes
     ----------
     data : dask.array.Array
-        The frames in their layout, chunked along frames only: one chunk, one task.
+        The frames in their layout, chunked along frames only: one chunk, one
+        task. For an archive it is made on first use (a job plans from the
+        metadata alone: ``shape``, ``dtype``, ``frame_chunks``).
     layout : Layout
     rois : (n_beads, 4) int64 ndarray
         ``[top, bottom, left, right]`` of each bead: where it is cropped from a
@@ -45,14 +47,28 @@ class Source:
         in-memory and Dask arrays.
     description : str
         The input as the results' ``source`` attribute names it.
+    array : dask.array.Array or None
+        The frames of a source that is no archive.
     """
 
-    data: da.Array
     layout: Layout
     rois: np.ndarray
     archive: Archive | None = field(default=None, repr=False)
     frames: zarr.Array | None = field(default=None, repr=False)
     description: str = ""
+    array: da.Array | None = field(default=None, repr=False)
+
+    @property
+    def data(self) -> da.Array:
+        return self.archive.data if self.archive is not None else self.array
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.archive.frames.shape if self.archive is not None else self.array.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.archive.frames.dtype if self.archive is not None else self.array.dtype)
 
     @property
     def roi_size(self) -> int:
@@ -65,12 +81,14 @@ class Source:
 
     @property
     def n_frames(self) -> int:
-        return self.layout.n_frames(self.data.shape)
+        return self.layout.n_frames(self.shape)
 
     @property
     def frame_chunks(self) -> tuple[int, ...]:
         """Frames per task."""
-        return self.data.chunks[self.layout.frame_axis]
+        if self.archive is not None:
+            return self.archive.frame_chunks
+        return self.array.chunks[self.layout.frame_axis]
 
     @property
     def crop_rois(self) -> np.ndarray | None:
@@ -115,7 +133,7 @@ def resolve_source(source, *, layout: Layout | None = None, rois=None, frames_pe
         arch = open_archive(source, frames_per_task=frames_per_task)
         if layout is not None and layout != arch.layout:
             raise InputError(f"layout='{layout}' does not match the archive's layout '{arch.layout}'")
-        data, layout, frames = arch.data, Layout(arch.layout), arch.group["frames"]
+        data, layout, frames = None, Layout(arch.layout), arch.frames
         rois = arch.rois if rois is None else rois
         description = arch.path or f"zarr group in {arch.group.store}"
     else:
@@ -125,9 +143,10 @@ def resolve_source(source, *, layout: Layout | None = None, rois=None, frames_pe
         frames = source if isinstance(source, zarr.Array) else None
         description = (f"zarr array {frames.path!r} in {frames.store}" if frames is not None else
                        f"in-memory {type(source).__module__.split('.')[0]}.{type(source).__name__}")
-    _check_pixels(data, layout)
-    rois = _roi_table(data, layout, rois, hint=not layout_given and arch is None)
-    return Source(data=data, layout=layout, rois=rois, archive=arch, frames=frames, description=description)
+    shape, dtype = (tuple(frames.shape), frames.dtype) if arch is not None else (data.shape, data.dtype)
+    _check_pixels(shape, dtype, layout)
+    rois = _roi_table(shape, layout, rois, hint=not layout_given and arch is None)
+    return Source(layout=layout, rois=rois, archive=arch, frames=frames, description=description, array=data)
 
 
 def _is_archive(source) -> bool:
@@ -154,15 +173,15 @@ def _frames_of_array(source, layout: Layout, rois, frames_per_task: int | None) 
     return data.rechunk({i: -1 for i in range(data.ndim) if i != ax})
 
 
-def _check_pixels(data: da.Array, layout: Layout) -> None:
-    if data.dtype.kind not in "uif":
-        raise InputTypeError(f"source must hold integer or float pixels; got dtype {data.dtype}")
-    if layout.n_frames(data.shape) == 0:
-        raise InputError(f"source has no frames: shape {tuple(data.shape)} (layout '{layout}', "
+def _check_pixels(shape: tuple[int, ...], dtype, layout: Layout) -> None:
+    if np.dtype(dtype).kind not in "uif":
+        raise InputTypeError(f"source must hold integer or float pixels; got dtype {dtype}")
+    if layout.n_frames(shape) == 0:
+        raise InputError(f"source has no frames: shape {tuple(shape)} (layout '{layout}', "
                          f"frame axis {layout.frame_axis})")
 
 
-def _roi_table(data: da.Array, layout: Layout, rois, *, hint: bool) -> np.ndarray:
+def _roi_table(shape: tuple[int, ...], layout: Layout, rois, *, hint: bool) -> np.ndarray:
     """The checked ROI table: required for full frames, else the beads' offsets (default ``[0, roi, 0, roi]``).
 
     ``hint``: the layout was inferred from an array, and a mismatch says so.
@@ -170,21 +189,21 @@ def _roi_table(data: da.Array, layout: Layout, rois, *, hint: bool) -> np.ndarra
     if layout.full_frames:
         if rois is None:
             raise InputError("rois is required for layout 'tyx' (an (n_beads, 4) [top, bottom, left, right] table)")
-        return check_rois(rois, layout.image_shape(data.shape))
-    height, width = layout.image_shape(data.shape)
+        return check_rois(rois, layout.image_shape(shape))
+    height, width = layout.image_shape(shape)
     if height != width:
         why = ""
         if hint:
-            why = (f" (layout '{layout}' was inferred from a {data.ndim}-D array"
+            why = (f" (layout '{layout}' was inferred from a {len(shape)}-D array"
                    + (" without rois; (frame, y, x) frames need layout='tyx' and rois)" if layout is Layout.YXT
                       else ")"))
         # yxt names its x side first, as its messages always have.
         sides = (width, height) if layout is Layout.YXT else (height, width)
         raise InputError(f"layout '{layout}' needs square images; got {sides[0]} x {sides[1]} px{why}")
     roi = width
-    n_beads = layout.n_beads(data.shape)
+    n_beads = layout.n_beads(shape)
     if n_beads == 0:
-        raise InputError(f"source has no beads: shape {tuple(data.shape)} (layout '{layout}', bead axis "
+        raise InputError(f"source has no beads: shape {tuple(shape)} (layout '{layout}', bead axis "
                          f"{layout.bead_axis})")
     if rois is None:
         return np.tile(np.array([[0, roi, 0, roi]], dtype=np.int64), (n_beads, 1))
