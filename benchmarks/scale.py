@@ -113,7 +113,8 @@ def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool)
         rss0 = _status_bytes("VmRSS")
         _reset_peak_rss()
         t, c = time.perf_counter(), time.process_time()
-        job = prepare_job(source, out)
+        # the same results variables at every size (x_nm, y_nm, time): the synthetic archives carry both
+        job = prepare_job(source, out, pixel_size_nm=100.0, frame_rate_hz=1000.0)
         t_start, c_start = time.perf_counter() - t, time.process_time() - c
         files0 = _count_files(out)
         profiler = None

@@ -26,7 +26,7 @@ def archives(tmp_path_factory):
     for layout, n_beads in (("tyx", 3), ("tbyx", 3), ("yxt", 1)):
         paths[layout] = str(root / f"{layout}.zarr")
         write_simulated_archive(
-            paths[layout], N_FRAMES, n_beads, roi=ROI, layout=layout, shard_frames=CHUNK_FRAMES,
+            paths[layout], N_FRAMES, n_beads, roi=ROI, layout=layout, chunk_frames=4, shard_frames=CHUNK_FRAMES,
             photons=1e4, seed=7, z_range_nm=Z_RANGE_NM, pixel_size_nm=100.0, frame_rate_hz=50.0,
         )
     return paths

@@ -221,7 +221,7 @@ def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
     res = cli("info", tmp_path / "r.zarr", "--json")
     info = json.loads(res.stdout)
     assert info["kind"] == "results" and info["job"]["complete"] and info["n_beads"] == 3
-    assert info["variables"]["z"]["units"] == "nm" and info["variables"]["profiles"]["chunks"] == [3, 16, 16]
+    assert info["variables"]["z"]["units"] == "nm" and info["variables"]["profiles"]["chunks"] == [3, 4, 16]
     assert info["parameters"]["zlut_kind"] == "per-bead"
     text = cli("info", tmp_path / "r.zarr").stdout
     assert "finished chunks: 3/3 (complete)" in text and "profiles" in text

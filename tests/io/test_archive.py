@@ -35,7 +35,7 @@ def test_describe(archives):
     info = describe_archive(archives["tbyx"])
     assert info["layout"] == "tbyx" and type(info["layout"]) is str  # JSON-ready
     assert info["n_beads"] == 3 and info["roi_size"] == ROI and info["frame_shape"] is None
-    assert info["shard_frames"] == CHUNK_FRAMES and info["chunk_frames"] == 1  # written sharded
+    assert info["shard_frames"] == CHUNK_FRAMES and info["chunk_frames"] == 4  # written sharded
     assert info["has_truth"] and not info["has_timestamps"]
     frames = os.path.join(archives["tbyx"], "frames", "c")
     on_disk = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(frames) for f in files)
