@@ -80,8 +80,9 @@ def make_archive(root: str, n_tasks: int, disk_max: int):
     if n_tasks > disk_max:
         from synthetic_store import make_synthetic_archive
 
-        return make_synthetic_archive(os.path.join(root, f"synthetic-{n_tasks}.zarr"), n_tasks,
-                                      chunk_frames=TASK_FRAMES, roi=ROI), None
+        path = os.path.join(root, f"synthetic-{n_tasks}.zarr")
+        shutil.rmtree(path, ignore_errors=True)
+        return make_synthetic_archive(path, n_tasks, chunk_frames=TASK_FRAMES, roi=ROI), None
     path = os.path.join(root, f"archive-{n_tasks}.zarr")
     try:
         reuse = open_archive(path).data.numblocks[0] == n_tasks
