@@ -179,6 +179,6 @@ def _plan(source, zlut, *, rois, layout, device: str, frames_per_task, pixel_siz
     rate = frame_rate_hz if frame_rate_hz is not None else (arch.frame_rate_hz if arch else None)
     stamps = arch.group[TIMESTAMPS] if frame_rate_hz is None and arch is not None and TIMESTAMPS in arch.group \
         else None
-    bounds = np.concatenate([[0], np.cumsum(np.asarray(src.frame_chunks, dtype=np.int64))])
+    bounds = src.frame_bounds
     return TrackingPlan(source=src, zlut=lut, spec=spec, bins=bins, pixel_size_nm=px_nm, frame_rate_hz=rate,
                         times=FrameTimes(stamps, rate), bounds=bounds)

@@ -84,6 +84,14 @@ class Source:
         return self.layout.n_frames(self.shape)
 
     @property
+    def frame_bounds(self) -> np.ndarray:
+        """``(n_tasks + 1,)`` int64: the first frame of each task, then the frame count (no tuple per task)."""
+        n = self.n_frames
+        if self.archive is not None:
+            return np.append(np.arange(0, n, min(self.archive.task_frames, n), dtype=np.int64), np.int64(n))
+        return np.concatenate([[0], np.cumsum(np.asarray(self.frame_chunks, dtype=np.int64))])
+
+    @property
     def frame_chunks(self) -> tuple[int, ...]:
         """Frames per task."""
         if self.archive is not None:
