@@ -178,7 +178,7 @@ def check_frame_chunks(arr: zarr.Array) -> None:
     store = arr.store_path.store
     prefix = arr.store_path.path
     total = math.prod(_grid(arr))
-    # Streamed, never a list of every key: at 1e6 chunks a list alone is ~200 MB of driver memory.
+    # Streamed, never a list of every key: that list alone would grow with the archive.
     absent = [] if _all_listed(store, arr, total) else _missing_keys(store, f"{prefix}/" if prefix else "",
                                                                       _chunk_keys(arr))
     # The first stored chunk's size first: a declared chunk_shape or data_type that
