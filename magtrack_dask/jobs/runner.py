@@ -99,10 +99,11 @@ class Job:
         """What the results depend on (see :mod:`magtrack_dask.jobs.record`)."""
         return self.record.attrs["fingerprint"]
 
-    def _arrays(self) -> dict:
+    def _arrays(self, mode: str = "r") -> dict:
+        """The results arrays the tasks write (the data variables, and ``time`` when known)."""
         import zarr
 
-        root = zarr.open_group(self.out, mode="r", zarr_format=3, use_consolidated=False)
+        root = zarr.open_group(self.out, mode=mode, zarr_format=3, use_consolidated=False)
         names = self.names + (("time",) if self.plan.times.known else ())
         return {name: root[name] for name in names}
 
@@ -282,7 +283,7 @@ class _StreamTasks:
 
         plan = job.plan
         ctx = TaskContext(frames=plan.source.frames, frame_axis=plan.source.layout.frame_axis,
-                          zlut=plan.zlut.table, spec=plan.spec, out=job.out, names=job.names,
+                          zlut=plan.zlut.table, spec=plan.spec, arrays=job._arrays("r+"),
                           pixel_size_nm=plan.pixel_size_nm, times=plan.times)
         self._token = job._token()
         self._client = client

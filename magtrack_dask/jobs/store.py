@@ -89,7 +89,7 @@ def create_results_store(out: str, plan) -> zarr.Group:
         step = min(shape[0], _COORD_CHUNK) if len(shape) == 1 else shape[0]
         arr = root.create_array(name, shape=shape, dtype=dtype, chunks=(step,) + shape[1:],
                                 fill_value=np.nan if floating else 0, dimension_names=dims, attributes=attrs)
-        for start in range(0, shape[0], step):  # a piece at a time: the frame numbers of 1e6 chunks are 32 MB
+        for start in range(0, shape[0], step):  # a piece at a time: the frame numbers grow with the archive
             arr[start : start + step] = values[start : start + step]
     return root
 

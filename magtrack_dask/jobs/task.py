@@ -12,7 +12,6 @@ reading the results again.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -40,10 +39,10 @@ class TaskContext:
         The checked Z-LUT.
     spec : ChunkSpec
         The per-chunk options, passed to the tracking unchanged.
-    out : str
-        The results store.
-    names : tuple of str
-        The data variables to write.
+    arrays : dict of str to zarr.Array
+        The results arrays to write (the data variables, and ``time`` when
+        the frame times are known), opened by the driver for this run: their
+        metadata travels with them, never an older store's at the same path.
     pixel_size_nm : float or None
         For ``x_nm`` and ``y_nm``.
     times : FrameTimes
@@ -54,8 +53,7 @@ class TaskContext:
     frame_axis: int
     zlut: np.ndarray | None = field(repr=False)
     spec: ChunkSpec = field(repr=False)
-    out: str
-    names: tuple[str, ...]
+    arrays: dict = field(repr=False)
     pixel_size_nm: float | None
     times: FrameTimes = field(repr=False)
 
@@ -80,13 +78,6 @@ class TaskResult:
     sums: BeadSums
 
 
-@functools.lru_cache(maxsize=4)
-def _results_arrays(out: str, names: tuple[str, ...]) -> dict[str, zarr.Array]:
-    """The results store's arrays, opened once per worker process and job."""
-    root = zarr.open_group(out, mode="r+", zarr_format=3, use_consolidated=False)
-    return {name: root[name] for name in names}
-
-
 def run_task(ctx: TaskContext, start: int, stop: int) -> TaskResult:
     """Track frames ``start .. stop - 1`` and write their results region.
 
@@ -108,12 +99,11 @@ def run_task(ctx: TaskContext, start: int, stop: int) -> TaskResult:
     fields["profiles"] = stacked[:, :, N_FIELDS:]
     if ctx.pixel_size_nm:
         fields["x_nm"], fields["y_nm"] = fields["x"] * ctx.pixel_size_nm, fields["y"] * ctx.pixel_size_nm
-    names = ctx.names + (("time",) if ctx.times.known else ())
-    arrays = _results_arrays(ctx.out, names)
-    for name in ctx.names:
-        arrays[name][:, start:stop] = fields[name]
-    if ctx.times.known:
-        arrays["time"][start:stop] = ctx.times(start, stop)
+    for name, arr in ctx.arrays.items():
+        if name == "time":
+            arr[start:stop] = ctx.times(start, stop)
+        else:
+            arr[:, start:stop] = fields[name]
     flags = fields["flags"]
     offsets = ctx.spec.offsets
     # ROI-relative positions: small numbers, so the sums of squares keep their digits.

@@ -106,3 +106,11 @@ def test_the_lazy_dataset_has_no_materialized_layer(small_chunks):
     for name in ("x", "profiles", "flags", "x_nm"):
         layers = ds[name].data.dask.layers.values()
         assert not [layer for layer in layers if isinstance(layer, MaterializedLayer)], name
+
+
+def test_a_store_replaced_at_the_same_path_is_written_with_its_own_metadata(client, small_chunks, tmp_path):
+    """The workers that wrote shards of 10 frames write the new store's 5-frame chunks (no stale metadata)."""
+    out = tmp_path / "r.zarr"
+    run_job(small_chunks, out, client=client, frames_per_task=10)
+    run_job(small_chunks, out, client=client, overwrite=True)
+    xr.testing.assert_identical(xr.open_zarr(out).compute(), track(small_chunks).compute())
