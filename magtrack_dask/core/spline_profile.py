@@ -38,9 +38,9 @@ from magtrack_dask.validation import InputError, check_count
 __all__ = ["REFINE_ROUNDS", "profile_bins_count", "tent_profiles", "symmetric_seed", "refine_centres",
            "accurate_xy_profiles"]
 
-#: Gauss-Newton rounds of :func:`refine_centres` in the accurate method; each
-#: round shrinks a seed's error many-fold, three leave it far below the noise.
-REFINE_ROUNDS = 3
+#: Gauss-Newton rounds of the accurate method; each round shrinks a seed's
+#: error many-fold, two leave it far below the noise.
+REFINE_ROUNDS = 2
 #: Smallest ROI side (px) the accurate method tracks: rings out to a few px.
 MIN_PIXELS = 8
 TAPER_PX = 4.0
@@ -75,23 +75,9 @@ def _geometry(xp, cx, cy, width: int, n_bins: int):
     return k.ravel(), frac.ravel(), dx, dy, r, inside
 
 
-def _tent_sums(xp, images, index, frac, n: int, n_bins: int):
-    """Profiles ``(n, n_bins + 2)`` (the last two slots 0) from one block's pixels."""
-    size = n * (n_bins + 2)
-    values = images.ravel()
-    upper = frac * values
-    sums = xp.bincount(index, weights=values - upper, minlength=size)
-    sums[1:] += xp.bincount(index, weights=upper, minlength=size)[:-1]
-    weights = xp.bincount(index, weights=1.0 - frac, minlength=size)
-    weights[1:] += xp.bincount(index, weights=frac, minlength=size)[:-1]
-    with quiet(xp):
-        profile = (sums / weights).reshape(n, n_bins + 2)
-    profile[:, n_bins:] = 0.0
-    return profile
-
-
 def _corrected_profiles(xp, images, index, frac, n: int, n_bins: int):
-    """Tent profiles ``(n, n_bins)`` corrected to second order for where the pixels fall.
+    """Tent profiles ``(n, n_bins + 2)`` (the two dump slots 0) and
+    ``(n, n_bins)`` corrected to second order for where the pixels fall.
 
     A tent sample averages ``I(r)`` over ``k - 1 < r < k + 1`` with the
     pixels' own distribution of ``r - k``, which changes with the sub-pixel
@@ -118,10 +104,12 @@ def _corrected_profiles(xp, images, index, frac, n: int, n_bins: int):
         m2 = (tent(offset * hi, offset * lo) / weight).reshape(n, n_bins + 2)[:, :n_bins]
     slope = xp.zeros_like(profile)
     slope[:, 1:-1] = 0.5 * (profile[:, 2:] - profile[:, :-2])
+    plain = xp.zeros((n, n_bins + 2))
+    plain[:, :n_bins] = profile
     curve = xp.zeros_like(profile)
     curve[:, 1:-1] = profile[:, 2:] - 2.0 * profile[:, 1:-1] + profile[:, :-2]
     curve[:, 0] = 2.0 * (profile[:, 1] - profile[:, 0])  # I(-1) = I(1): symmetric about r = 0
-    return profile - slope * m1 - 0.5 * curve * m2
+    return plain, profile - slope * m1 - 0.5 * curve * m2
 
 
 def _slope(xp, profile, n_bins: int):
@@ -205,7 +193,13 @@ def _block_images(xp, stack, part: slice):
 
 
 def _track_block(xp, images, n_rounds: int, x=None, y=None):
-    """Seed (unless given), ``n_rounds`` Gauss-Newton rounds and the final profiles of a block."""
+    """Seed (unless given) and ``n_rounds`` Gauss-Newton rounds of a block.
+
+    The profiles returned are the last round's, about the centre before its
+    step: a radial average's error is quadratic in the centre's, and the last
+    step is far below the noise, so another pass over the pixels would change
+    them by rounding only.
+    """
     width = images.shape[1]
     n_bins = profile_bins_count(width)
     if x is None:
@@ -215,12 +209,10 @@ def _track_block(xp, images, n_rounds: int, x=None, y=None):
         ok = _valid(xp, x, y, width)
         cx, cy = xp.where(ok, x, 0.0), xp.where(ok, y, 0.0)
         geometry = _geometry(xp, cx, cy, width, n_bins)
-        profile = _tent_sums(xp, images, geometry[0], geometry[1], n, n_bins)
-        sx, sy = _newton_step(xp, images, profile, geometry, n_bins)
+        plain, profile = _corrected_profiles(xp, images, geometry[0], geometry[1], n, n_bins)
+        sx, sy = _newton_step(xp, images, plain, geometry, n_bins)
         x, y = xp.where(ok, x + sx, np.nan), xp.where(ok, y + sy, np.nan)
     ok = _valid(xp, x, y, width)
-    geometry = _geometry(xp, xp.where(ok, x, 0.0), xp.where(ok, y, 0.0), width, n_bins)
-    profile = _corrected_profiles(xp, images, geometry[0], geometry[1], n, n_bins)
     profile[~ok] = np.nan
     return xp.where(ok, x, np.nan), xp.where(ok, y, np.nan), profile
 
@@ -262,7 +254,7 @@ def tent_profiles(stack, x, y):
         xs, ys = x[part], y[part]
         ok = _valid(xp, xs, ys, width)
         geometry = _geometry(xp, xp.where(ok, xs, 0.0), xp.where(ok, ys, 0.0), width, n_bins)
-        prof = _corrected_profiles(xp, images, geometry[0], geometry[1], part.stop - part.start, n_bins)
+        prof = _corrected_profiles(xp, images, geometry[0], geometry[1], part.stop - part.start, n_bins)[1]
         prof[~ok] = np.nan
         out[:, part] = prof.T
 
