@@ -46,6 +46,7 @@ from magtrack_dask.validation import InputError, InputTypeError
 
 __all__ = [
     "CALIBRATION_Z",
+    "zlut_method",
     "build_zlut",
     "save_zlut",
     "load_zlut",
@@ -53,6 +54,19 @@ __all__ = [
 ]
 
 ZLUT_FORMAT = 1
+#: What a Zarr Z-LUT written before methods were recorded was built with.
+UNRECORDED_METHOD = "magtrack"
+
+
+def zlut_method(zlut, attrs: dict) -> str | None:
+    """The method a Z-LUT was built with: its ``method`` attribute; ``'magtrack'`` for
+    a Zarr Z-LUT without one (written before methods were recorded); None for tables
+    that carry no metadata (arrays, ``.npy`` files), which any method may use."""
+    if "method" in attrs:
+        return str(attrs["method"])
+    if isinstance(zlut, (str, os.PathLike)) and not os.fspath(zlut).endswith(".npy"):
+        return UNRECORDED_METHOD
+    return None
 
 
 def calibration_steps(z, z_resolution_nm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -107,6 +121,7 @@ def build_zlut(
     device: str = "cpu",
     min_symmetry: float = MIN_SYMMETRY,
     pipeline: PipelineOptions | dict | None = None,
+    method: str | None = None,
 ) -> np.ndarray:
     """Per-bead Z-LUTs from a calibration archive.
 
@@ -125,7 +140,12 @@ def build_zlut(
     pipeline : PipelineOptions or dict, optional
         The pipeline's stage options, as :func:`magtrack_dask.tracking.track`
         takes them (e.g. ``{'radial_profile': {'oversample': 2}}``); track
-        with the same ones.
+        with the same ones. Options of the 'magtrack' method.
+    method : {'accurate', 'magtrack'}, optional
+        The profile method (:func:`magtrack_dask.track_stack`); default
+        'accurate', or 'magtrack' when ``pipeline`` is given (as
+        :func:`~magtrack_dask.tracking.track`). Save the LUT with
+        ``save_zlut(..., method=)`` and track with the same method.
 
     Returns
     -------
@@ -136,12 +156,19 @@ def build_zlut(
     ------
     ValueError
         No ``calibration_z``, a length that does not match the frames, fewer
-        than two steps, or a bead not found in any frame of a step.
+        than two steps, a bead not found in any frame of a step, or
+        ``method='fit'`` (its model is made from frames in memory:
+        :func:`magtrack_dask.zlut_from_stack`).
     """
     import dask
 
     from magtrack_dask.io.archive import open_archive
-    from magtrack_dask.tracking import track
+    from magtrack_dask.tracking import resolve_method, track
+
+    method = resolve_method(method, pipeline)
+    if method == "fit":
+        raise InputError("build_zlut averages profiles and cannot make the 'fit' method's image model; make it from "
+                         "calibration frames in memory with zlut_from_stack(stack, z_nm, method='fit')")
 
     arch = open_archive(calibration, frames_per_task=frames_per_task)
     if z is None:
@@ -157,7 +184,7 @@ def build_zlut(
         raise InputError(f"a Z-LUT needs at least 2 focus steps; the calibration has {len(z_ref)}")
 
     ds = track(arch.group, frames_per_task=frames_per_task, rois=rois, device=device, min_symmetry=min_symmetry,
-               pipeline=pipeline)
+               pipeline=pipeline, method=method)
     bounds = np.cumsum((0,) + ds.chunks["frame"])
     prof = ds.profiles.data.to_delayed().ravel()
     flags = ds.flags.data.to_delayed().ravel()
@@ -187,6 +214,7 @@ def save_zlut(
     roi_size_px: int | None = None,
     attrs: dict | None = None,
     overwrite: bool = False,
+    method: str = "accurate",
 ) -> zarr.Array:
     """Write a Z-LUT as a Zarr v3 array with its metadata.
 
@@ -203,11 +231,18 @@ def save_zlut(
         More attributes (JSON-serialisable).
     overwrite : bool, optional
         Replace an existing LUT; default False raises FileExistsError.
+    method : {'accurate', 'magtrack', 'fit'}, optional
+        The method the LUT was built with (as :func:`build_zlut` was given it;
+        default 'accurate', its default), recorded as the ``method``
+        attribute: tracking with another method refuses the file.
 
     Returns
     -------
     zarr.Array
     """
+    from magtrack_dask.core.methods import check_method
+
+    method = check_method(method)
     arr = np.asarray(zlut, dtype=np.float64)
     if arr.ndim not in (2, 3) or arr.shape[-2] < 3 or arr.shape[-1] < 2:
         raise InputError(f"zlut must have shape (1 + n_bins, n_ref) or (n_beads, 1 + n_bins, n_ref); got {arr.shape}")
@@ -226,6 +261,7 @@ def save_zlut(
         "source": None if source is None else os.fspath(source),
         "roi_size_px": None if roi_size_px is None else int(roi_size_px),
         **(attrs or {}),
+        "method": method,
     }
     dims = ("bead", "row", "ref")[-arr.ndim:]
     out = zarr.create_array(store=path, shape=arr.shape, dtype="float64", chunks=arr.shape, dimension_names=dims,

@@ -24,7 +24,7 @@ from magtrack_dask.jobs.errors import JobError
 from magtrack_dask.jobs.record import JOB_FORMAT, JobRecord, fingerprint_changes, job_status
 from magtrack_dask.jobs.runner import Job
 from magtrack_dask.jobs.summary import STUCK_STD_PX, JobReport
-from magtrack_dask.tracking import MIN_SYMMETRY, track
+from magtrack_dask.tracking import MIN_SYMMETRY, resolve_method, track
 from magtrack_dask.validation import InputError
 from magtrack_dask.zlut import load_zlut
 
@@ -61,7 +61,7 @@ def _check_paths(archive, out: str, zlut, overwrite: bool):
     return archive
 
 
-def _fingerprint(ds, zlut, pipeline: PipelineOptions) -> dict:
+def _fingerprint(ds, zlut, pipeline: PipelineOptions, method: str) -> dict:
     """Everything the bytes of the results depend on.
 
     The package version is left out on purpose: a bug-fix release should not
@@ -71,6 +71,7 @@ def _fingerprint(ds, zlut, pipeline: PipelineOptions) -> dict:
         "format": JOB_FORMAT,
         "source": ds.attrs.get("source"),
         "zlut_sha256": _zlut_digest(zlut),
+        "method": method,
         "parameters": json.loads(ds.attrs["parameters"]),
         "stage_options": json.loads(json.dumps(pipeline.stage_options())),  # as the record stores it
         "n_beads": int(ds.sizes["bead"]),
@@ -120,6 +121,7 @@ def prepare_job(
     frame_rate_hz: float | None = None,
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
+    method: str | None = None,
 ) -> Job:
     """Check the inputs and the results store, create it if needed.
 
@@ -144,6 +146,10 @@ def prepare_job(
     device, frames_per_task, rois, layout, pixel_size_nm, frame_rate_hz, edge_margin_px, min_symmetry
         As :func:`magtrack_dask.tracking.track` takes them (``frames_per_task``
         is rounded to whole archive chunks).
+    method : {'accurate', 'magtrack', 'fit'}, optional
+        As :func:`magtrack_dask.tracking.track`: default 'accurate', or
+        'magtrack' when ``pipeline`` is given. Part of the job's fingerprint:
+        resuming with another method is refused.
 
     Returns
     -------
@@ -160,11 +166,12 @@ def prepare_job(
     out = os.path.abspath(os.fspath(out))
     archive = _check_paths(archive, out, zlut, overwrite)
     try:
+        method = resolve_method(method, pipeline)
         pipeline = PipelineOptions.coerce(pipeline)
         ds = track(archive, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
                    pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px,
-                   min_symmetry=min_symmetry, pipeline=pipeline)
-        fingerprint = _fingerprint(ds, zlut, pipeline)
+                   min_symmetry=min_symmetry, pipeline=pipeline, method=method)
+        fingerprint = _fingerprint(ds, zlut, pipeline, method)
     except (InputError, FileNotFoundError) as err:  # bad input only: a bug keeps its own type
         raise JobError(f"cannot track {archive}: {err}") from err
     if os.path.exists(out) and not overwrite:
@@ -193,6 +200,7 @@ def run_job(
     frame_rate_hz: float | None = None,
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
+    method: str | None = None,
     progress: Callable[[int, int, int], None] | bool | None = None,
     batch_chunks: int | None = None,
     max_chunks: int | None = None,
@@ -214,6 +222,7 @@ def run_job(
     """
     job = prepare_job(archive, out, zlut, resume=resume, overwrite=overwrite, pipeline=pipeline, device=device,
                       frames_per_task=frames_per_task, rois=rois, layout=layout, pixel_size_nm=pixel_size_nm,
-                      frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px, min_symmetry=min_symmetry)
+                      frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px, min_symmetry=min_symmetry,
+                      method=method)
     return job.run(client, progress=progress, batch_chunks=batch_chunks, max_chunks=max_chunks,
                    stuck_std_px=stuck_std_px)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import xarray as xr
 
+from magtrack_dask.core.methods import check_method, min_method_pixels
 from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.pipeline import check_stage_keywords, min_image_pixels, profile_bins
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
@@ -35,7 +36,26 @@ from magtrack_dask.validation import (
     check_positive,
 )
 
-__all__ = ["track", "write_results", "require_gpu", "MIN_SYMMETRY"]
+__all__ = ["track", "write_results", "require_gpu", "MIN_SYMMETRY", "resolve_method"]
+
+
+def resolve_method(method: str | None, pipeline) -> str:
+    """The workflow's method: ``method`` as given; None is 'accurate', or 'magtrack' when
+    ``pipeline`` options are given (they are the magtrack method's).
+
+    Raises
+    ------
+    InputError
+        An unknown method, or stage options off their defaults with another
+        method than 'magtrack'.
+    """
+    if method is None:
+        return "accurate" if pipeline is None else "magtrack"
+    method = check_method(method)
+    if method != "magtrack" and pipeline is not None and not PipelineOptions.coerce(pipeline).is_default:
+        raise InputError(f"pipeline stage options apply to method='magtrack' only; got method={method!r} with "
+                         f"{PipelineOptions.coerce(pipeline).stage_options()}")
+    return method
 
 
 def track(
@@ -51,6 +71,7 @@ def track(
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
     pipeline: PipelineOptions | dict | None = None,
+    method: str | None = None,
 ) -> xr.Dataset:
     """Track every bead of every frame, lazily.
 
@@ -92,6 +113,11 @@ def track(
         :func:`magtrack_dask.stack_to_xyzp_advanced`, e.g.
         ``{'radial_profile': {'oversample': 2}}``). Any option off its default
         runs the advanced pipeline, else :func:`magtrack_dask.stack_to_xyzp`.
+        Options of the 'magtrack' method.
+    method : {'accurate', 'magtrack', 'fit'}, optional
+        The core's method (:func:`magtrack_dask.track_stack`). Default
+        'accurate', or 'magtrack' when ``pipeline`` is given. A Z-LUT file
+        must have been built with the same method.
 
     Returns
     -------
@@ -134,20 +160,24 @@ def track(
     if edge_margin_px is not None:
         edge_margin_px = check_nonnegative(edge_margin_px, "edge_margin_px", "px")
     min_symmetry = check_fraction(min_symmetry, "min_symmetry")
+    method = resolve_method(method, pipeline)
     pipeline = check_stage_keywords(pipeline)
 
     src = resolve_source(source, layout=layout, rois=rois, frames_per_task=frames_per_task)
-    need = min_image_pixels(**pipeline.stage_options())
+    if method == "magtrack":
+        need, why = min_image_pixels(**pipeline.stage_options()), "the sub-pixel fit's n_local"
+    else:
+        need, why = min_method_pixels(method), f"method {method!r}"
     if src.roi_size < need:
         what = "rois are" if src.layout.full_frames else "source images are"
         raise InputError(f"{what} {src.roi_size} x {src.roi_size} px; tracking needs at least {need} x {need} px "
-                         f"(the sub-pixel fit's n_local)")
-    bins = profile_bins(src.roi_size, pipeline)
-    lut = resolve_zlut(zlut, n_beads=src.n_beads, n_bins=bins.n_bins, roi_size=src.roi_size)
+                         f"({why})")
+    bins = profile_bins(src.roi_size, pipeline if method == "magtrack" else None)
+    lut = resolve_zlut(zlut, n_beads=src.n_beads, n_bins=bins.n_bins, roi_size=src.roi_size, method=method)
     spec = ChunkSpec(
         layout=src.layout, rois=src.crop_rois, offsets=src.rois, n_bins=bins.n_bins, pipeline=pipeline,
         device=device, edge_margin_px=src.roi_size / 8 if edge_margin_px is None else edge_margin_px,
-        min_symmetry=min_symmetry,
+        min_symmetry=min_symmetry, method=method,
     )
     return assemble_dataset(build_graph(src, lut.table, spec), source=src, spec=spec, bins=bins, zlut=lut,
                             pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz)

@@ -49,8 +49,8 @@ def assemble_dataset(stacked: da.Array, *, source: Source, spec: ChunkSpec, bins
         "layout": source.layout.value, "device": spec.device, "frames_per_task": int(source.frame_chunks[0]),
         "roi_size_px": source.roi_size, "n_beads": source.n_beads, "n_bins": bins.n_bins,
         "edge_margin_px": spec.edge_margin_px, "min_symmetry": spec.min_symmetry,
-        "pipeline": "stack_to_xyzp" if spec.pipeline.is_default else "stack_to_xyzp_advanced",
-        "stage_options": spec.pipeline.stage_options(), "zlut_kind": zlut.kind, "pixel_size_nm": px_nm,
+        "method": spec.method, "pipeline": _core_function(spec),
+        "stage_options": spec.pipeline.stage_options() if spec.method == "magtrack" else {}, "zlut_kind": zlut.kind, "pixel_size_nm": px_nm,
         "frame_rate_hz": rate,
     }
     from magtrack_dask import __version__
@@ -67,6 +67,13 @@ def assemble_dataset(stacked: da.Array, *, source: Source, spec: ChunkSpec, bins
     }
     time = _frame_times(source, frame_rate_hz, rate)
     return xr.Dataset(_data_vars(stacked, source, spec, px_nm), coords=_coords(source, bins, time), attrs=attrs)
+
+
+def _core_function(spec: ChunkSpec) -> str:
+    """The core function each task calls (the results' ``pipeline`` attribute)."""
+    if spec.method != "magtrack":
+        return f"track_stack(method={spec.method!r})"
+    return "stack_to_xyzp" if spec.pipeline.is_default else "stack_to_xyzp_advanced"
 
 
 def _data_vars(stacked: da.Array, source: Source, spec: ChunkSpec, px_nm: float | None) -> dict:
