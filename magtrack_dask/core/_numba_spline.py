@@ -16,7 +16,10 @@ import math
 import numba
 import numpy as np
 
-TAPER_PX = 4.0  # as spline_profile.TAPER_PX (a test checks they agree)
+# as spline_profile's (a test checks they agree)
+TAPER_PX = 4.0
+CLIP = 6.0
+SAMPLE_STEP = 4
 # Reassociation lets LLVM vectorise the sums; no nnan/ninf: NaN checks must stay.
 _FAST = {"nsz", "arcp", "contract", "reassoc"}
 
@@ -46,6 +49,24 @@ def _symmetric_peak(proj, conv):  # pragma: no cover - compiled
     curve = left - 2.0 * mid + right
     shift = 0.5 * (left - right) / curve if curve < 0 else 0.0
     return 0.5 * (best + shift)
+
+
+@numba.njit(nogil=True, cache=True)
+def _robust_scale(im, sample):  # pragma: no cover - compiled
+    """Median and 1.4826 MAD of every SAMPLE_STEP-th pixel (spline_profile._robust_scale)."""
+    w = im.shape[0]
+    m = 0
+    for r in range(0, w, SAMPLE_STEP):
+        for j in range(0, w, SAMPLE_STEP):
+            sample[m] = np.float64(im[r, j])
+            m += 1
+    level = np.median(sample)
+    for q in range(m):
+        sample[q] = abs(sample[q] - level)
+    scale = 1.4826 * np.median(sample)
+    if not scale > 0:
+        scale = np.inf
+    return level, scale
 
 
 @numba.njit(nogil=True, cache=True)
@@ -94,7 +115,7 @@ def _profile_pass(im, cx, cy, nb, radius, sums, weights, m1, m2):  # pragma: no 
 
 
 @numba.njit(nogil=True, cache=True, fastmath=_FAST)
-def _step(im, cx, cy, nb, radius, prof, slope):  # pragma: no cover - compiled
+def _step(im, cx, cy, nb, radius, prof, slope, limit):  # pragma: no cover - compiled
     """The Gauss-Newton centre step (spline_profile._newton_step) from the distances of ``radius``."""
     w = im.shape[0]
     rmax = nb - 1.0
@@ -118,7 +139,7 @@ def _step(im, cx, cy, nb, radius, prof, slope):  # pragma: no cover - compiled
                 h01 = t2 * (3.0 - 2.0 * t)
                 model = lo + h01 * (hi - lo) + (t - 2.0 * t2 + t2 * t) * d_lo + (t2 * t - t2) * d_hi
                 grad = 6.0 * (t - t2) * (hi - lo) + (1.0 - 4.0 * t + 3.0 * t2) * d_lo + (3.0 * t2 - 2.0 * t) * d_hi
-                resid = np.float64(im[i, j]) - model
+                resid = min(max(np.float64(im[i, j]) - model, -limit), limit)
                 grad = grad / r if r > 0.0 else 0.0
                 q = (rmax - r) / TAPER_PX
                 if q < 1.0:
@@ -184,28 +205,55 @@ def track_images(images, n_rounds, x_out, y_out, prof_out):  # pragma: no cover 
     prof = np.empty(nb + 1)
     slope = np.empty(nb + 1)
     radius = np.empty((w, w))
+    n_sample = (w + SAMPLE_STEP - 1) // SAMPLE_STEP
+    sample = np.empty(n_sample * n_sample)
     for i in range(n):
         im = images[i]
+        level, scale = _robust_scale(im, sample)
+        low, high = level - CLIP * scale, level + CLIP * scale
         for j in range(w):
             proj[j] = 0.0
         for r in range(w):
             for j in range(w):
-                proj[j] += np.float64(im[r, j])
+                proj[j] += min(max(np.float64(im[r, j]), low), high)
         cx = _symmetric_peak(proj, conv)
         for r in range(w):
             acc = 0.0
             for j in range(w):
-                acc += np.float64(im[r, j])
+                acc += min(max(np.float64(im[r, j]), low), high)
             proj[r] = acc
         cy = _symmetric_peak(proj, conv)
-        for _ in range(n_rounds):
-            if not (cx >= 0.0 and cx <= w - 1.0 and cy >= 0.0 and cy <= w - 1.0):
+        lowest = highest = np.float64(im[0, 0])
+        total = 0.0
+        for r in range(w):
+            for j in range(w):
+                value = np.float64(im[r, j])
+                lowest = min(lowest, value)
+                highest = max(highest, value)
+                total += value
+        # a constant image has no centre, one with NaN or inf pixels no trustworthy one
+        if not (highest > lowest and math.isfinite(total)):
+            x_out[i] = y_out[i] = np.nan
+            prof_out[i, :] = np.nan
+            continue
+        for attempt in range(2):
+            if attempt == 1:  # the seeded fit left the image: again from the image's centre
+                cx = cy = 0.5 * (w - 1)
+            for _ in range(n_rounds):
+                if not (cx >= 0.0 and cx <= w - 1.0 and cy >= 0.0 and cy <= w - 1.0):
+                    break
+                _profile_pass(im, cx, cy, nb, radius, sums, weights, m1, m2)
+                _corrected(nb, sums, weights, m1, m2, prof, slope, prof_out[i])
+                top = bottom = prof[0]
+                for k in range(1, nb):
+                    top = max(top, prof[k])
+                    bottom = min(bottom, prof[k])
+                limit = top - bottom  # a residual beyond the ring contrast is no part of the bead
+                sx, sy = _step(im, cx, cy, nb, radius, prof, slope, limit)
+                cx += sx
+                cy += sy
+            if cx >= 0.0 and cx <= w - 1.0 and cy >= 0.0 and cy <= w - 1.0:
                 break
-            _profile_pass(im, cx, cy, nb, radius, sums, weights, m1, m2)
-            _corrected(nb, sums, weights, m1, m2, prof, slope, prof_out[i])
-            sx, sy = _step(im, cx, cy, nb, radius, prof, slope)
-            cx += sx
-            cy += sy
         if not (cx >= 0.0 and cx <= w - 1.0 and cy >= 0.0 and cy <= w - 1.0):
             x_out[i] = np.nan
             y_out[i] = np.nan

@@ -43,7 +43,13 @@ __all__ = ["REFINE_ROUNDS", "profile_bins_count", "tent_profiles", "symmetric_se
 REFINE_ROUNDS = 2
 #: Smallest ROI side (px) the accurate method tracks: rings out to a few px.
 MIN_PIXELS = 8
+#: The Gauss-Newton weights fall to 0 over this many px inside the fitted disc.
 TAPER_PX = 4.0
+#: Pixels beyond ``CLIP`` robust standard deviations of the image (median +-
+#: 1.4826 MAD of every ``SAMPLE_STEP``-th pixel) are clipped in the seed: a hot
+#: pixel or a speck must not be taken for the bead.
+CLIP = 6.0
+SAMPLE_STEP = 4
 
 
 def profile_bins_count(width: int) -> int:
@@ -136,6 +142,10 @@ def _newton_step(xp, images, profile, geometry, n_bins: int):
     g01 = 6.0 * (t - t2)
     grad = (g01 * (hi - lo) + (1.0 - 4.0 * t + 3.0 * t2) * d_lo + (3.0 * t2 - 2.0 * t) * d_hi).reshape(shape)
     resid = xp.where(inside, images - model.reshape(shape), 0.0)
+    # a residual beyond the whole ring contrast is no part of the bead (a hot pixel, a speck)
+    body = profile[:, : n_bins]
+    limit = (body.max(axis=1) - body.min(axis=1))[:, None, None]
+    resid = xp.minimum(xp.maximum(resid, -limit), limit)
     with quiet(xp):
         grad = xp.where(r > 0, grad / r, 0.0)
     grad *= _taper(xp, r, n_bins)
@@ -155,12 +165,27 @@ def _taper(xp, r, n_bins: int):
     return t * t * (3.0 - 2.0 * t)
 
 
-def _seed_block(xp, images):
-    """Symmetric-projection seed ``(x, y)`` of a block ``(n, w, w)``."""
+def _robust_scale(xp, images):
+    """Median and ``1.4826 * MAD`` of each image of a block ``(n, w, w)``, from every
+    :data:`SAMPLE_STEP`-th row and column (exact order statistics: the compiled kernel
+    finds the same numbers). ``inf`` scale where the MAD is 0."""
+    n = images.shape[0]
+    sample = images[:, ::SAMPLE_STEP, ::SAMPLE_STEP].reshape(n, -1)
+    level = xp.median(sample, axis=1)
+    scale = 1.4826 * xp.median(xp.abs(sample - level[:, None]), axis=1)
+    return level, xp.where(scale > 0, scale, np.inf)
+
+
+def _seed_block(xp, images, level, scale):
+    """Symmetric-projection seed ``(x, y)`` of a block ``(n, w, w)``, from pixels clipped to
+    ``level +- CLIP * scale`` (a hot pixel would otherwise be the most symmetric thing in the image)."""
     width = images.shape[1]
+    low = (level - CLIP * scale)[:, None, None]
+    high = (level + CLIP * scale)[:, None, None]
+    clipped = xp.minimum(xp.maximum(images, low), high)
     out = []
     for axis in (1, 2):  # summing rows gives the x projection; columns the y
-        proj = images.sum(axis=axis)
+        proj = clipped.sum(axis=axis)
         proj -= proj.mean(axis=1, keepdims=True)
         out.append(_symmetric_peak(xp, proj, width))
     return out[0], out[1]
@@ -193,18 +218,36 @@ def _block_images(xp, stack, part: slice):
 
 
 def _track_block(xp, images, n_rounds: int, x=None, y=None):
-    """Seed (unless given) and ``n_rounds`` Gauss-Newton rounds of a block.
+    """Seed (unless given) and ``n_rounds`` Gauss-Newton rounds of a block; images whose
+    seeded fit leaves the image start again from the image's centre (a hot pixel
+    or a bright speck can pull the projections' seed far off)."""
+    width = images.shape[1]
+    level, scale = _robust_scale(xp, images)
+    if x is None:
+        x, y = _seed_block(xp, images, level, scale)
+    n = images.shape[0]
+    # a constant image has no centre, one with NaN or inf pixels no trustworthy one: NaN, as
+    # the magtrack method gives them
+    flat = images.reshape(n, -1)
+    usable = (flat.max(axis=1) > flat.min(axis=1)) & xp.isfinite(flat.sum(axis=1))
+    x, y, profile = _rounds(xp, images, n_rounds, xp.where(usable, x, np.nan), y)
+    again = xp.flatnonzero(usable & xp.isnan(x))
+    if again.size:
+        centre = xp.full(again.shape, 0.5 * (width - 1))
+        x[again], y[again], profile[again] = _rounds(xp, images[again], n_rounds, centre, centre)
+    return x, y, profile
+
+
+def _rounds(xp, images, n_rounds: int, x, y):
+    """``n_rounds`` Gauss-Newton rounds from ``(x, y)``.
 
     The profiles returned are the last round's, about the centre before its
     step: a radial average's error is quadratic in the centre's, and the last
     step is far below the noise, so another pass over the pixels would change
     them by rounding only.
     """
-    width = images.shape[1]
+    n, width = images.shape[0], images.shape[1]
     n_bins = profile_bins_count(width)
-    if x is None:
-        x, y = _seed_block(xp, images)
-    n = images.shape[0]
     for _ in range(n_rounds):
         ok = _valid(xp, x, y, width)
         cx, cy = xp.where(ok, x, 0.0), xp.where(ok, y, 0.0)
@@ -280,7 +323,8 @@ def symmetric_seed(stack):
     x, y = xp.empty(n_images), xp.empty(n_images)
 
     def work(part, _):
-        x[part], y[part] = _seed_block(xp, _block_images(xp, stack, part))
+        images = _block_images(xp, stack, part)
+        x[part], y[part] = _seed_block(xp, images, *_robust_scale(xp, images))
 
     for_each_block(xp, _parts(xp, stack), work)
     return x, y
