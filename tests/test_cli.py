@@ -208,6 +208,7 @@ def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
     assert "Z-LUT of 3 beads, 16 radial bins, 23 steps from z = 500.0 to 2700.0 nm" in res.stdout
     arr, attrs = load_zlut(lut)
     assert arr.shape == (3, 17, 23) and attrs["source"] == cal and attrs["roi_size_px"] == ROI
+    assert attrs["method"] == "accurate"  # the default; tracking with --method magtrack refuses this LUT
     assert os.path.getsize(tmp_path / "zlut.png") > 10_000
     assert_usage_error(cli("zlut", "build", cal, "--out", lut), "exists; pass --overwrite")
     res = cli("info", lut)
@@ -222,7 +223,9 @@ def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
     info = json.loads(res.stdout)
     assert info["kind"] == "results" and info["job"]["complete"] and info["n_beads"] == 3
     assert info["variables"]["z"]["units"] == "nm" and info["variables"]["profiles"]["chunks"] == [3, 16, 16]
-    assert info["parameters"]["zlut_kind"] == "per-bead"
+    assert info["parameters"]["zlut_kind"] == "per-bead" and info["parameters"]["method"] == "accurate"
+    res = cli("track", archives["tyx"], "--out", tmp_path / "m.zarr", "--zlut", lut, "--method", "magtrack")
+    assert res.returncode == 2 and "was built with method 'accurate'; tracking with method 'magtrack'" in res.stderr
     text = cli("info", tmp_path / "r.zarr").stdout
     assert "finished chunks: 3/3 (complete)" in text and "profiles" in text
 
