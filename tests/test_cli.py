@@ -282,7 +282,7 @@ def test_demo_smoke(tmp_path):
                   res.stdout)
     assert m, res.stdout
     x, y, z = map(float, m.groups())
-    assert x < 5 and y < 5 and z < 20  # the accurate method (the magtrack method's z was ~40 nm here)
+    assert x < 5 and y < 5 and z < 20  # nm, the accurate method
     assert sorted(os.listdir(out)) == ["analysis.zarr", "archive.zarr", "calibration.zarr", "magnet_log.csv", "plots",
                                        "results.zarr", "zlut.zarr"]
     assert sorted(os.listdir(out / "plots")) == ["calibration_bead_000.png", "corrected_traces.png", "errors.png",
