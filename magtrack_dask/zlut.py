@@ -100,15 +100,17 @@ def calibration_steps(z, z_resolution_nm: float = 1.0) -> tuple[np.ndarray, np.n
 
 
 def _step_sums(profiles: np.ndarray, flags: np.ndarray, step: np.ndarray, n_steps: int) -> np.ndarray:
-    """Per-bead, per-step sums and counts of one frame chunk: (2, bead, step, bin)."""
+    """Per-bead, per-step sums, counts and sums of squares of one frame chunk: (3, bead, step, bin)."""
     nb, nt, nr = profiles.shape
     use = (step >= 0)[None, :] & ((flags & int(Flag.XY_NOT_FOUND)) == 0)
     good = np.isfinite(profiles) & use[:, :, None]
     onehot = np.zeros((nt, n_steps))
     onehot[np.flatnonzero(step >= 0), step[step >= 0]] = 1.0
-    sums = np.einsum("btr,ts->bsr", np.where(good, profiles, 0.0), onehot)
+    values = np.where(good, profiles, 0.0)
+    sums = np.einsum("btr,ts->bsr", values, onehot)
     counts = np.einsum("btr,ts->bsr", good.astype(np.float64), onehot)
-    return np.stack([sums, counts])
+    squares = np.einsum("btr,ts->bsr", values * values, onehot)
+    return np.stack([sums, counts, squares])
 
 
 def build_zlut(
@@ -145,7 +147,10 @@ def build_zlut(
         The profile method (:func:`magtrack_dask.track_stack`); default
         'accurate', or 'magtrack' when ``pipeline`` is given (as
         :func:`~magtrack_dask.tracking.track`). Save the LUT with
-        ``save_zlut(..., method=)`` and track with the same method.
+        ``save_zlut(..., method=)`` and track with the same method. For
+        'accurate' each bin is smoothed along z to the scatter of its frames
+        (:func:`magtrack_dask.core.lut_smoothing.smooth_planes`), as
+        :func:`magtrack_dask.zlut_from_stack` does.
 
     Returns
     -------
@@ -193,16 +198,22 @@ def build_zlut(
     while len(parts) > 1:  # pairwise tree: no task holds more than two partial sums
         parts = [dask.delayed(np.add)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
-    sums, counts = dask.compute(parts[0])[0]
+    sums, counts, squares = dask.compute(parts[0])[0]
     n_frames = counts.max(axis=2)  # (bead, step): frames that contributed
     if np.any(n_frames == 0):
         b, s = np.argwhere(n_frames == 0)[0]
         raise InputError(f"bead {b} was not found in any frame of the step at z = {z_ref[s]:.1f} nm")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / counts  # (bead, step, bin); NaN only for a bin no frame reached (the centre)
+        sem = np.sqrt(np.maximum(squares - counts * mean**2, 0.0) / (counts - 1) / counts)  # NaN: one frame
     zlut = np.empty((mean.shape[0], 1 + mean.shape[2], len(z_ref)))
     zlut[:, 0, :] = z_ref
     zlut[:, 1:, :] = mean.transpose(0, 2, 1)
+    if method == "accurate":  # calibration noise out, as zlut_from_stack does
+        from magtrack_dask.core.lut_smoothing import smooth_planes
+
+        for b in range(zlut.shape[0]):
+            zlut[b, 1:] = smooth_planes(z_ref, zlut[b, 1:], sem[b].T)
     return zlut
 
 

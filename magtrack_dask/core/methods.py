@@ -22,6 +22,7 @@ import numpy as np
 
 from magtrack_dask._backend import array_module, to_numpy
 from magtrack_dask.core.fit_z import fit_z
+from magtrack_dask.core.lut_smoothing import smooth_planes
 from magtrack_dask.core.pipeline import as_float_stack, stack_to_xyzp
 from magtrack_dask.core.spline_profile import MIN_PIXELS, accurate_xy_profiles, profile_bins_count
 from magtrack_dask.core.z import check_zlut
@@ -55,7 +56,10 @@ def zlut_from_stack(stack, z_nm, *, method: str = DEFAULT_METHOD):
     """A Z-LUT from calibration frames with the focus z of each frame.
 
     Each frame is tracked by ``method`` and profiled about its own centre; the
-    profiles of the frames that share a z value are averaged.
+    profiles of the frames that share a z value are averaged. For 'accurate'
+    each bin is then smoothed along z to the scatter of its frames
+    (:func:`~magtrack_dask.core.lut_smoothing.smooth_planes`; with at least two
+    frames per plane), which removes most calibration noise from the LUT.
 
     Parameters
     ----------
@@ -105,11 +109,19 @@ def zlut_from_stack(stack, z_nm, *, method: str = DEFAULT_METHOD):
     counts = onehot.sum(axis=0)
     if not counts.min() > 0:
         raise InputError(f"no frame of the plane at z = {planes[int(np.argmin(counts))]:g} nm could be tracked")
-    zlut = xp.empty((1 + profiles.shape[0], len(planes)))
-    zlut[0] = xp.asarray(planes)
     profiles = xp.where(xp.isfinite(profiles), profiles, 0.0)
-    zlut[1:] = profiles @ xp.asarray(onehot / counts)
-    return zlut
+    mean = to_numpy(profiles @ xp.asarray(onehot / counts))
+    if method == "accurate":
+        squares = to_numpy((profiles * profiles) @ xp.asarray(onehot))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            var = (squares - counts * mean**2) / (counts - 1)
+            sem = np.sqrt(np.maximum(var, 0.0) / counts)
+        sem[:, counts < 2] = np.nan
+        mean = smooth_planes(planes, mean, sem)
+    zlut = np.empty((1 + mean.shape[0], len(planes)))
+    zlut[0] = planes
+    zlut[1:] = mean
+    return xp.asarray(zlut)
 
 
 def track_stack(stack, zlut=None, *, method: str = DEFAULT_METHOD):

@@ -144,3 +144,18 @@ def test_cupy_path_equals_numpy(beads, calibration):
         np.testing.assert_allclose(cupy.asnumpy(b), a, rtol=0, atol=1e-6 * max(1.0, float(np.nanmax(np.abs(a)))))
     np.testing.assert_allclose(cupy.asnumpy(zlut_from_stack(cupy.asarray(calibration[0]), calibration[1])), lut,
                                rtol=1e-9)
+
+
+def test_lut_smoothing_removes_calibration_noise(beads):
+    clean, _, _, _, z = beads
+    rng = np.random.default_rng(8)
+    zc = np.repeat(Z_STEPS, 3)
+    xs, ys = 15.5 + rng.uniform(-0.5, 0.5, (2, zc.size))
+    cal = render_beads(xs, ys, zc, n_pixels=ROI, photons=300.0, background=300.0, seed=2)
+    smoothed = zlut_from_stack(cal, zc)
+    _, _, prof = spline_profile.accurate_xy_profiles(cal)
+    plain = np.vstack([Z_STEPS, prof.reshape(prof.shape[0], len(Z_STEPS), 3).mean(axis=2)])
+    _, _, p = spline_profile.accurate_xy_profiles(clean)
+    rms = {name: np.sqrt(np.mean((fit_z(p, lut) - z) ** 2)) for name, lut in (("smoothed", smoothed),
+                                                                             ("plain", plain))}
+    assert rms["smoothed"] < 0.7 * rms["plain"], rms
