@@ -8,17 +8,22 @@ the same numbers to rounding:
 1. **Seed.** The x (y) projection of a radially symmetric image, minus its
    mean, is symmetric about the centre, so its convolution with itself peaks
    at twice the centre; a parabola through the peak's three samples gives a
-   start within a fraction of a pixel.
+   start within a fraction of a pixel. Pixels are clipped to 6 robust standard
+   deviations first (a hot pixel is symmetric about itself), and a fit that
+   leaves the image starts again from the image's centre.
 2. **Tent profiles.** Every pixel within ``n_bins - 1`` px of the centre
    adds to the two radial samples around its distance ``r``, with linear
    weights ``1 - (r - k)`` and ``r - k`` (``k = floor(r)``): the profile is
    a smooth function of the sub-pixel centre, unlike the 1-px nearest rings of
    :func:`~magtrack_dask.core.profiles.radial_profile`, whose jumps bias z.
+   The final profiles are corrected to second order for where the pixels fall
+   (:func:`_corrected_profiles`).
 3. **Gauss-Newton.** The image is fitted by its own radially symmetric
    model, the profile interpolated at each pixel's distance; each round moves
    the centre by the least-squares step ``-(G^T G)^{-1} G^T (I - M)``, with
    ``G = P'(r) (dx, dy) / r`` the model's gradient (``P'`` central
-   differences, interpolated). The fixed point is the centre of symmetry; the
+   differences, cubic Hermite between samples; residuals capped at the ring
+   contrast). The fixed point is the centre of symmetry; the
    step's information matrix is the Fisher information of the centre under
    near-uniform noise, which is why the precision reaches the Cramer-Rao bound.
 
@@ -31,7 +36,7 @@ from __future__ import annotations
 import numpy as np
 
 from magtrack_dask._backend import array_module
-from magtrack_dask.core._blocks import block_size, blocks, for_each_block, frame_run
+from magtrack_dask.core._blocks import blocks, for_each_block, frame_run
 from magtrack_dask.core._checks import check_centres, check_stack, quiet
 from magtrack_dask.validation import InputError, check_count
 
