@@ -213,10 +213,12 @@ def _newton(xp, p, best, table: _Table):
         num = xp.where(on_last[:, None], num_last, num_first)
         scale_ok = _poly_derivs(xp, num, u)[0] > 0
     z_grid = xp.asarray(table.z)
+    finite = xp.isfinite(t)
+    t = xp.where(xp.isfinite(t), t, 0.0)  # NaN profiles: NaN below, no invalid cast here
     j = xp.clip(xp.floor(t).astype(np.int64), 0, n_ref - 2)
     z = z_grid[j] + (t - j) * (z_grid[j + 1] - z_grid[j])
     at_end = (t <= 0.0) | (t >= n_ref - 1.0)
-    bad = at_end | ~scale_ok | ~xp.isfinite(p).all(axis=1)
+    bad = at_end | ~scale_ok | ~xp.isfinite(p).all(axis=1) | ~finite
     return xp.where(bad, np.nan, z)
 
 
