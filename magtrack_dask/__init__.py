@@ -12,6 +12,7 @@ from magtrack_dask.core import (
     center_of_mass,
     core_threads,
     crop_stack_to_rois,
+    fit_z,
     fft_profile,
     fft_profile_with_center,
     gaussian,
@@ -24,6 +25,8 @@ from magtrack_dask.core import (
     radial_profile,
     stack_to_xyzp,
     stack_to_xyzp_advanced,
+    track_stack,
+    zlut_from_stack,
 )
 __version__ = "0.1.0"
 

@@ -88,6 +88,13 @@ def _add_cluster_options(p: argparse.ArgumentParser, default_workers: int | None
     _add_dask_defaults_option(p)
 
 
+def _add_method_option(p: argparse.ArgumentParser, text: str, choices=None) -> None:
+    from magtrack_dask.core.methods import DEFAULT_METHOD, METHODS
+
+    p.add_argument("--method", choices=choices or METHODS, default=DEFAULT_METHOD,
+                   help=f"{text} (default {DEFAULT_METHOD}; magtrack: the reference's numbers)")
+
+
 def _add_dask_defaults_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dask-defaults", action="store_true",
                    help="start the local cluster with Dask's own housekeeping settings (statistical profiler "
@@ -129,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("archive", metavar="ARCHIVE", help="archive (Zarr v3 group: tyx, tbyx or yxt layout)")
     p.add_argument("--out", required=True, metavar="RESULTS", help="results store to write (Zarr v3 folder)")
     p.add_argument("--zlut", metavar="ZLUT", help="Z-LUT (from 'zlut build', or a .npy); without it z is NaN")
+    _add_method_option(p, "tracking method; a Z-LUT from 'zlut build' must use the same")
     _add_cluster_options(p, None)
     p.add_argument("--gpu", action="store_true", help="run the core on GPUs (CuPy; LocalCUDACluster)")
     g = p.add_mutually_exclusive_group()
@@ -155,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="frames whose z agree to NM form one step (default 1)")
     b.add_argument("--frames-per-task", type=_positive_int, metavar="N", help="frames per task")
     b.add_argument("--overwrite", action="store_true", help="replace an existing Z-LUT")
+    _add_method_option(b, "profile method, recorded in the Z-LUT: track with the same", ("accurate", "magtrack"))
     b.add_argument("--png", metavar="FILE", help="also save an image of the Z-LUT")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask scheduler")
@@ -301,7 +310,7 @@ def _cmd_track(args) -> int:
     client = _client(args) if args.scheduler else None
     try:
         job = prepare_job(args.archive, args.out, args.zlut, resume=args.resume, overwrite=args.overwrite,
-                          pipeline=PipelineOptions(), device="gpu" if args.gpu else "cpu",
+                          pipeline=PipelineOptions(), method=args.method, device="gpu" if args.gpu else "cpu",
                           frames_per_task=args.frames_per_task, rois=_rois_file(args.rois))
     except BaseException as err:
         if client is not None:
@@ -353,12 +362,12 @@ def _cmd_zlut(args) -> int:
     client = _client(args) if (args.scheduler or args.workers) else None
     try:
         zlut = build_zlut(args.calibration, z_resolution_nm=args.z_resolution_nm,
-                          frames_per_task=args.frames_per_task)
+                          frames_per_task=args.frames_per_task, method=args.method)
     finally:
         if client is not None:
             close_client(client)
     save_zlut(args.out, zlut, source=os.path.abspath(args.calibration), roi_size_px=info["roi_size"],
-              overwrite=args.overwrite)
+              overwrite=args.overwrite, method=args.method)
     print(f"{args.out}: Z-LUT of {zlut.shape[0]} beads, {zlut.shape[1] - 1} radial bins, {zlut.shape[2]} steps "
           f"from z = {zlut[0, 0, 0]:.1f} to {zlut[0, 0, -1]:.1f} nm")
     if args.png:

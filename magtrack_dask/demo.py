@@ -158,7 +158,7 @@ def run_demo(
     say("summary")
     say(f"  tracked {beads} beads x {frames} frames in {report.elapsed_s:.1f} s ({fps:,.0f} frames/s, "
         f"{report.n_chunks} chunks on {workers} workers)")
-    say(f"  RMS error vs ground truth: x {rms['x']:.2f} nm, y {rms['y']:.2f} nm, z {rms['z']:.1f} nm"
+    say(f"  RMS error vs ground truth (method {ds.attrs.get('method', 'magtrack')}): x {rms['x']:.2f} nm, y {rms['y']:.2f} nm, z {rms['z']:.1f} nm"
         + (f" ({z_missing} bead-frames without z)" if z_missing else ""))
     say(f"  results: {paths['results']}  (xarray.open_zarr; `magtrack-dask info` describes it)")
     say(f"  again:   magtrack-dask track {paths['archive']} --zlut {paths['zlut']} --out {paths['results']} "

@@ -46,6 +46,7 @@ from magtrack_dask.validation import InputError, InputTypeError
 
 __all__ = [
     "CALIBRATION_Z",
+    "zlut_method",
     "build_zlut",
     "save_zlut",
     "load_zlut",
@@ -53,6 +54,19 @@ __all__ = [
 ]
 
 ZLUT_FORMAT = 1
+#: What a Zarr Z-LUT written before methods were recorded was built with.
+UNRECORDED_METHOD = "magtrack"
+
+
+def zlut_method(zlut, attrs: dict) -> str | None:
+    """The method a Z-LUT was built with: its ``method`` attribute; ``'magtrack'`` for
+    a Zarr Z-LUT without one (written before methods were recorded); None for tables
+    that carry no metadata (arrays, ``.npy`` files), which any method may use."""
+    if "method" in attrs:
+        return str(attrs["method"])
+    if isinstance(zlut, (str, os.PathLike)) and not os.fspath(zlut).endswith(".npy"):
+        return UNRECORDED_METHOD
+    return None
 
 
 def calibration_steps(z, z_resolution_nm: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -86,15 +100,17 @@ def calibration_steps(z, z_resolution_nm: float = 1.0) -> tuple[np.ndarray, np.n
 
 
 def _step_sums(profiles: np.ndarray, flags: np.ndarray, step: np.ndarray, n_steps: int) -> np.ndarray:
-    """Per-bead, per-step sums and counts of one frame chunk: (2, bead, step, bin)."""
+    """Per-bead, per-step sums, counts and sums of squares of one frame chunk: (3, bead, step, bin)."""
     nb, nt, nr = profiles.shape
     use = (step >= 0)[None, :] & ((flags & int(Flag.XY_NOT_FOUND)) == 0)
     good = np.isfinite(profiles) & use[:, :, None]
     onehot = np.zeros((nt, n_steps))
     onehot[np.flatnonzero(step >= 0), step[step >= 0]] = 1.0
-    sums = np.einsum("btr,ts->bsr", np.where(good, profiles, 0.0), onehot)
+    values = np.where(good, profiles, 0.0)
+    sums = np.einsum("btr,ts->bsr", values, onehot)
     counts = np.einsum("btr,ts->bsr", good.astype(np.float64), onehot)
-    return np.stack([sums, counts])
+    squares = np.einsum("btr,ts->bsr", values * values, onehot)
+    return np.stack([sums, counts, squares])
 
 
 def build_zlut(
@@ -107,6 +123,7 @@ def build_zlut(
     device: str = "cpu",
     min_symmetry: float = MIN_SYMMETRY,
     pipeline: PipelineOptions | dict | None = None,
+    method: str | None = None,
 ) -> np.ndarray:
     """Per-bead Z-LUTs from a calibration archive.
 
@@ -125,7 +142,15 @@ def build_zlut(
     pipeline : PipelineOptions or dict, optional
         The pipeline's stage options, as :func:`magtrack_dask.tracking.track`
         takes them (e.g. ``{'radial_profile': {'oversample': 2}}``); track
-        with the same ones.
+        with the same ones. Options of the 'magtrack' method.
+    method : {'accurate', 'magtrack'}, optional
+        The profile method (:func:`magtrack_dask.track_stack`); default
+        'accurate', or 'magtrack' when ``pipeline`` is given (as
+        :func:`~magtrack_dask.tracking.track`). Save the LUT with
+        ``save_zlut(..., method=)`` and track with the same method. For
+        'accurate' each bin is smoothed along z to the scatter of its frames
+        (:func:`magtrack_dask.core.lut_smoothing.smooth_planes`), as
+        :func:`magtrack_dask.zlut_from_stack` does.
 
     Returns
     -------
@@ -136,12 +161,19 @@ def build_zlut(
     ------
     ValueError
         No ``calibration_z``, a length that does not match the frames, fewer
-        than two steps, or a bead not found in any frame of a step.
+        than two steps, a bead not found in any frame of a step, or
+        ``method='fit'`` (its model is made from frames in memory:
+        :func:`magtrack_dask.zlut_from_stack`).
     """
     import dask
 
     from magtrack_dask.io.archive import open_archive
-    from magtrack_dask.tracking import track
+    from magtrack_dask.tracking import resolve_method, track
+
+    method = resolve_method(method, pipeline)
+    if method == "fit":
+        raise InputError("build_zlut averages profiles and cannot make the 'fit' method's image model; make it from "
+                         "calibration frames in memory with zlut_from_stack(stack, z_nm, method='fit')")
 
     arch = open_archive(calibration, frames_per_task=frames_per_task)
     if z is None:
@@ -157,7 +189,7 @@ def build_zlut(
         raise InputError(f"a Z-LUT needs at least 2 focus steps; the calibration has {len(z_ref)}")
 
     ds = track(arch.group, frames_per_task=frames_per_task, rois=rois, device=device, min_symmetry=min_symmetry,
-               pipeline=pipeline)
+               pipeline=pipeline, method=method)
     bounds = np.cumsum((0,) + ds.chunks["frame"])
     prof = ds.profiles.data.to_delayed().ravel()
     flags = ds.flags.data.to_delayed().ravel()
@@ -166,16 +198,22 @@ def build_zlut(
     while len(parts) > 1:  # pairwise tree: no task holds more than two partial sums
         parts = [dask.delayed(np.add)(*parts[i:i + 2]) if i + 1 < len(parts) else parts[i]
                  for i in range(0, len(parts), 2)]
-    sums, counts = dask.compute(parts[0])[0]
+    sums, counts, squares = dask.compute(parts[0])[0]
     n_frames = counts.max(axis=2)  # (bead, step): frames that contributed
     if np.any(n_frames == 0):
         b, s = np.argwhere(n_frames == 0)[0]
         raise InputError(f"bead {b} was not found in any frame of the step at z = {z_ref[s]:.1f} nm")
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = sums / counts  # (bead, step, bin); NaN only for a bin no frame reached (the centre)
+        sem = np.sqrt(np.maximum(squares - counts * mean**2, 0.0) / (counts - 1) / counts)  # NaN: one frame
     zlut = np.empty((mean.shape[0], 1 + mean.shape[2], len(z_ref)))
     zlut[:, 0, :] = z_ref
     zlut[:, 1:, :] = mean.transpose(0, 2, 1)
+    if method == "accurate":  # calibration noise out, as zlut_from_stack does
+        from magtrack_dask.core.lut_smoothing import smooth_planes
+
+        for b in range(zlut.shape[0]):
+            zlut[b, 1:] = smooth_planes(z_ref, zlut[b, 1:], sem[b].T)
     return zlut
 
 
@@ -187,6 +225,7 @@ def save_zlut(
     roi_size_px: int | None = None,
     attrs: dict | None = None,
     overwrite: bool = False,
+    method: str = "accurate",
 ) -> zarr.Array:
     """Write a Z-LUT as a Zarr v3 array with its metadata.
 
@@ -203,11 +242,18 @@ def save_zlut(
         More attributes (JSON-serialisable).
     overwrite : bool, optional
         Replace an existing LUT; default False raises FileExistsError.
+    method : {'accurate', 'magtrack', 'fit'}, optional
+        The method the LUT was built with (as :func:`build_zlut` was given it;
+        default 'accurate', its default), recorded as the ``method``
+        attribute: tracking with another method refuses the file.
 
     Returns
     -------
     zarr.Array
     """
+    from magtrack_dask.core.methods import check_method
+
+    method = check_method(method)
     arr = np.asarray(zlut, dtype=np.float64)
     if arr.ndim not in (2, 3) or arr.shape[-2] < 3 or arr.shape[-1] < 2:
         raise InputError(f"zlut must have shape (1 + n_bins, n_ref) or (n_beads, 1 + n_bins, n_ref); got {arr.shape}")
@@ -226,6 +272,7 @@ def save_zlut(
         "source": None if source is None else os.fspath(source),
         "roi_size_px": None if roi_size_px is None else int(roi_size_px),
         **(attrs or {}),
+        "method": method,
     }
     dims = ("bead", "row", "ref")[-arr.ndim:]
     out = zarr.create_array(store=path, shape=arr.shape, dtype="float64", chunks=arr.shape, dimension_names=dims,

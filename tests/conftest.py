@@ -163,8 +163,9 @@ def worker_intervals(dask_worker) -> dict:
 TRACKED = ("x", "y", "z", "profiles", "flags")
 
 
-def track_in_memory(path, zlut=None) -> dict:
-    """The reference of the Dask layer: every ROI cropped in memory, stack_to_xyzp per bead.
+def track_in_memory(path, zlut=None, method="accurate") -> dict:
+    """The reference of the Dask layer: every ROI cropped in memory, ``track_stack(method=)`` per bead
+    (``'magtrack'``: stack_to_xyzp; ``'accurate'``, the workflow's default).
 
     Returns ``{name: (bead, frame[, radius]) ndarray}`` for x, y (full-frame px), z, profiles.
     """
@@ -184,7 +185,7 @@ def track_in_memory(path, zlut=None) -> dict:
             st, top, left = frames, 0, 0
         lut = zlut[b] if zlut is not None and zlut.ndim == 3 else zlut
         # Frames-last C order, as a user of the core would stack them (the tracking crops frame-major)
-        x, y, z, p = core.stack_to_xyzp(np.ascontiguousarray(st, dtype=np.float64), lut)
+        x, y, z, p = core.track_stack(np.ascontiguousarray(st, dtype=np.float64), lut, method=method)
         for k, v in zip(out, (x + left, y + top, z, p.T)):
             out[k].append(v)
     return {k: np.stack(v) for k, v in out.items()}

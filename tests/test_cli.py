@@ -208,6 +208,7 @@ def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
     assert "Z-LUT of 3 beads, 16 radial bins, 23 steps from z = 500.0 to 2700.0 nm" in res.stdout
     arr, attrs = load_zlut(lut)
     assert arr.shape == (3, 17, 23) and attrs["source"] == cal and attrs["roi_size_px"] == ROI
+    assert attrs["method"] == "accurate"  # the default; tracking with --method magtrack refuses this LUT
     assert os.path.getsize(tmp_path / "zlut.png") > 10_000
     assert_usage_error(cli("zlut", "build", cal, "--out", lut), "exists; pass --overwrite")
     res = cli("info", lut)
@@ -222,7 +223,9 @@ def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
     info = json.loads(res.stdout)
     assert info["kind"] == "results" and info["job"]["complete"] and info["n_beads"] == 3
     assert info["variables"]["z"]["units"] == "nm" and info["variables"]["profiles"]["chunks"] == [3, 4, 16]
-    assert info["parameters"]["zlut_kind"] == "per-bead"
+    assert info["parameters"]["zlut_kind"] == "per-bead" and info["parameters"]["method"] == "accurate"
+    res = cli("track", archives["tyx"], "--out", tmp_path / "m.zarr", "--zlut", lut, "--method", "magtrack")
+    assert res.returncode == 2 and "was built with method 'accurate'; tracking with method 'magtrack'" in res.stderr
     text = cli("info", tmp_path / "r.zarr").stdout
     assert "finished chunks: 3/3 (complete)" in text and "profiles" in text
 
@@ -280,10 +283,11 @@ def test_demo_smoke(tmp_path):
     res = cli("demo", "--frames", 40, "--beads", 2, "--roi", 32, "--workers", 1, "--out", out)
     assert res.returncode == 0, res.stderr
     assert "dashboard: http" in res.stdout and "tracking [" in res.stderr
-    m = re.search(r"RMS error vs ground truth: x ([\d.]+) nm, y ([\d.]+) nm, z ([\d.]+) nm", res.stdout)
+    m = re.search(r"RMS error vs ground truth \(method accurate\): x ([\d.]+) nm, y ([\d.]+) nm, z ([\d.]+) nm",
+                  res.stdout)
     assert m, res.stdout
     x, y, z = map(float, m.groups())
-    assert x < 5 and y < 5 and z < 80
+    assert x < 5 and y < 5 and z < 20  # nm, the accurate method
     assert sorted(os.listdir(out)) == ["analysis.zarr", "archive.zarr", "calibration.zarr", "magnet_log.csv", "plots",
                                        "results.zarr", "zlut.zarr"]
     assert sorted(os.listdir(out / "plots")) == ["calibration_bead_000.png", "corrected_traces.png", "errors.png",

@@ -192,7 +192,7 @@ max_chunks_per_run = 2
 radial_profile = { oversample = 2 }
 """))
     tracking = wf.load_config(str(config))["tracking"]
-    assert tracking == {"device": "cpu", "frames_per_task": 24, "max_chunks_per_run": 2,
+    assert tracking == {"device": "cpu", "frames_per_task": 24, "max_chunks_per_run": 2, "method": "accurate",
                         "pipeline": PipelineOptions(refine_rounds=3, radial_profile={"oversample": 2})}
     with pytest.raises(wf.ConfigError, match=r"\[tracking\] stage option 'radial_profile' must be a dict"):
         wf.load_config(str(write_config(tmp_path / "u.toml", toml("tcp://127.0.0.1:1", "radial_profile = 2"))))

@@ -116,3 +116,36 @@ def test_save_refuses_to_overwrite_what_is_not_a_store(zlut, tmp_path):
     save_zlut(tmp_path / "lut.zarr", zlut)
     save_zlut(tmp_path / "lut.zarr", zlut[:, :5], overwrite=True)  # a Z-LUT store may be replaced
     assert load_zlut(tmp_path / "lut.zarr")[0].shape == zlut[:, :5].shape
+
+
+def test_the_lut_records_its_method_and_tracking_refuses_another(calibration, archives, tmp_path):
+    lut = build_zlut(calibration, frames_per_task=40)  # the workflow's default method
+    path = str(tmp_path / "accurate.zarr")
+    save_zlut(path, lut, source=calibration)
+    assert load_zlut(path)[1]["method"] == "accurate"
+    assert track(archives["tyx"], path).attrs["method"] == "accurate"
+    with pytest.raises(ValueError, match=r"accurate\.zarr was built with method 'accurate'; tracking with method "
+                                         r"'magtrack' needs a Z-LUT built with 'magtrack'"):
+        track(archives["tyx"], path, method="magtrack")
+    old = str(tmp_path / "old.zarr")  # a Z-LUT file from before methods were recorded: the magtrack method's
+    zarr.create_array(store=old, data=lut, zarr_format=3)
+    with pytest.raises(ValueError, match="built with method 'magtrack'; tracking with method 'accurate'"):
+        track(archives["tyx"], old)
+    assert track(archives["tyx"], old, method="magtrack").attrs["method"] == "magtrack"
+    np.save(tmp_path / "any.npy", lut)  # tables without metadata go with any method
+    track(archives["tyx"], str(tmp_path / "any.npy"), method="magtrack")
+    with pytest.raises(ValueError, match="method must be one of 'magtrack', 'accurate', 'fit'; got 'qi'"):
+        save_zlut(path, lut, overwrite=True, method="qi")
+    with pytest.raises(ValueError, match="cannot make the 'fit' method's image model"):
+        build_zlut(calibration, method="fit")
+
+
+def test_accurate_lut_tracks_z_better_than_the_magtrack_one(calibration, archives):
+    truth = zarr.open_group(archives["tyx"])["truth_z"][...]
+    rms = {}
+    for method in ("magtrack", "accurate"):
+        lut = build_zlut(calibration, frames_per_task=40, method=method)
+        z = track(archives["tyx"], lut, method=method).z.values
+        assert np.isfinite(z).all()
+        rms[method] = np.sqrt(np.mean((z - truth) ** 2))
+    assert rms["accurate"] < 0.2 * rms["magtrack"], rms  # 2 nm against 40 nm when written

@@ -34,7 +34,7 @@ CLUSTER_KINDS = ("local", "scheduler", "slurm")
 #: [tracking] keys that are keyword arguments of prepare_job; every other key
 #: but max_chunks_per_run is a stage option (the reference's keys).
 TRACK_KEYS = ("device", "frames_per_task", "rois", "layout", "pixel_size_nm", "frame_rate_hz", "edge_margin_px",
-              "min_symmetry")
+              "min_symmetry", "method")
 
 
 class ConfigError(Exception):
@@ -138,6 +138,7 @@ def _tracking(section: dict) -> dict:
     section.setdefault("device", "cpu")
     if section["device"] not in ("cpu", "gpu"):
         raise ConfigError(f"[tracking] device must be 'cpu' or 'gpu'; got {section['device']!r}")
+    section.setdefault("method", "accurate")  # stage options below are given always: say the method
     tracking = {k: section.pop(k) for k in (*TRACK_KEYS, "max_chunks_per_run") if k in section}
     try:
         tracking["pipeline"] = PipelineOptions.from_stage_options(section)
@@ -277,8 +278,9 @@ def _zlut_for(archive: str, cfg: dict, client_getter) -> str | None:
     from magtrack_dask.zlut import build_zlut, save_zlut
 
     client_getter()  # build on the cluster
-    lut = build_zlut(calibration)
-    save_zlut(path, lut, source=calibration, roi_size_px=describe_archive(calibration)["roi_size"])
+    method = cfg["tracking"]["method"]
+    lut = build_zlut(calibration, method=method)
+    save_zlut(path, lut, source=calibration, roi_size_px=describe_archive(calibration)["roi_size"], method=method)
     log.info("built Z-LUT %s from %s: shape %s", path, calibration, lut.shape)
     return path
 

@@ -9,6 +9,8 @@ from magtrack_dask.core.helpers import (
     parabolic_vertex,
     pearson,
 )
+from magtrack_dask.core.fit_z import fit_z
+from magtrack_dask.core.methods import METHODS, track_stack, zlut_from_stack
 from magtrack_dask.core.pipeline import stack_to_xyzp, stack_to_xyzp_advanced
 from magtrack_dask.core.profiles import fft_profile, fft_profile_with_center, radial_profile
 from magtrack_dask.core.xy import (
@@ -44,6 +46,10 @@ __all__ = [
     "lookup_z",
     "stack_to_xyzp",
     "stack_to_xyzp_advanced",
+    "METHODS",
+    "zlut_from_stack",
+    "track_stack",
+    "fit_z",
     "core_threads",
     "get_core_threads",
 ]

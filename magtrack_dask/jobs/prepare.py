@@ -26,7 +26,7 @@ from magtrack_dask.jobs.record import JOB_FORMAT, JobRecord, fingerprint_changes
 from magtrack_dask.jobs.runner import Job
 from magtrack_dask.jobs.store import consolidate, create_results_store, results_names
 from magtrack_dask.jobs.summary import STUCK_STD_PX, JobReport
-from magtrack_dask.tracking import MIN_SYMMETRY
+from magtrack_dask.tracking import MIN_SYMMETRY, resolve_method
 from magtrack_dask.tracking.dataset import coordinate_values, results_attrs
 from magtrack_dask.tracking.plan import TrackingPlan, plan_tracking
 from magtrack_dask.validation import InputError
@@ -65,7 +65,7 @@ def _check_paths(archive, out: str, zlut, overwrite: bool):
     return archive
 
 
-def _fingerprint(plan: TrackingPlan, zlut, pipeline: PipelineOptions) -> dict:
+def _fingerprint(plan: TrackingPlan, zlut, pipeline: PipelineOptions, method: str) -> dict:
     """Everything the bytes of the results depend on.
 
     The package version is left out on purpose: a bug-fix release should not
@@ -76,6 +76,7 @@ def _fingerprint(plan: TrackingPlan, zlut, pipeline: PipelineOptions) -> dict:
         "format": JOB_FORMAT,
         "source": attrs.get("source"),
         "zlut_sha256": _zlut_digest(zlut),
+        "method": method,
         "parameters": json.loads(attrs["parameters"]),
         "stage_options": json.loads(json.dumps(pipeline.stage_options())),  # as the record stores it
         "n_beads": plan.n_beads,
@@ -130,6 +131,7 @@ def prepare_job(
     frame_rate_hz: float | None = None,
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
+    method: str | None = None,
 ) -> Job:
     """Check the inputs and the results store, create it if needed.
 
@@ -155,6 +157,10 @@ def prepare_job(
     device, frames_per_task, rois, layout, pixel_size_nm, frame_rate_hz, edge_margin_px, min_symmetry
         As :func:`magtrack_dask.tracking.track` takes them (``frames_per_task``
         is rounded to whole archive chunks).
+    method : {'accurate', 'magtrack', 'fit'}, optional
+        As :func:`magtrack_dask.tracking.track`: default 'accurate', or
+        'magtrack' when ``pipeline`` is given. Part of the job's fingerprint:
+        resuming with another method is refused.
 
     Returns
     -------
@@ -171,11 +177,13 @@ def prepare_job(
     out = os.path.abspath(os.fspath(out))
     archive = _check_paths(archive, out, zlut, overwrite)
     try:
+        method = resolve_method(method, pipeline)
         pipeline = PipelineOptions.coerce(pipeline)
         plan = plan_tracking(archive, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
                              pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz,
-                             edge_margin_px=edge_margin_px, min_symmetry=min_symmetry, pipeline=pipeline)
-        fingerprint = _fingerprint(plan, zlut, pipeline)
+                             edge_margin_px=edge_margin_px, min_symmetry=min_symmetry, pipeline=pipeline,
+                             method=method)
+        fingerprint = _fingerprint(plan, zlut, pipeline, method)
     except (InputError, FileNotFoundError) as err:  # bad input only: a bug keeps its own type
         raise JobError(f"cannot track {archive}: {err}") from err
     if plan.source.frames is None:
@@ -208,6 +216,7 @@ def run_job(
     frame_rate_hz: float | None = None,
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
+    method: str | None = None,
     progress: Callable[[int, int, int], None] | bool | None = None,
     batch_chunks: int | None = None,
     max_chunks: int | None = None,
@@ -229,6 +238,7 @@ def run_job(
     """
     job = prepare_job(archive, out, zlut, resume=resume, overwrite=overwrite, pipeline=pipeline, device=device,
                       frames_per_task=frames_per_task, rois=rois, layout=layout, pixel_size_nm=pixel_size_nm,
-                      frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px, min_symmetry=min_symmetry)
+                      frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px, min_symmetry=min_symmetry,
+                      method=method)
     return job.run(client, progress=progress, batch_chunks=batch_chunks, max_chunks=max_chunks,
                    stuck_std_px=stuck_std_px)

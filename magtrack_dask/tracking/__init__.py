@@ -20,10 +20,10 @@ from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
 from magtrack_dask.io.layout import Layout
 from magtrack_dask.tracking.gpu import require_gpu
-from magtrack_dask.tracking.plan import TrackingPlan, plan_tracking
+from magtrack_dask.tracking.plan import TrackingPlan, plan_tracking, resolve_method
 from magtrack_dask.tracking.write import write_results
 
-__all__ = ["track", "plan_tracking", "TrackingPlan", "write_results", "require_gpu", "MIN_SYMMETRY"]
+__all__ = ["track", "plan_tracking", "TrackingPlan", "write_results", "require_gpu", "MIN_SYMMETRY", "resolve_method"]
 
 
 def track(
@@ -39,6 +39,7 @@ def track(
     edge_margin_px: float | None = None,
     min_symmetry: float = MIN_SYMMETRY,
     pipeline: PipelineOptions | dict | None = None,
+    method: str | None = None,
 ) -> xr.Dataset:
     """Track every bead of every frame, lazily.
 
@@ -80,6 +81,11 @@ def track(
         :func:`magtrack_dask.stack_to_xyzp_advanced`, e.g.
         ``{'radial_profile': {'oversample': 2}}``). Any option off its default
         runs the advanced pipeline, else :func:`magtrack_dask.stack_to_xyzp`.
+        Options of the 'magtrack' method.
+    method : {'accurate', 'magtrack', 'fit'}, optional
+        The core's method (:func:`magtrack_dask.track_stack`). Default
+        'accurate', or 'magtrack' when ``pipeline`` is given. A Z-LUT file
+        must have been built with the same method.
 
     Returns
     -------
@@ -111,4 +117,4 @@ def track(
     """
     return plan_tracking(source, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
                          pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px,
-                         min_symmetry=min_symmetry, pipeline=pipeline).dataset()
+                         min_symmetry=min_symmetry, pipeline=pipeline, method=method).dataset()

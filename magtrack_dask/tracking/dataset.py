@@ -27,9 +27,9 @@ def results_attrs(plan) -> dict:
         "layout": source.layout.value, "device": spec.device, "frames_per_task": plan.task_frames,
         "roi_size_px": source.roi_size, "n_beads": source.n_beads, "n_bins": bins.n_bins,
         "edge_margin_px": spec.edge_margin_px, "min_symmetry": spec.min_symmetry,
-        "pipeline": "stack_to_xyzp" if spec.pipeline.is_default else "stack_to_xyzp_advanced",
-        "stage_options": spec.pipeline.stage_options(), "zlut_kind": zlut.kind, "pixel_size_nm": plan.pixel_size_nm,
-        "frame_rate_hz": plan.frame_rate_hz,
+        "method": spec.method, "pipeline": _core_function(spec),
+        "stage_options": spec.pipeline.stage_options() if spec.method == "magtrack" else {},
+        "zlut_kind": zlut.kind, "pixel_size_nm": plan.pixel_size_nm, "frame_rate_hz": plan.frame_rate_hz,
     }
     from magtrack_dask import __version__
 
@@ -43,6 +43,13 @@ def results_attrs(plan) -> dict:
         "flag_bits": json.dumps(FLAG_BITS),
         **{k: v for k, v in params.items() if v is not None and isinstance(v, (str, int, float))},
     }
+
+
+def _core_function(spec) -> str:
+    """The core function each task calls (the results' ``pipeline`` attribute)."""
+    if spec.method != "magtrack":
+        return f"track_stack(method={spec.method!r})"
+    return "stack_to_xyzp" if spec.pipeline.is_default else "stack_to_xyzp_advanced"
 
 
 def variable_attrs(plan) -> dict[str, tuple[tuple[str, ...], np.dtype, dict]]:

@@ -12,7 +12,7 @@ import numpy as np
 
 from magtrack_dask.core.z import check_zlut
 from magtrack_dask.validation import InputError
-from magtrack_dask.zlut import load_zlut
+from magtrack_dask.zlut import load_zlut, zlut_method
 
 __all__ = ["TrackZlut", "resolve_zlut"]
 
@@ -39,7 +39,7 @@ class TrackZlut(NamedTuple):
         return "per-bead" if self.table.ndim == 3 else "shared"
 
 
-def resolve_zlut(zlut, *, n_beads: int, n_bins: int, roi_size: int) -> TrackZlut:
+def resolve_zlut(zlut, *, n_beads: int, n_bins: int, roi_size: int, method: str = "magtrack") -> TrackZlut:
     """Load a Z-LUT and check it against the input's beads and profile bins.
 
     Parameters
@@ -52,6 +52,8 @@ def resolve_zlut(zlut, *, n_beads: int, n_bins: int, roi_size: int) -> TrackZlut
         Bins of the profiles the pipeline makes (:func:`magtrack_dask.core.pipeline.profile_bins`).
     roi_size : int
         ROI side, px (named in the messages).
+    method : str, optional
+        The tracking method; a Z-LUT file that records another one is refused.
 
     Returns
     -------
@@ -60,7 +62,8 @@ def resolve_zlut(zlut, *, n_beads: int, n_bins: int, roi_size: int) -> TrackZlut
     Raises
     ------
     InputError
-        A table that is not 2-D or 3-D, holds another number of beads or bins,
+        A Z-LUT file built with another method than ``method`` (both named);
+        a table that is not 2-D or 3-D, holds another number of beads or bins,
         or whose values are malformed (:func:`magtrack_dask.core.z.check_zlut`:
         non-monotonic or duplicate z, NaN or inf).
     InputTypeError, FileNotFoundError
@@ -68,7 +71,11 @@ def resolve_zlut(zlut, *, n_beads: int, n_bins: int, roi_size: int) -> TrackZlut
     """
     if zlut is None:
         return TrackZlut(None, "none")
-    table = load_zlut(zlut)[0]
+    table, attrs = load_zlut(zlut)
+    built = zlut_method(zlut, attrs)
+    if built is not None and built != method:
+        raise InputError(f"zlut {os.fspath(zlut)} was built with method {built!r}; tracking with method {method!r} "
+                         f"needs a Z-LUT built with {method!r} (zlut build --method {method})")
     source = os.fspath(zlut) if isinstance(zlut, (str, os.PathLike)) else "array"
     if table.ndim not in (2, 3):
         raise InputError(f"zlut must be 2-D (1 + n_bins, n_ref) or 3-D per bead; got shape {table.shape}")

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import zarr
 
+from magtrack_dask.core.methods import check_method, min_method_pixels
+from magtrack_dask.core.options import PipelineOptions
 from magtrack_dask.core.pipeline import ProfileBins, check_stage_keywords, min_image_pixels, profile_bins
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
 from magtrack_dask.io.format import TIMESTAMPS
@@ -33,7 +35,7 @@ from magtrack_dask.validation import (
     check_positive,
 )
 
-__all__ = ["FrameTimes", "OPTIONS", "TrackingPlan", "plan_tracking"]
+__all__ = ["FrameTimes", "OPTIONS", "TrackingPlan", "plan_tracking", "resolve_method"]
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,27 @@ class TrackingPlan:
 
 #: The keywords of :func:`plan_tracking` (those of :func:`~magtrack_dask.tracking.track`) and their defaults.
 OPTIONS = {"rois": None, "layout": None, "device": "cpu", "frames_per_task": None, "pixel_size_nm": None,
-           "frame_rate_hz": None, "edge_margin_px": None, "min_symmetry": MIN_SYMMETRY, "pipeline": None}
+           "frame_rate_hz": None, "edge_margin_px": None, "min_symmetry": MIN_SYMMETRY, "pipeline": None,
+           "method": None}
+
+
+def resolve_method(method: str | None, pipeline) -> str:
+    """The workflow's method: ``method`` as given; None is 'accurate', or 'magtrack' when
+    ``pipeline`` options are given (they are the magtrack method's).
+
+    Raises
+    ------
+    InputError
+        An unknown method, or stage options off their defaults with another
+        method than 'magtrack'.
+    """
+    if method is None:
+        return "accurate" if pipeline is None else "magtrack"
+    method = check_method(method)
+    if method != "magtrack" and pipeline is not None and not PipelineOptions.coerce(pipeline).is_default:
+        raise InputError(f"pipeline stage options apply to method='magtrack' only; got method={method!r} with "
+                         f"{PipelineOptions.coerce(pipeline).stage_options()}")
+    return method
 
 
 def plan_tracking(source, zlut=None, **options) -> TrackingPlan:
@@ -143,7 +165,7 @@ def plan_tracking(source, zlut=None, **options) -> TrackingPlan:
 
 
 def _plan(source, zlut, *, rois, layout, device: str, frames_per_task, pixel_size_nm, frame_rate_hz,
-          edge_margin_px, min_symmetry, pipeline) -> TrackingPlan:
+          edge_margin_px, min_symmetry, pipeline, method) -> TrackingPlan:
     device = check_choice(device, "device", ("cpu", "gpu"))
     if device == "gpu":
         from magtrack_dask.tracking.gpu import require_gpu
@@ -159,20 +181,24 @@ def _plan(source, zlut, *, rois, layout, device: str, frames_per_task, pixel_siz
     if edge_margin_px is not None:
         edge_margin_px = check_nonnegative(edge_margin_px, "edge_margin_px", "px")
     min_symmetry = check_fraction(min_symmetry, "min_symmetry")
+    method = resolve_method(method, pipeline)
     pipeline = check_stage_keywords(pipeline)
 
     src = resolve_source(source, layout=layout, rois=rois, frames_per_task=frames_per_task)
-    need = min_image_pixels(**pipeline.stage_options())
+    if method == "magtrack":
+        need, why = min_image_pixels(**pipeline.stage_options()), "the sub-pixel fit's n_local"
+    else:
+        need, why = min_method_pixels(method), f"method {method!r}"
     if src.roi_size < need:
         what = "rois are" if src.layout.full_frames else "source images are"
         raise InputError(f"{what} {src.roi_size} x {src.roi_size} px; tracking needs at least {need} x {need} px "
-                         f"(the sub-pixel fit's n_local)")
-    bins = profile_bins(src.roi_size, pipeline)
-    lut = resolve_zlut(zlut, n_beads=src.n_beads, n_bins=bins.n_bins, roi_size=src.roi_size)
+                         f"({why})")
+    bins = profile_bins(src.roi_size, pipeline if method == "magtrack" else None)
+    lut = resolve_zlut(zlut, n_beads=src.n_beads, n_bins=bins.n_bins, roi_size=src.roi_size, method=method)
     spec = ChunkSpec(
         layout=src.layout, rois=src.crop_rois, offsets=src.rois, n_bins=bins.n_bins, pipeline=pipeline,
         device=device, edge_margin_px=src.roi_size / 8 if edge_margin_px is None else edge_margin_px,
-        min_symmetry=min_symmetry,
+        min_symmetry=min_symmetry, method=method,
     )
     arch = src.archive
     px_nm = pixel_size_nm if pixel_size_nm is not None else (arch.pixel_size_nm if arch else None)

@@ -59,6 +59,9 @@ class ChunkSpec:
     edge_margin_px : float
     min_symmetry : float
         0 turns the lost-bead check off.
+    method : {'magtrack', 'accurate', 'fit'}
+        The core's tracking method (:mod:`magtrack_dask.core.methods`);
+        ``pipeline`` applies to 'magtrack' only.
     """
 
     layout: Layout
@@ -69,6 +72,7 @@ class ChunkSpec:
     device: str
     edge_margin_px: float
     min_symmetry: float
+    method: str = "magtrack"
 
 
 @functools.lru_cache(maxsize=1)
@@ -174,7 +178,7 @@ def track_chunk(block: np.ndarray, zlut: np.ndarray | None, *, spec: ChunkSpec) 
     stack = crop_chunk(block, spec.layout, spec.rois, float_dtype)
     roi, n_beads = stack.shape[0], len(spec.offsets)
     xp, stack = _to_device(stack, spec.device)
-    x, y, z, prof = _run_core(xp, stack, zlut, spec.pipeline, n_beads)
+    x, y, z, prof = _run_core(xp, stack, zlut, spec, n_beads)
     if spec.min_symmetry > 0:  # the core returns a position for any image, even one without a bead
         # the screen's sample from the camera integers, on the CPU (the GPU takes it from the stack)
         coarse = _screen_sample(block, spec.layout, spec.rois) if xp is np and roi >= SCREEN_MIN_ROI else None
@@ -210,21 +214,37 @@ def _to_device(stack: np.ndarray, device: str):
     return xp, xp.asarray(np.ascontiguousarray(stack))
 
 
-def _run_core(xp, stack, zlut: np.ndarray | None, pipeline: PipelineOptions, n_beads: int):
+def _run_core(xp, stack, zlut: np.ndarray | None, spec: ChunkSpec, n_beads: int):
     """x, y, z, profiles of every image, on the stack's device: one call of the
-    pipeline, then one z lookup per bead for per-bead Z-LUTs."""
+    core for every bead, then one z match per bead for per-bead Z-LUTs."""
     per_bead = zlut is not None and zlut.ndim == 3
     shared = None if (zlut is None or per_bead) else xp.asarray(zlut)
+    pipeline = spec.pipeline
     with core.core_threads(1):  # Dask runs one task per thread already: more would contend
-        if pipeline.is_default:
+        if spec.method == "fit":  # the model is per bead or shared: one fit call per bead
+            return _fit_per_bead(xp, stack, zlut, n_beads)
+        if spec.method == "accurate":
+            x, y, z, prof = core.track_stack(stack, shared, method="accurate")
+        elif pipeline.is_default:
             x, y, z, prof = core.stack_to_xyzp(stack, shared)
         else:
             x, y, z, prof = core.stack_to_xyzp_advanced(stack, shared, **pipeline.stage_options())
-    if per_bead:  # one lookup per bead, on the device that holds the profiles
-        n_frames = stack.shape[2] // n_beads
-        z = xp.concatenate([core.lookup_z(prof[:, b * n_frames : (b + 1) * n_frames], xp.asarray(zlut[b]),
-                                          **pipeline.lookup_z) for b in range(n_beads)])
+        if per_bead:  # one match per bead, on the device that holds the profiles
+            n_frames = stack.shape[2] // n_beads
+            beads = [(prof[:, b * n_frames : (b + 1) * n_frames], xp.asarray(zlut[b])) for b in range(n_beads)]
+            if spec.method == "accurate":
+                z = xp.concatenate([core.fit_z(p, lut) for p, lut in beads])
+            else:
+                z = xp.concatenate([core.lookup_z(p, lut, **pipeline.lookup_z) for p, lut in beads])
     return x, y, z, prof
+
+
+def _fit_per_bead(xp, stack, zlut, n_beads: int):
+    n_frames = stack.shape[2] // n_beads
+    parts = [core.track_stack(stack[:, :, b * n_frames : (b + 1) * n_frames],
+                              None if zlut is None else (zlut[b] if zlut.ndim == 3 else zlut), method="fit")
+             for b in range(n_beads)]
+    return tuple(xp.concatenate([part[i] for part in parts], axis=-1) for i in range(4))
 
 
 def _fields(x, y, z, flags, prof) -> np.ndarray:

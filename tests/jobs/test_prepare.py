@@ -81,3 +81,14 @@ def test_a_bug_inside_track_is_not_called_bad_input(archives, tmp_path, monkeypa
             prepare_job(archives["yxt"], tmp_path / "r.zarr")
         assert not isinstance(info.value, JobError)
     assert not (tmp_path / "r.zarr").exists()
+
+
+def test_resuming_with_another_method_is_refused(archives, tmp_path):
+    out = tmp_path / "r.zarr"
+    job = prepare_job(archives["yxt"], out)
+    assert job.fingerprint["method"] == "accurate" and job.ds.attrs["method"] == "accurate"
+    with pytest.raises(JobError, match=r"other inputs or parameters \(method: 'accurate' -> 'magtrack'"):
+        prepare_job(archives["yxt"], out, method="magtrack", resume=True)
+    assert prepare_job(archives["yxt"], out, resume=True).fingerprint == job.fingerprint
+    # stage options belong to the magtrack method: with them the default is 'magtrack'
+    assert prepare_job(archives["yxt"], tmp_path / "m.zarr", pipeline={}).fingerprint["method"] == "magtrack"

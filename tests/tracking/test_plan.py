@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import zarr
 
 from magtrack_dask.tracking import plan_tracking, track
 
@@ -9,9 +10,10 @@ from tests.conftest import CHUNK_FRAMES, N_FRAMES
 
 
 def test_bounds_chunks_and_times_from_metadata(archives):
-    plan = plan_tracking(archives["tyx"], frames_per_task=20)  # rounded up to whole chunks of 16
+    plan = plan_tracking(archives["tyx"], frames_per_task=20)  # rounded up to whole shards of 16
     assert plan.bounds.tolist() == [0, 32, N_FRAMES] and plan.bounds.dtype == np.int64
-    assert (plan.task_frames, plan.chunk_frames, plan.n_chunks) == (32, CHUNK_FRAMES, 2)
+    inner = zarr.open_group(archives["tyx"], mode="r")["frames"].chunks[0]  # the archive's (inner) chunks: the results' chunks
+    assert (plan.task_frames, plan.chunk_frames, plan.n_chunks) == (2 * CHUNK_FRAMES, inner, 2) and inner < CHUNK_FRAMES
     np.testing.assert_array_equal(plan.times(30, 34), np.arange(30, 34) / 50.0)  # the archive's frame rate
     ds = plan.dataset()
     assert ds.x.chunks[1] == (32, 13) and ds.attrs["frames_per_task"] == 32
