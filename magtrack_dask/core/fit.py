@@ -1,0 +1,314 @@
+"""``method="fit"``: Poisson maximum-likelihood fit of the whole ROI to an image model.
+
+Each image is fitted with ``mu = amplitude * I(|pixel - (x, y)|, z) + background``
+(:class:`~magtrack_dask.core.radial_model.RadialModel`) by Fisher scoring: a
+Gauss-Newton step weighted by the Poisson variance ``mu``, a few steps from a
+cheap seed. The model is learned from the calibration frames alone
+(:func:`model_from_stack`): each frame's centre, amplitude and background are
+refitted against its plane's profile and the profiles refitted about the new
+centres. The fit reaches the Cramer-Rao bound where the bead's image is
+radially symmetric and the model is accurate (see benchmarks/README.md).
+
+Seeds: x, y from the centre of mass (``background='median'``) and one
+:func:`~magtrack_dask.core.xy.auto_conv`; z from the plane whose profile
+matches the image's radial profile best (Pearson correlation over the whole
+model, then a parabola through the best three planes), amplitude and
+background from that plane's linear regression.
+
+The NumPy/CuPy formulation here is vectorised over blocks of frames; on the
+CPU a compiled kernel (:mod:`magtrack_dask.core._numba_fit`) does the same
+arithmetic per frame when numba is installed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from magtrack_dask._backend import array_module, to_numpy
+from magtrack_dask.core.pipeline import as_float_stack, stack_to_xyzp
+from magtrack_dask.core.profiles import radial_profile
+from magtrack_dask.core.radial_model import RadialModel, fit_planes
+from magtrack_dask.core.xy import auto_conv, center_of_mass
+from magtrack_dask.validation import InputError, InputTypeError, check_count, check_positive
+
+__all__ = ["model_from_stack", "fit_stack", "track_fit"]
+
+_BLOCK = 64  # frames per vectorised block: (block, 5, n_pixels**2) float64 Jacobians
+_MU_FLOOR = 1e-6  # expected counts are kept positive (Poisson weights 1 / mu)
+
+
+def _as_model(model) -> RadialModel:
+    if not isinstance(model, RadialModel):
+        raise InputTypeError(f"model must be a RadialModel (from model_from_stack), got {type(model).__name__}")
+    return model
+
+
+def _pixels(xp, n: int):
+    grid = xp.arange(n, dtype=np.float64)
+    return xp.tile(grid, n), xp.repeat(grid, n)  # column (x) and row (y) of each pixel, row-major
+
+
+def _scoring(xp, data, model: RadialModel, x, y, z, a, b, iterations: int, fit_z: bool = True):
+    """Fisher-scoring steps on a block; ``data`` ``(n_f, n_pix)`` row-major images. Returns x, y, z, a, b."""
+    n = int(round(data.shape[1] ** 0.5))
+    px, py = _pixels(xp, n)
+    z_lo, z_hi = model.z_range
+    z_step = float(np.min(np.diff(model.z)))
+    for _ in range(iterations):
+        c, dc = model.coefficients(z, xp)
+        dx = px[None, :] - x[:, None]
+        dy = py[None, :] - y[:, None]
+        r = xp.sqrt(dx * dx + dy * dy)
+        value, slope, dz = model.intensity(r, c, dc, xp)
+        mu = xp.maximum(a[:, None] * value + b[:, None], _MU_FLOOR)
+        g = a[:, None] * slope / xp.maximum(r, 1e-9)
+        jac = xp.stack([-g * dx, -g * dy, a[:, None] * dz, value, xp.ones_like(value)], axis=1)
+        weighted = jac / mu[:, None, :]
+        info = xp.einsum("fip,fjp->fij", weighted, jac)
+        score = xp.einsum("fip,fp->fi", weighted, data - mu)
+        if not fit_z:
+            info[:, 2, :] = 0.0
+            info[:, :, 2] = 0.0
+            info[:, 2, 2] = 1.0
+            score[:, 2] = 0.0
+        info += xp.eye(5)[None] * 1e-12 * xp.trace(info, axis1=1, axis2=2)[:, None, None]
+        step = xp.linalg.solve(info, score[..., None])[..., 0]
+        # A step never leaves the basin: at most 1 px and one plane spacing.
+        x = x + xp.clip(step[:, 0], -1.0, 1.0)
+        y = y + xp.clip(step[:, 1], -1.0, 1.0)
+        z = xp.clip(z + xp.clip(step[:, 2], -z_step, z_step), z_lo, z_hi)
+        a = xp.maximum(a + step[:, 3], 1e-3 * xp.abs(a))
+        b = b + step[:, 4]
+    return x, y, z, a, b
+
+
+def _frames(stack):
+    """Images as ``(n_images, n_pix)`` float64 rows (pixel order row-major)."""
+    xp = array_module(stack)
+    n = stack.shape[0]
+    return xp.ascontiguousarray(stack.reshape(n * n, -1).T, dtype=np.float64)
+
+
+def _check_positions(xp, n_images: int, **arrays):
+    out = []
+    for name, value in arrays.items():
+        arr = xp.asarray(value, dtype=np.float64)
+        if arr.ndim == 0:
+            arr = xp.full(n_images, float(arr))
+        if arr.shape != (n_images,):
+            raise InputError(f"{name} must be a scalar or have shape ({n_images},), got {arr.shape}")
+        out.append(arr.copy())
+    return out
+
+
+def fit_stack(stack, model: RadialModel, x, y, z, amplitude, background, *, iterations: int = 6,
+              compiled: bool | None = None):
+    """Fit x, y, z, amplitude and background of each image from given seeds.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) array
+        Images in photon counts ideally (the Poisson weights assume it; other
+        units change only the weighting). NumPy or CuPy.
+    model : RadialModel
+        From :func:`model_from_stack`.
+    x, y : (n_images,) array_like or float
+        Seeds of the centre, px (pixel centres at integer coordinates, x the column).
+    z : (n_images,) array_like or float
+        Seed of z, the model's z units (within the model's planes).
+    amplitude, background : (n_images,) array_like or float
+        Seeds of the image scale (relative to the model) and offset (counts).
+    iterations : int, optional
+        Fisher-scoring steps.
+    compiled : bool, optional
+        Use the numba kernel (NumPy only); default: when numba is installed.
+
+    Returns
+    -------
+    x, y, z, amplitude, background : (n_images,) float64 arrays
+    """
+    model = _as_model(model)
+    iterations = check_count(iterations, "iterations")
+    stack = as_float_stack(stack)
+    xp = array_module(stack)
+    n_images = stack.shape[2]
+    params = _check_positions(xp, n_images, x=x, y=y, z=z, amplitude=amplitude, background=background)
+    data = _frames(stack)
+    return _fit_blocks(data, model, params, iterations, compiled=compiled)
+
+
+def _fit_blocks(data, model: RadialModel, params, iterations: int, *, fit_z: bool = True,
+                compiled: bool | None = None):
+    """Fisher scoring of ``data`` ``(n_images, n_pix)`` from ``params`` (x, y, z, a, b): numba or blocks."""
+    xp = array_module(data)
+    kernel = _compiled_kernel() if (xp is np and compiled is not False) else None
+    if compiled and kernel is None:
+        raise InputError("compiled=True needs numba and a NumPy stack")
+    if kernel is not None:
+        return kernel(data, model, *params, iterations, fit_z)
+    n_images = data.shape[0]
+    out = [xp.empty(n_images) for _ in range(5)]
+    for start in range(0, n_images, _BLOCK):
+        sl = slice(start, min(start + _BLOCK, n_images))
+        for o, v in zip(out, _scoring(xp, data[sl], model, *(p[sl] for p in params), iterations, fit_z)):
+            o[sl] = v
+    return tuple(out)
+
+
+def _compiled_kernel():
+    try:
+        from magtrack_dask.core._numba_fit import fit_frames
+    # RuntimeError: numba finds no writable place for its cache (``cache=True``)
+    except (ImportError, RuntimeError):
+        return None
+    return fit_frames
+
+
+def _profile_table(model: RadialModel, n_bins: int) -> np.ndarray:
+    """The model's radial profiles at radii ``0 .. n_bins - 1`` on its planes, cached."""
+    cache = model.__dict__.setdefault("_profile_cache", {})
+    if n_bins not in cache:
+        cache[n_bins] = model.profile(np.arange(n_bins, dtype=np.float64))
+    return cache[n_bins]
+
+
+def seed_z(profiles, model: RadialModel):
+    """z, amplitude and background seeds from radial profiles, by the best-matching plane.
+
+    Parameters
+    ----------
+    profiles : (n_bins, n_images) array
+        :func:`radial_profile` of the images (1 px bins); bin 0 is not used.
+    model : RadialModel
+
+    Returns
+    -------
+    z, amplitude, background : (n_images,) float64 arrays
+    """
+    xp = array_module(profiles)
+    n_bins = profiles.shape[0]
+    table = xp.asarray(_profile_table(model, n_bins))[1:]  # (n_bins - 1, n_planes)
+    p = xp.nan_to_num(xp.asarray(profiles[1:], dtype=np.float64))
+    tc = table - table.mean(axis=0)
+    pc = p - p.mean(axis=0)
+    t_norm = xp.sqrt((tc * tc).sum(axis=0))
+    corr = (pc.T @ tc) / xp.maximum(t_norm, 1e-300)[None, :]  # (n_images, n_planes), up to a per-image scale
+    best = xp.argmax(corr, axis=1)
+    n_planes = table.shape[1]
+    k = xp.clip(best, 1, n_planes - 2)
+    rows = xp.arange(corr.shape[0])
+    lo, mid, hi = corr[rows, k - 1], corr[rows, k], corr[rows, k + 1]
+    curv = lo - 2 * mid + hi
+    shift = xp.where(curv < 0, 0.5 * (lo - hi) / xp.where(curv < 0, curv, -1.0), 0.0)
+    shift = xp.where(best == k, xp.clip(shift, -0.5, 0.5), 0.0)
+    zp = xp.asarray(model.z)
+    z = zp[best] + shift * xp.where(shift > 0, zp[xp.minimum(best + 1, n_planes - 1)] - zp[best],
+                                    zp[best] - zp[xp.maximum(best - 1, 0)])
+    m = tc[:, best]
+    amplitude = (pc * m).sum(axis=0) / xp.maximum((m * m).sum(axis=0), 1e-300)
+    amplitude = xp.where(amplitude > 0, amplitude, 1.0)
+    background = p.mean(axis=0) - amplitude * table.mean(axis=0)[best]
+    return z, amplitude, background
+
+
+def track_fit(stack, model: RadialModel, *, iterations: int = 6, compiled: bool | None = None):
+    """x, y, z and radial profiles of each image by a maximum-likelihood fit of the image model.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_images) array
+        Square images (float32, float64, uint8 or uint16), ideally in photon
+        counts; NumPy or CuPy.
+    model : RadialModel
+        From :func:`model_from_stack` with images of the same size.
+    iterations : int, optional
+        Fisher-scoring steps from the seed.
+    compiled : bool, optional
+        See :func:`fit_stack`.
+
+    Returns
+    -------
+    x, y : (n_images,) float64 arrays
+        Centres, px; NaN where the fit left the ROI or failed.
+    z : (n_images,) float64 array
+        In the model's z units; NaN where the fit ends on the model's first or last plane.
+    profiles : (n_bins, n_images) array
+        :func:`radial_profile` about the fitted centres, ``n_bins = n_pixels // 2``.
+    """
+    model = _as_model(model)
+    stack = as_float_stack(stack)
+    xp = array_module(stack)
+    n = stack.shape[0]
+    x0, y0 = center_of_mass(stack, background="median")
+    x0, y0 = auto_conv(stack, xp.nan_to_num(x0, nan=(n - 1) / 2), xp.nan_to_num(y0, nan=(n - 1) / 2))
+    x0 = xp.nan_to_num(x0, nan=(n - 1) / 2)
+    y0 = xp.nan_to_num(y0, nan=(n - 1) / 2)
+    z0, a0, b0 = seed_z(radial_profile(stack, x0, y0), model)
+    x, y, z, _, _ = fit_stack(stack, model, x0, y0, z0, a0, b0, iterations=iterations, compiled=compiled)
+    lost = ~(xp.isfinite(x) & xp.isfinite(y) & (x >= -0.5) & (x <= n - 0.5) & (y >= -0.5) & (y <= n - 0.5))
+    x = xp.where(lost, np.nan, x)
+    y = xp.where(lost, np.nan, y)
+    z_lo, z_hi = model.z_range
+    z = xp.where(lost | (z <= z_lo) | (z >= z_hi) | ~xp.isfinite(z), np.nan, z)
+    profiles = radial_profile(stack, xp.where(lost, x0, x), xp.where(lost, y0, y))
+    return x, y, z, profiles
+
+
+def model_from_stack(stack, z_nm, *, spacing: float = 0.25, rounds: int = 2) -> RadialModel:
+    """Learn the image model ``I(r, z)`` from calibration frames of known focus.
+
+    Parameters
+    ----------
+    stack : (n_pixels, n_pixels, n_frames) array
+        Calibration images of one bead (NumPy or CuPy; float or camera counts).
+        Several frames per focus plane average the noise out; beads that
+        move a little between frames sample the radius finely.
+    z_nm : (n_frames,) array_like
+        Focus position of each frame; frames with equal values form a plane.
+        At least 4 distinct planes.
+    spacing : float, optional
+        Knot spacing of the radial spline, px.
+    rounds : int, optional
+        Refits of each frame's centre, amplitude and background and of the profiles.
+
+    Returns
+    -------
+    RadialModel
+        ``I(r, z)`` in the units of the calibration frames' background-free
+        modulation plus background (amplitude 1 and background 0 reproduce a
+        typical calibration frame), z in the units of ``z_nm``.
+    """
+    stack = as_float_stack(stack)
+    xp = array_module(stack)
+    spacing = check_positive(spacing, "spacing")
+    rounds = check_count(rounds, "rounds")
+    n, n_frames = stack.shape[0], stack.shape[2]
+    z_nm = np.asarray(to_numpy(z_nm), dtype=np.float64)
+    if z_nm.shape != (n_frames,) or not np.all(np.isfinite(z_nm)):
+        raise InputError(f"z_nm must be finite with one value per frame, shape ({n_frames},), got {z_nm.shape}")
+    planes, plane = np.unique(z_nm, return_inverse=True)
+    if planes.size < 4:
+        raise InputError(f"z_nm must hold at least 4 distinct focus planes, got {planes.size}")
+    x, y, _, _ = stack_to_xyzp(stack)
+    centre = (n - 1) / 2
+    x = xp.nan_to_num(xp.asarray(x, dtype=np.float64), nan=centre)
+    y = xp.nan_to_num(xp.asarray(y, dtype=np.float64), nan=centre)
+    a = xp.ones(n_frames)
+    b = xp.zeros(n_frames)
+    data = _frames(stack)
+    px, py = _pixels(xp, n)
+    plane_x = xp.asarray(plane)
+    samples_plane = xp.repeat(plane_x, n * n)
+    # The farthest pixel from any frame's centre: the model need not reach further.
+    far = xp.maximum(xp.maximum(x, n - 1 - x), xp.maximum(y, n - 1 - y))
+    r_max = float(xp.max(far)) * 2**0.5 + 1.0
+    for round_ in range(rounds + 1):
+        r = xp.sqrt((px[None, :] - x[:, None]) ** 2 + (py[None, :] - y[:, None]) ** 2)
+        values = (data - b[:, None]) / a[:, None]
+        coef = fit_planes(r.ravel(), values.ravel(), samples_plane, planes.size, r_max, spacing)
+        model = RadialModel(planes, to_numpy(coef), spacing)
+        if round_ == rounds:
+            return model
+        z = xp.asarray(planes)[plane_x]
+        x, y, _, a, b = _fit_blocks(data, model, (x, y, z, a, b), 4, fit_z=False)
+    raise AssertionError("unreachable")
