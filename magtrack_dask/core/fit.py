@@ -28,13 +28,20 @@ from magtrack_dask._backend import array_module, to_numpy
 from magtrack_dask.core.pipeline import as_float_stack, stack_to_xyzp
 from magtrack_dask.core.profiles import radial_profile
 from magtrack_dask.core.radial_model import RadialModel, fit_planes
-from magtrack_dask.core.xy import auto_conv, center_of_mass
+from magtrack_dask.core.xy import auto_conv, center_of_mass, refine_rounds
 from magtrack_dask.validation import InputError, InputTypeError, check_count, check_positive
 
 __all__ = ["model_from_stack", "fit_stack", "track_fit"]
 
 _BLOCK = 64  # frames per vectorised block: (block, 5, n_pixels**2) float64 Jacobians
 _MU_FLOOR = 1e-6  # expected counts are kept positive (Poisson weights 1 / mu)
+# A frame stops when a step moves x and y by less than TOL_XY px and z by less than
+# TOL_Z of the model's plane spacing: far below any bound, so further steps are wasted.
+TOL_XY = 1e-4
+TOL_Z = 1e-4
+_SEED_OFFSETS = 4  # sub-pixel offset classes per axis of the z seed's profile tables
+_SEED_Z_STEPS = 5  # z seed's table columns per plane spacing
+_SEED_ROUNDS = 1  # auto_conv_multiline_sub_pixel rounds of the x, y seed
 
 
 def _as_model(model) -> RadialModel:
@@ -54,6 +61,7 @@ def _scoring(xp, data, model: RadialModel, x, y, z, a, b, iterations: int, fit_z
     px, py = _pixels(xp, n)
     z_lo, z_hi = model.z_range
     z_step = float(np.min(np.diff(model.z)))
+    done = xp.zeros(x.shape, dtype=bool)
     for _ in range(iterations):
         c, dc = model.coefficients(z, xp)
         dx = px[None, :] - x[:, None]
@@ -73,6 +81,9 @@ def _scoring(xp, data, model: RadialModel, x, y, z, a, b, iterations: int, fit_z
             score[:, 2] = 0.0
         info += xp.eye(5)[None] * 1e-12 * xp.trace(info, axis1=1, axis2=2)[:, None, None]
         step = xp.linalg.solve(info, score[..., None])[..., 0]
+        step = xp.where(done[:, None], 0.0, step)  # converged frames keep their values
+        done = done | ((xp.abs(step[:, 0]) < TOL_XY) & (xp.abs(step[:, 1]) < TOL_XY)
+                       & (xp.abs(step[:, 2]) < TOL_Z * z_step))
         # A step never leaves the basin: at most 1 px and one plane spacing.
         x = x + xp.clip(step[:, 0], -1.0, 1.0)
         y = y + xp.clip(step[:, 1], -1.0, 1.0)
@@ -164,50 +175,86 @@ def _compiled_kernel():
     return fit_frames
 
 
-def _profile_table(model: RadialModel, n_bins: int) -> np.ndarray:
-    """The model's radial profiles at radii ``0 .. n_bins - 1`` on its planes, cached."""
-    cache = model.__dict__.setdefault("_profile_cache", {})
-    if n_bins not in cache:
-        cache[n_bins] = model.profile(np.arange(n_bins, dtype=np.float64))
-    return cache[n_bins]
+def _seed_tables(model: RadialModel, n: int):
+    """The model's radial profiles as :func:`radial_profile` bins them, cached on the model.
+
+    Returns
+    -------
+    z : (n_z,) array
+        A grid of ``_SEED_Z_STEPS`` values per plane spacing.
+    tables : (_SEED_OFFSETS, _SEED_OFFSETS, n // 2, n_z) array
+        Profiles of the model rendered with the bead at each sub-pixel offset
+        class (rows: y, columns: x): 1-px ring binning depends on where the bead
+        sits on the pixel grid, so a frame is compared with its own class.
+    """
+    cache = model.__dict__.setdefault("_seed_cache", {})
+    if n not in cache:
+        z = np.interp(np.arange((model.z.size - 1) * _SEED_Z_STEPS + 1) / _SEED_Z_STEPS,
+                      np.arange(model.z.size), model.z)
+        off = (np.arange(_SEED_OFFSETS) + 0.5) / _SEED_OFFSETS - 0.5
+        tables = np.empty((_SEED_OFFSETS, _SEED_OFFSETS, n // 2, z.size))
+        for i, oy in enumerate(off):
+            for j, ox in enumerate(off):
+                x = np.full(z.size, n // 2 + ox)
+                y = np.full(z.size, n // 2 + oy)
+                tables[i, j] = radial_profile(model.render(x, y, z, n), x, y)
+        cache[n] = z, tables
+    return cache[n]
 
 
-def seed_z(profiles, model: RadialModel):
-    """z, amplitude and background seeds from radial profiles, by the best-matching plane.
+def seed_z(profiles, x, y, model: RadialModel):
+    """z, amplitude and background seeds from radial profiles, by the best-matching model profile.
 
     Parameters
     ----------
     profiles : (n_bins, n_images) array
-        :func:`radial_profile` of the images (1 px bins); bin 0 is not used.
+        :func:`radial_profile` of the images about ``x, y`` (1 px bins,
+        ``n_bins = n_pixels // 2``); bin 0 is not used.
+    x, y : (n_images,) arrays
+        The centres of the profiles, px.
     model : RadialModel
 
     Returns
     -------
     z, amplitude, background : (n_images,) float64 arrays
+        ``z`` maximises the Pearson correlation with the model's profiles
+        (binned alike, on a grid finer than the planes, refined by a
+        parabola); ``amplitude`` and ``background`` are the linear regression
+        of the profile on the model's there.
     """
     xp = array_module(profiles)
     n_bins = profiles.shape[0]
-    table = xp.asarray(_profile_table(model, n_bins))[1:]  # (n_bins - 1, n_planes)
+    z_grid, tables = _seed_tables(model, 2 * n_bins)
     p = xp.nan_to_num(xp.asarray(profiles[1:], dtype=np.float64))
-    tc = table - table.mean(axis=0)
     pc = p - p.mean(axis=0)
-    t_norm = xp.sqrt((tc * tc).sum(axis=0))
-    corr = (pc.T @ tc) / xp.maximum(t_norm, 1e-300)[None, :]  # (n_images, n_planes), up to a per-image scale
-    best = xp.argmax(corr, axis=1)
-    n_planes = table.shape[1]
-    k = xp.clip(best, 1, n_planes - 2)
-    rows = xp.arange(corr.shape[0])
-    lo, mid, hi = corr[rows, k - 1], corr[rows, k], corr[rows, k + 1]
-    curv = lo - 2 * mid + hi
-    shift = xp.where(curv < 0, 0.5 * (lo - hi) / xp.where(curv < 0, curv, -1.0), 0.0)
-    shift = xp.where(best == k, xp.clip(shift, -0.5, 0.5), 0.0)
-    zp = xp.asarray(model.z)
-    z = zp[best] + shift * xp.where(shift > 0, zp[xp.minimum(best + 1, n_planes - 1)] - zp[best],
-                                    zp[best] - zp[xp.maximum(best - 1, 0)])
-    m = tc[:, best]
-    amplitude = (pc * m).sum(axis=0) / xp.maximum((m * m).sum(axis=0), 1e-300)
-    amplitude = xp.where(amplitude > 0, amplitude, 1.0)
-    background = p.mean(axis=0) - amplitude * table.mean(axis=0)[best]
+    n_images = p.shape[1]
+    z = xp.empty(n_images)
+    amplitude = xp.empty(n_images)
+    background = xp.empty(n_images)
+    cls_x = xp.clip(xp.floor((x - xp.rint(x) + 0.5) * _SEED_OFFSETS), 0, _SEED_OFFSETS - 1).astype(np.int64)
+    cls_y = xp.clip(xp.floor((y - xp.rint(y) + 0.5) * _SEED_OFFSETS), 0, _SEED_OFFSETS - 1).astype(np.int64)
+    cls = to_numpy(cls_y * _SEED_OFFSETS + cls_x)
+    zg = xp.asarray(z_grid)
+    n_z = z_grid.size
+    for c in np.unique(cls):
+        sel = xp.asarray(np.flatnonzero(cls == c))
+        table = xp.asarray(tables[c // _SEED_OFFSETS, c % _SEED_OFFSETS, 1:])
+        tc = table - table.mean(axis=0)
+        t_norm = xp.sqrt((tc * tc).sum(axis=0))
+        corr = (pc[:, sel].T @ tc) / xp.maximum(t_norm, 1e-300)[None, :]  # Pearson up to a per-image scale
+        best = xp.argmax(corr, axis=1)
+        k = xp.clip(best, 1, n_z - 2)
+        rows = xp.arange(corr.shape[0])
+        lo, mid, hi = corr[rows, k - 1], corr[rows, k], corr[rows, k + 1]
+        curv = lo - 2 * mid + hi
+        shift = xp.where(curv < 0, 0.5 * (lo - hi) / xp.where(curv < 0, curv, -1.0), 0.0)
+        shift = xp.where(best == k, xp.clip(shift, -0.5, 0.5), 0.0)
+        z[sel] = xp.interp(best + shift, xp.arange(n_z, dtype=np.float64), zg)
+        m = tc[:, best]
+        a = (pc[:, sel] * m).sum(axis=0) / xp.maximum((m * m).sum(axis=0), 1e-300)
+        a = xp.where(a > 0, a, 1.0)
+        amplitude[sel] = a
+        background[sel] = p[:, sel].mean(axis=0) - a * table.mean(axis=0)[best]
     return z, amplitude, background
 
 
@@ -241,9 +288,10 @@ def track_fit(stack, model: RadialModel, *, iterations: int = 6, compiled: bool 
     n = stack.shape[0]
     x0, y0 = center_of_mass(stack, background="median")
     x0, y0 = auto_conv(stack, xp.nan_to_num(x0, nan=(n - 1) / 2), xp.nan_to_num(y0, nan=(n - 1) / 2))
+    x0, y0 = refine_rounds(stack, x0, y0, _SEED_ROUNDS)
     x0 = xp.nan_to_num(x0, nan=(n - 1) / 2)
     y0 = xp.nan_to_num(y0, nan=(n - 1) / 2)
-    z0, a0, b0 = seed_z(radial_profile(stack, x0, y0), model)
+    z0, a0, b0 = seed_z(radial_profile(stack, x0, y0), x0, y0, model)
     x, y, z, _, _ = fit_stack(stack, model, x0, y0, z0, a0, b0, iterations=iterations, compiled=compiled)
     lost = ~(xp.isfinite(x) & xp.isfinite(y) & (x >= -0.5) & (x <= n - 0.5) & (y >= -0.5) & (y <= n - 0.5))
     x = xp.where(lost, np.nan, x)
