@@ -302,7 +302,8 @@ def track_fit(stack, model: RadialModel, *, iterations: int = 6, compiled: bool 
     return x, y, z, profiles
 
 
-def model_from_stack(stack, z_nm, *, spacing: float = 0.25, rounds: int = 2) -> RadialModel:
+def model_from_stack(stack, z_nm, *, spacing: float = 0.25, rounds: int = 2,
+                     z_smoothing: float = 0.5) -> RadialModel:
     """Learn the image model ``I(r, z)`` from calibration frames of known focus.
 
     Parameters
@@ -318,6 +319,9 @@ def model_from_stack(stack, z_nm, *, spacing: float = 0.25, rounds: int = 2) -> 
         Knot spacing of the radial spline, px.
     rounds : int, optional
         Refits of each frame's centre, amplitude and background and of the profiles.
+    z_smoothing : float, optional
+        Third-difference penalty along the planes (see :class:`RadialModel`):
+        the default suits 50 nm focus steps (benchmarks/README.md, "Accuracy").
 
     Returns
     -------
@@ -354,7 +358,7 @@ def model_from_stack(stack, z_nm, *, spacing: float = 0.25, rounds: int = 2) -> 
         r = xp.sqrt((px[None, :] - x[:, None]) ** 2 + (py[None, :] - y[:, None]) ** 2)
         values = (data - b[:, None]) / a[:, None]
         coef = fit_planes(r.ravel(), values.ravel(), samples_plane, planes.size, r_max, spacing)
-        model = RadialModel(planes, to_numpy(coef), spacing)
+        model = RadialModel(planes, to_numpy(coef), spacing, z_smoothing if round_ == rounds else 0.0)
         if round_ == rounds:
             return model
         z = xp.asarray(planes)[plane_x]

@@ -65,11 +65,17 @@ class RadialModel:
         (even in ``r``).
     spacing : float
         Knot spacing in ``r``, px.
+    z_smoothing : float, optional
+        Weight of a third-difference penalty along the planes (Whittaker
+        smoother) applied to ``coef`` before the cubic spline in z; 0 keeps
+        the planes as they are. Noise in calibration planes would otherwise
+        reach the z derivative, which a fit weighs most.
     """
 
     z: np.ndarray
     coef: np.ndarray
     spacing: float
+    z_smoothing: float = 0.0
 
     def __post_init__(self):
         from scipy.interpolate import CubicSpline
@@ -78,8 +84,14 @@ class RadialModel:
         self.coef = np.asarray(self.coef, np.float64)
         if self.z.ndim != 1 or self.z.size < 2 or not np.all(np.diff(self.z) > 0):
             raise InputError("the model's planes z must be at least 2 strictly increasing values")
+        if not np.isfinite(self.z_smoothing) or self.z_smoothing < 0:
+            raise InputError(f"z_smoothing must be >= 0, got {self.z_smoothing!r}")
+        coef = self.coef
+        if self.z_smoothing > 0 and self.z.size > 3:
+            d3 = np.diff(np.eye(self.z.size), 3, axis=0)
+            coef = np.linalg.solve(np.eye(self.z.size) + self.z_smoothing * d3.T @ d3, coef)
         # Piecewise cubic in z on each interval: c(z) = sum_p pp[p] t**(3 - p), t = z - z[k].
-        self.pp = CubicSpline(self.z, self.coef, axis=0).c
+        self.pp = CubicSpline(self.z, coef, axis=0).c
         self.r_max = (self.coef.shape[1] - 3) * self.spacing
 
     @property
