@@ -14,14 +14,15 @@ import numba
 import numpy as np
 
 from magtrack_dask.core._blocks import _even_slices, for_each_block, get_core_threads
-from magtrack_dask.core.fit import _MU_FLOOR, TOL_XY, TOL_Z
+from magtrack_dask.core.fit import _MU_FLOOR, _MU_FLOOR_FRACTION, TOL_XY, TOL_Z
 
 
 
 # fastmath lets the pixel loop's sums be reordered into SIMD lanes (several times faster);
 # the results differ from the NumPy formulation only by rounding.
 @numba.njit(nogil=True, cache=True, fastmath=True, error_model="numpy")
-def _fit_range(data, n, pp, zp, spacing, r_max, x, y, z, a, b, iterations, fit_z, tol_xy, tol_z, start, stop):  # pragma: no cover
+def _fit_range(data, n, pp, zp, spacing, r_max, x, y, z, a, b, iterations, fit_z, tol_xy, tol_z, floor_fraction, start,
+               stop):  # pragma: no cover
     n_coef = pp.shape[2]
     n_int = zp.shape[0] - 1
     z_lo, z_hi = zp[0], zp[n_int]
@@ -34,6 +35,10 @@ def _fit_range(data, n, pp, zp, spacing, r_max, x, y, z, a, b, iterations, fit_z
     tol_z *= z_step
     for f in range(start, stop):
         xf, yf, zf, af, bf = x[f], y[f], z[f], a[f], b[f]
+        total = 0.0
+        for p in range(n * n):
+            total += data[f, p]
+        floor = max(floor_fraction * total / (n * n), _MU_FLOOR)
         for _ in range(iterations):
             zc = min(max(zf, z_lo), z_hi)
             k = 0
@@ -67,7 +72,7 @@ def _fit_range(data, n, pp, zp, spacing, r_max, x, y, z, a, b, iterations, fit_z
                         slope = (-v * v / 2 * c0 + (3 * u2 - 4 * u) / 2 * c1 + (-3 * u2 + 2 * u + 1) / 2 * c2
                                  + u2 / 2 * c3) / spacing
                     dz = w0 * dc[i] + w1 * dc[i + 1] + w2 * dc[i + 2] + w3 * dc[i + 3]
-                    mu = max(af * value + bf, _MU_FLOOR)
+                    mu = max(af * value + bf, floor)
                     g = af * slope / max(r, 1e-9)
                     j0, j1, j2, j3 = -g * dx, -g * dy, af * dz, value
                     weight = 1.0 / mu
@@ -134,7 +139,8 @@ def fit_frames(data, model, x, y, z, a, b, iterations, fit_z=True):
 
     def work(part, _):
         _fit_range(data, n, pp, model.z, float(model.spacing), float(model.r_max), *out, int(iterations),
-                   bool(fit_z), TOL_XY, TOL_Z, part.start, part.stop)
+                   bool(fit_z), TOL_XY, TOL_Z, _MU_FLOOR_FRACTION,
+                   part.start, part.stop)
 
     for_each_block(np, parts, work)
     return tuple(out)

@@ -35,6 +35,9 @@ __all__ = ["model_from_stack", "fit_stack", "track_fit"]
 
 _BLOCK = 64  # frames per vectorised block: (block, 5, n_pixels**2) float64 Jacobians
 _MU_FLOOR = 1e-6  # expected counts are kept positive (Poisson weights 1 / mu)
+# ... and at least this fraction of the image's mean: a pixel the model puts near zero
+# (a dark ring, a spline's undershoot) must not take a weight that swamps the others.
+_MU_FLOOR_FRACTION = 1e-2
 # A frame stops when a step moves x and y by less than TOL_XY px and z by less than
 # TOL_Z of the model's plane spacing: far below any bound, so further steps are wasted.
 TOL_XY = 1e-4
@@ -62,13 +65,14 @@ def _scoring(xp, data, model: RadialModel, x, y, z, a, b, iterations: int, fit_z
     z_lo, z_hi = model.z_range
     z_step = float(np.min(np.diff(model.z)))
     done = xp.zeros(x.shape, dtype=bool)
+    floor = xp.maximum(_MU_FLOOR_FRACTION * data.mean(axis=1), _MU_FLOOR)[:, None]
     for _ in range(iterations):
         c, dc = model.coefficients(z, xp)
         dx = px[None, :] - x[:, None]
         dy = py[None, :] - y[:, None]
         r = xp.sqrt(dx * dx + dy * dy)
         value, slope, dz = model.intensity(r, c, dc, xp)
-        mu = xp.maximum(a[:, None] * value + b[:, None], _MU_FLOOR)
+        mu = xp.maximum(a[:, None] * value + b[:, None], floor)
         g = a[:, None] * slope / xp.maximum(r, 1e-9)
         jac = xp.stack([-g * dx, -g * dy, a[:, None] * dz, value, xp.ones_like(value)], axis=1)
         weighted = jac / mu[:, None, :]
