@@ -13,8 +13,11 @@ model. Per method and level the table gives:
 - precision: RMS over positions of the standard deviation over ``--repeats`` noisy images;
 - RMS: the RMS error over all noisy images; bound: the RMS over positions of
   :func:`magtrack_dask.crlb` of the simulator at that level; RMS/bound;
-- frames/s of tracking the noisy images (all methods in one run, side by side), and
-  the images without a result (lost).
+- frames/s of tracking the noisy images (one timing each), and the images without a
+  result (lost).
+
+Then a speed comparison: each method tracks the same 1000 noisy images (1000
+photons/px) ``--speed-repeats`` times, the methods alternating, median frames/s.
 
 Methods: magtrack 1.0.0 (``magtrack.stack_to_xyzp`` with a Z-LUT of its own
 calibration profiles), ``method="magtrack"`` (our ``stack_to_xyzp``, the same
@@ -26,6 +29,7 @@ Reproduce (from the repository root)::
     .venv/bin/python benchmarks/accuracy.py                     # full run (long)
     .venv/bin/python benchmarks/accuracy.py --offsets 4 --z-count 11 --repeats 5
     .venv/bin/python benchmarks/accuracy.py --photons 1000 --sims reference --methods fit
+    .venv/bin/python benchmarks/accuracy.py --speed-only --speed-repeats 7
 
 It prints a Markdown table, and writes ``--png`` (RMS/bound against photons) and ``--json``.
 """
@@ -162,6 +166,38 @@ def run_sim(sim, args, chosen, rng):
     return rows
 
 
+def speed(sim, args, chosen, rng, photons=1000.0, n_frames=1000):
+    """Median frames/s of each method over ``--speed-repeats`` rounds, the methods alternating
+    within each round (timings on a shared machine drift; compare within a round)."""
+    n = args.roi
+    centre = (n - 1) / 2 if sim == "ours" else n // 2
+    z_lo, z_hi = Z_RANGE[sim]
+    z_cal = np.repeat(np.arange(z_lo - 300, z_hi + 300 + 1, Z_STEP_NM), args.cal_frames)
+    cal = relative_images(sim, centre + rng.uniform(-0.5, 0.5, z_cal.size),
+                          centre + rng.uniform(-0.5, 0.5, z_cal.size), z_cal, n)
+    cal = rng.poisson(np.maximum(cal, 0) * photons).astype(np.float64)
+    k = n_frames // 8  # 8 noisy copies of k positions
+    clean = relative_images(sim, centre + rng.uniform(-0.5, 0.5, k), centre + rng.uniform(-0.5, 0.5, k),
+                            rng.uniform(z_lo, z_hi, k), n)
+    stack = rng.poisson(np.repeat(np.maximum(clean, 0) * photons, 8, axis=2)).astype(np.float64)
+    luts = {name: build(cal, z_cal) for name, (build, _) in chosen.items()}
+    for name, (_, track) in chosen.items():
+        track(stack[:, :, :16], luts[name])  # warm-up (compilation, caches)
+    times = {name: [] for name in chosen}
+    for _ in range(args.speed_repeats):
+        for name, (_, track) in chosen.items():
+            start = time.perf_counter()
+            track(stack, luts[name])
+            times[name].append(time.perf_counter() - start)
+    fps = {name: stack.shape[2] / float(np.median(t)) for name, t in times.items()}
+    ref = fps.get("magtrack-1.0.0")
+    for name, value in fps.items():
+        ratio = f", {value / ref:.2f}x magtrack 1.0.0" if ref else ""
+        print(f"speed, {sim} simulator, {photons:g} photons/px, {stack.shape[2]} frames of {n} px: "
+              f"{name} {value:.0f} frames/s{ratio}")
+    return fps
+
+
 def _row_text(r) -> str:
     f = lambda v, d: "/".join(f"{x:.{d}f}" for x in v)  # noqa: E731
     return (f"| {r['sim']} | {r['method']} | {r['photons']:g} | {f(r['bias'], 2)} | {f(r['precision'], 2)} | "
@@ -208,6 +244,9 @@ def main(argv=None):
     p.add_argument("--sims", nargs="+", default=["ours", "reference"], choices=["ours", "reference"])
     p.add_argument("--methods", nargs="+", default=["magtrack-1.0.0", "magtrack", "accurate", "fit"])
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--speed-repeats", type=int, default=5,
+                   help="rounds of the side-by-side speed comparison (0: none)")
+    p.add_argument("--speed-only", action="store_true", help="only the speed comparison")
     p.add_argument("--png", default="bench-output/accuracy.png")
     p.add_argument("--json", default="bench-output/accuracy.json")
     args = p.parse_args(argv)
@@ -217,8 +256,9 @@ def main(argv=None):
           f"{args.cal_frames} calibration frames per {Z_STEP_NM:g} nm step, {args.roi} px ROI")
     print(HEADER)
     rows = []
-    for sim in args.sims:
+    for sim in [] if args.speed_only else args.sims:
         rows += run_sim(sim, args, chosen, rng)
+    speeds = {sim: speed(sim, args, chosen, rng) for sim in args.sims} if args.speed_repeats > 0 else {}
     import os
 
     for path in (args.png, args.json):
@@ -226,8 +266,8 @@ def main(argv=None):
             os.makedirs(os.path.dirname(path), exist_ok=True)
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(rows, fh, indent=1)
-    if args.png:
+            json.dump({"rows": rows, "frames_per_s": speeds}, fh, indent=1)
+    if args.png and rows:
         save_png(rows, args.png)
         print(f"wrote {args.png}")
 
