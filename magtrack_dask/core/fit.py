@@ -2,22 +2,26 @@
 
 Each image is fitted with ``mu = amplitude * I(|pixel - (x, y)|, z) + background``
 (:class:`~magtrack_dask.core.radial_model.RadialModel`) by Fisher scoring: a
-Gauss-Newton step weighted by the Poisson variance ``mu``, a few steps from a
-cheap seed. The model is learned from the calibration frames alone
-(:func:`model_from_stack`): each frame's centre, amplitude and background are
-refitted against its plane's profile and the profiles refitted about the new
-centres. The fit reaches the Cramer-Rao bound where the bead's image is
-radially symmetric and the model is accurate (see benchmarks/README.md).
+Gauss-Newton step weighted by the Poisson variance ``mu``, at most
+``iterations`` steps from a cheap seed; a frame stops once a step moves it by
+far less than any bound. The model is learned from the calibration frames
+alone (:func:`model_from_stack`): each frame's centre, amplitude and
+background are refitted against its plane's profile, the profiles refitted
+about the new centres, and the planes smoothed along z. The fit reaches the
+Cramer-Rao bound where the bead's image is radially symmetric and the model
+is accurate (see benchmarks/README.md, "Accuracy").
 
-Seeds: x, y from the centre of mass (``background='median'``) and one
-:func:`~magtrack_dask.core.xy.auto_conv`; z from the plane whose profile
-matches the image's radial profile best (Pearson correlation over the whole
-model, then a parabola through the best three planes), amplitude and
-background from that plane's linear regression.
+Seeds: x, y from the centre of mass (``background='median'``),
+:func:`~magtrack_dask.core.xy.auto_conv` and one round of
+:func:`~magtrack_dask.core.xy.auto_conv_multiline_sub_pixel`; z from the best
+Pearson match of the image's radial profile over the whole model (profiles of
+the model binned as :func:`radial_profile` bins them, for the frame's
+sub-pixel offset class, on a grid of five per plane spacing, then a
+parabola); amplitude and background from the linear regression there.
 
 The NumPy/CuPy formulation here is vectorised over blocks of frames; on the
 CPU a compiled kernel (:mod:`magtrack_dask.core._numba_fit`) does the same
-arithmetic per frame when numba is installed.
+arithmetic per frame when numba is installed (equal to ~1e-9).
 """
 
 from __future__ import annotations
