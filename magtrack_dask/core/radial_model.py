@@ -110,7 +110,8 @@ class RadialModel:
         return c, dc
 
     def intensity(self, r, c, dc=None, xp=np):
-        """``I``, ``dI/dr`` (and ``dI/dz`` with ``dc``) at radii ``r`` ``(n, m)`` for coefficient rows ``(n, n_coef)``."""
+        """``I``, ``dI/dr`` (and ``dI/dz`` with ``dc``), each ``(n, m)``, at radii ``r`` ``(n, m)`` px
+        for coefficient rows ``c``, ``dc`` ``(n, n_coef)``; ``dI/dr`` is 0 beyond ``r_max``."""
         s = xp.minimum(r, self.r_max * (1 - 1e-12)) / self.spacing
         i, w, dw = bspline_weights(xp, s)
         outside = r >= self.r_max
