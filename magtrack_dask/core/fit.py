@@ -51,9 +51,12 @@ _SEED_Z_STEPS = 5  # z seed's table columns per plane spacing
 _SEED_ROUNDS = 1  # auto_conv_multiline_sub_pixel rounds of the x, y seed
 
 
-def _as_model(model) -> RadialModel:
+def _as_model(model, stack) -> RadialModel:
     if not isinstance(model, RadialModel):
         raise InputTypeError(f"model must be a RadialModel (from model_from_stack), got {type(model).__name__}")
+    if model.n_pixels is not None and stack.shape[0] != model.n_pixels:
+        raise InputError(f"stack must have images of the model's size, {model.n_pixels} x {model.n_pixels} px, "
+                         f"got {stack.shape[0]} x {stack.shape[1]}")
     return model
 
 
@@ -146,9 +149,9 @@ def fit_stack(stack, model: RadialModel, x, y, z, amplitude, background, *, iter
     -------
     x, y, z, amplitude, background : (n_images,) float64 arrays
     """
-    model = _as_model(model)
     iterations = check_count(iterations, "iterations")
     stack = as_float_stack(stack)
+    model = _as_model(model, stack)
     xp = array_module(stack)
     n_images = stack.shape[2]
     params = _check_positions(xp, n_images, x=x, y=y, z=z, amplitude=amplitude, background=background)
@@ -290,8 +293,8 @@ def track_fit(stack, model: RadialModel, *, iterations: int = 6, compiled: bool 
     profiles : (n_bins, n_images) array
         :func:`radial_profile` about the fitted centres, ``n_bins = n_pixels // 2``.
     """
-    model = _as_model(model)
     stack = as_float_stack(stack)
+    model = _as_model(model, stack)
     xp = array_module(stack)
     n = stack.shape[0]
     x0, y0 = center_of_mass(stack, background="median")
@@ -366,7 +369,7 @@ def model_from_stack(stack, z_nm, *, spacing: float = 0.25, rounds: int = 2,
         r = xp.sqrt((px[None, :] - x[:, None]) ** 2 + (py[None, :] - y[:, None]) ** 2)
         values = (data - b[:, None]) / a[:, None]
         coef = fit_planes(r.ravel(), values.ravel(), samples_plane, planes.size, r_max, spacing)
-        model = RadialModel(planes, to_numpy(coef), spacing, z_smoothing if round_ == rounds else 0.0)
+        model = RadialModel(planes, to_numpy(coef), spacing, z_smoothing if round_ == rounds else 0.0, n)
         if round_ == rounds:
             return model
         z = xp.asarray(planes)[plane_x]

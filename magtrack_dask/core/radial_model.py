@@ -70,12 +70,15 @@ class RadialModel:
         smoother) applied to ``coef`` before the cubic spline in z; 0 keeps
         the planes as they are. Noise in calibration planes would otherwise
         reach the z derivative, which a fit weighs most.
+    n_pixels : int, optional
+        Side of the images the model was learned from (None: any).
     """
 
     z: np.ndarray
     coef: np.ndarray
     spacing: float
     z_smoothing: float = 0.0
+    n_pixels: int | None = None
 
     def __post_init__(self):
         from scipy.interpolate import CubicSpline

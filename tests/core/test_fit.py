@@ -97,6 +97,8 @@ def test_bad_input(clean_model):
         model_from_stack(stack, [1.0])
     with pytest.raises(InputError, match="at least 4 distinct focus planes"):
         model_from_stack(stack, [1000.0, 1000.0])
+    with pytest.raises(InputError, match="stack must have images of the model's size, 32 x 32 px"):
+        track_fit(render_beads(11.5, 11.5, 1500.0, n_pixels=24), clean_model)
     with pytest.raises(InputError, match="iterations"):
         track_fit(stack, clean_model, iterations=0)
     with pytest.raises(InputError, match="x must be a scalar or have shape"):
