@@ -65,6 +65,7 @@ _LAZY = {
     "extension": "analysis.extension",
     "summarize_results": "jobs.summary",
     "find_beads": "core.find_beads",
+    "crlb": "core.crlb",
 }
 
 

@@ -160,6 +160,7 @@ def run_demo(
         f"{report.n_chunks} chunks on {workers} workers)")
     say(f"  RMS error vs ground truth (method {ds.attrs.get('method', 'magtrack')}): x {rms['x']:.2f} nm, y {rms['y']:.2f} nm, z {rms['z']:.1f} nm"
         + (f" ({z_missing} bead-frames without z)" if z_missing else ""))
+    say(_bound_line(paths, rms, roi))
     say(f"  results: {paths['results']}  (xarray.open_zarr; `magtrack-dask info` describes it)")
     say(f"  again:   magtrack-dask track {paths['archive']} --zlut {paths['zlut']} --out {paths['results']} "
         "--overwrite")
@@ -238,6 +239,26 @@ def _simulate_inputs(paths: dict, *, frames: int, beads: int, roi: int, seed: in
               attrs={"frames_per_step": frames_per_step})
     say(f"[3/5] calibration: focus stepped {z_steps[0]:.0f}-{z_steps[-1]:.0f} nm in {Z_STEP_NM:.0f} nm "
         f"steps, {frames_per_step} frames each -> per-bead Z-LUT {zlut.shape} ({time.perf_counter() - t:.1f} s)")
+
+
+def _bound_line(paths: dict, rms: dict, roi: int, samples: int = 200) -> str:
+    """The RMS errors over the Cramer-Rao bound of the demo's images (photon noise, ``PHOTONS``),
+    the bound taken at up to ``samples`` of the simulated bead positions."""
+    import zarr
+
+    from magtrack_dask.core.crlb import crlb, simulator_model
+
+    g = zarr.open_group(paths["archive"], mode="r")
+    rois = np.asarray(g["rois"][...])  # [top, bottom, left, right] per bead
+    x = g["truth_x"][...] - rois[:, 2:3]
+    y = g["truth_y"][...] - rois[:, 0:1]
+    z = g["truth_z"][...]
+    pick = np.random.default_rng(0).permutation(x.size)[:samples]
+    bound = crlb(simulator_model(n_pixels=roi, photons=PHOTONS), x.ravel()[pick], y.ravel()[pick], z.ravel()[pick])
+    bound = {k: _rms(b * (PIXEL_SIZE_NM if k != "z" else 1.0)) for k, b in zip("xyz", bound)}
+    ratio = {k: rms[k] / bound[k] for k in "xyz"}
+    return (f"  RMS / Cramer-Rao bound: x {ratio['x']:.2f}, y {ratio['y']:.2f}, z {ratio['z']:.2f} "
+            f"(bound x {bound['x']:.2f} nm, y {bound['y']:.2f} nm, z {bound['z']:.1f} nm)")
 
 
 def _accuracy(paths: dict):

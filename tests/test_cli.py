@@ -288,6 +288,9 @@ def test_demo_smoke(tmp_path):
     assert m, res.stdout
     x, y, z = map(float, m.groups())
     assert x < 5 and y < 5 and z < 20  # nm, the accurate method
+    ratios = re.search(r"RMS / Cramer-Rao bound: x ([\d.]+), y ([\d.]+), z ([\d.]+) \(bound x ([\d.]+) nm", res.stdout)
+    assert ratios, res.stdout
+    assert all(0.5 < float(r) < 100 for r in ratios.groups()[:3]) and 0.1 < float(ratios.group(4)) < 10
     assert sorted(os.listdir(out)) == ["analysis.zarr", "archive.zarr", "calibration.zarr", "magnet_log.csv", "plots",
                                        "results.zarr", "zlut.zarr"]
     assert sorted(os.listdir(out / "plots")) == ["calibration_bead_000.png", "corrected_traces.png", "errors.png",
