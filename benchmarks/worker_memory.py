@@ -67,31 +67,32 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _container_lengths() -> dict:
+def _container_lengths(worker) -> dict:
     """``{'worker.attr': len}`` of every sized attribute of the distributed worker, its state machine and its
-    extensions (empty outside a worker): distributed's per-task bookkeeping shows up here."""
-    try:
-        from distributed import get_worker
-
-        worker = get_worker()
-    except (ImportError, ValueError):
+    extensions: distributed's per-task bookkeeping shows up here."""
+    if worker is None:
         return {}
     owners = {"worker": worker, "state": worker.state}
     owners.update({f"ext.{k}": v for k, v in getattr(worker, "extensions", {}).items()})
     out = {}
     for prefix, obj in owners.items():
-        for name, value in vars(obj).items():
+        names = set(getattr(obj, "__dict__", ()))
+        for cls in type(obj).__mro__:  # the state machine keeps its fields in slots
+            names.update(getattr(cls, "__slots__", ()))
+        for name in names:
+            value = getattr(obj, name, None)
             if isinstance(value, (dict, list, set, collections.deque)):
                 out[f"{prefix}.{name}"] = len(value)
     return out
 
 
-def sample(tracemalloc_frames: int = 0) -> dict:
-    """One sample of this process's memory (runs in each worker through ``client.run``)."""
+def sample(tracemalloc_frames: int = 0, dask_worker=None) -> dict:
+    """One sample of this process's memory (runs in each worker through ``client.run``, which passes
+    ``dask_worker``)."""
     gc.collect()
     types = collections.Counter(type(o).__name__ for o in gc.get_objects())
     out = {"rss": _rss(), "blocks": sys.getallocatedblocks(), "gc_types": dict(types), **_mallinfo(),
-           "containers": _container_lengths()}
+           "containers": _container_lengths(dask_worker)}
     if tracemalloc_frames:
         import tracemalloc
 
