@@ -30,6 +30,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import argparse  # noqa: E402
 import collections  # noqa: E402
 import ctypes  # noqa: E402
+import functools  # noqa: E402
 import gc  # noqa: E402
 import shutil  # noqa: E402
 import sys  # noqa: E402
@@ -67,11 +68,21 @@ def _rss() -> int:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+def _lru_sizes() -> dict:
+    """``{'lru module.function': entries}`` of every ``functools.lru_cache`` in this process (any library's)."""
+    out = {}
+    for obj in gc.get_objects():
+        if isinstance(obj, functools._lru_cache_wrapper):
+            name = f"lru {getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', '?')}"
+            out[name] = out.get(name, 0) + obj.cache_info().currsize
+    return out
+
+
 def _container_lengths(worker) -> dict:
     """``{'worker.attr': len}`` of every sized attribute of the distributed worker, its state machine and its
-    extensions: distributed's per-task bookkeeping shows up here."""
+    extensions (distributed's per-task bookkeeping), and the entries of every lru_cache."""
     if worker is None:
-        return {}
+        return _lru_sizes()
     owners = {"worker": worker, "state": worker.state}
     owners.update({f"ext.{k}": v for k, v in getattr(worker, "extensions", {}).items()})
     out = {}
@@ -83,7 +94,7 @@ def _container_lengths(worker) -> dict:
             value = getattr(obj, name, None)
             if isinstance(value, (dict, list, set, collections.deque)):
                 out[f"{prefix}.{name}"] = len(value)
-    return out
+    return {**out, **_lru_sizes()}
 
 
 def sample(tracemalloc_frames: int = 0, dask_worker=None) -> dict:
@@ -93,16 +104,17 @@ def sample(tracemalloc_frames: int = 0, dask_worker=None) -> dict:
     types = collections.Counter(type(o).__name__ for o in gc.get_objects())
     out = {"rss": _rss(), "blocks": sys.getallocatedblocks(), "gc_types": dict(types), **_mallinfo(),
            "containers": _container_lengths(dask_worker)}
-    if tracemalloc_frames:
+    if tracemalloc_frames:  # traced from the first sample on; compared with the second (after warm-up)
         import tracemalloc
 
         if not tracemalloc.is_tracing():
             tracemalloc.start(tracemalloc_frames)
-            _STATE["base"] = tracemalloc.take_snapshot()
         else:
             snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
+            if "base" not in _STATE:
+                _STATE["base"] = snap
             top = snap.compare_to(_STATE["base"], "traceback")[:8]
-            out["tracemalloc"] = [(s.size_diff, s.count_diff, s.traceback.format()[-4:]) for s in top]
+            out["tracemalloc"] = [(s.size_diff, s.count_diff, s.traceback.format()) for s in top]
     return out
 
 
@@ -253,9 +265,10 @@ def report(rows: list, label: str) -> None:
         a, b = pts[1][1], pts[-1][1]
         print(f"  gc types grown {pts[1][0]} -> {pts[-1][0]}:", _growth(a["gc_types"], b["gc_types"], 8))
         if b["containers"]:
-            print("  worker containers grown:", _growth(a["containers"], b["containers"], 8))
+            print("  containers grown:", _growth(a["containers"], b["containers"], 8))
         for size, count, tb in b.get("tracemalloc", [])[:5]:
-            print(f"  tracemalloc {size / 1024:+.1f} KiB {count:+d} blocks at", " | ".join(t.strip() for t in tb))
+            print(f"  tracemalloc {size / 1024:+.1f} KiB {count:+d} blocks at\n      "
+                  + "\n      ".join(t.strip() for t in tb if t.strip()))
 
 
 def main(argv=None) -> int:
