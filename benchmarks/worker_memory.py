@@ -97,9 +97,14 @@ def _container_lengths(worker) -> dict:
     return {**out, **_lru_sizes()}
 
 
-def sample(tracemalloc_frames: int = 0, dask_worker=None) -> dict:
+def sample(tracemalloc_frames: int = 0, clear_key_split: bool = False, dask_worker=None) -> dict:
     """One sample of this process's memory (runs in each worker through ``client.run``, which passes
-    ``dask_worker``)."""
+    ``dask_worker``). ``clear_key_split`` empties ``dask.utils.key_split``'s cache first (the experiment that
+    shows it holds the creep)."""
+    if clear_key_split:
+        from dask.utils import key_split
+
+        key_split.cache_clear()
     gc.collect()
     types = collections.Counter(type(o).__name__ for o in gc.get_objects())
     out = {"rss": _rss(), "blocks": sys.getallocatedblocks(), "gc_types": dict(types), **_mallinfo(),
@@ -176,15 +181,15 @@ def run_chunk(mode: str, i: int, archive: str, out: str | None) -> np.ndarray:
 class Recorder:
     """Samples at multiples of ``every`` chunks: ``rows`` of ``(chunks, seconds, {process: sample})``."""
 
-    def __init__(self, take, every: int, tracemalloc_frames: int):
-        self.take, self.every, self.tm = take, every, tracemalloc_frames
+    def __init__(self, take, every: int, tracemalloc_frames: int, clear_key_split: bool):
+        self.take, self.every, self.tm, self.clear = take, every, tracemalloc_frames, clear_key_split
         self.rows: list = []
         self.t0 = time.perf_counter()
         self.next = 0
 
     def __call__(self, n_done: int, force: bool = False) -> None:
         if n_done >= self.next or force:
-            self.rows.append((n_done, time.perf_counter() - self.t0, self.take(self.tm)))
+            self.rows.append((n_done, time.perf_counter() - self.t0, self.take(self.tm, self.clear)))
             print(f"  {n_done:>7} chunks {self.rows[-1][1]:7.0f} s  RSS MiB: "
                   + " ".join(f"{s['rss'] / 2**20:.1f}" for s in self.rows[-1][2].values()), flush=True)
             self.next = (n_done // self.every + 1) * self.every
@@ -215,11 +220,11 @@ def run_distributed(mode, client, n_chunks, archive, out, rec: Recorder, window:
     rec(n, force=rec.rows[-1][0] != n)
 
 
-def run_job_mode(client, archive, out, rec: Recorder, n_chunks: int):
+def run_job_mode(client, archive, out, rec: Recorder, n_chunks: int, batch_chunks: int | None):
     from magtrack_dask.jobs import run_job
 
     rec(0)
-    report = run_job(archive, out, client=client, max_chunks=n_chunks, overwrite=True,
+    report = run_job(archive, out, client=client, max_chunks=n_chunks, overwrite=True, batch_chunks=batch_chunks,
                      progress=lambda done, total, frames: rec(done))
     rec(report.n_computed, force=rec.rows[-1][0] != report.n_computed)
 
@@ -281,6 +286,9 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES",
                    help="trace allocations with this many frames from the first sample on (slow)")
+    p.add_argument("--batch-chunks", type=int, help="job mode: chunks per submitted batch (default the job's)")
+    p.add_argument("--clear-key-split", action="store_true",
+                   help="empty dask.utils.key_split's cache in each worker before each sample")
     p.add_argument("--dir", help="where to write the archive (default: a temporary folder, removed); an archive "
                                  "already there with enough chunks is reused")
     args = p.parse_args(argv)
@@ -315,7 +323,8 @@ def main(argv=None) -> int:
                               chunks=(1, args.chunk_frames, N_FIELDS + ctx["spec"].n_bins), fill_value=np.nan)
             _STATE.clear()
         if args.mode == "loop":
-            rec = Recorder(lambda tm: {"this process": sample(tm)}, args.every, args.tracemalloc)
+            rec = Recorder(lambda tm, clear: {"this process": sample(tm, clear)}, args.every, args.tracemalloc,
+                           args.clear_key_split)
             run_loop(args.chunks, archive, out, rec)
         else:
             from magtrack_dask.cluster import start_cluster
@@ -328,9 +337,10 @@ def main(argv=None) -> int:
 
             client = start_cluster(args.workers, dashboard_address=":0")
             with client.cluster, client:
-                rec = Recorder(lambda tm: client.run(wm.sample, tm), args.every, args.tracemalloc)
+                rec = Recorder(lambda tm, clear: client.run(wm.sample, tm, clear), args.every, args.tracemalloc,
+                               args.clear_key_split)
                 if args.mode == "job":
-                    run_job_mode(client, archive, out, rec, args.chunks)
+                    run_job_mode(client, archive, out, rec, args.chunks, args.batch_chunks)
                 else:
                     run_distributed(args.mode, client, args.chunks, archive, out if args.mode != "read" else None,
                                     rec, 2 * args.workers)
