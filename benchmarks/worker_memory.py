@@ -311,8 +311,9 @@ def main(argv=None) -> int:
         if not reuse:
             write_simulated_archive(archive, n_frames, 1, roi=args.roi, chunk_frames=args.chunk_frames,
                                     photons=1000.0, overwrite=True)
-        print(f"archive: {n_frames} frames, {args.chunks} chunks of {args.chunk_frames} frames, 1 bead, "
-              f"{args.roi} px ROIs ({'reused' if reuse else f'written in {time.perf_counter() - t0:.0f} s'}); "
+        held = open_archive(archive).data.numblocks[0]  # a reused archive may hold more chunks than are run
+        print(f"archive: {held} chunks of {args.chunk_frames} frames, 1 bead, {args.roi} px ROIs "
+              f"({'reused' if reuse else f'written in {time.perf_counter() - t0:.0f} s'}), {args.chunks} run; "
               f"MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')}")
         shutil.rmtree(out, ignore_errors=True)
         if args.mode not in ("job", "trivial", "read"):
