@@ -27,7 +27,8 @@ def _archive(path):
     rng = np.random.default_rng(3)
     imgs = render_beads(7.5 + rng.uniform(-1, 1, 8), 7.5 + rng.uniform(-1, 1, 8), rng.uniform(800, 2400, 8),
                         n_pixels=ROI, dtype="float64")  # (roi, roi, 8)
-    frames = rng.poisson(np.tile(imgs, (1, 1, N_CHUNKS // 8)).transpose(2, 0, 1)[:, None]).astype(np.uint16)
+    means = np.tile(imgs, (1, 1, -(-N_CHUNKS // 8)))[:, :, :N_CHUNKS]  # (roi, roi, N_CHUNKS)
+    frames = rng.poisson(means.transpose(2, 0, 1)[:, None]).astype(np.uint16)
     create_archive(path, frames, layout="tbyx", chunk_frames=1)
     return resolve_source(str(path))
 
