@@ -27,7 +27,7 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
 from zarr.storage import LocalStore
 
 from magtrack_dask.io.paths import ArchiveError
-from magtrack_dask.io.shard_read import check_shard_indexes, decode_blosc_chunk, read_whole_shard
+from magtrack_dask.io.shard_read import check_shard_indexes, decode_blosc_chunk, read_whole_shard, spans_one_unit
 
 __all__ = ["read_frames", "read_whole_chunk"]
 
@@ -131,10 +131,8 @@ def read_whole_chunk(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
         missing, fails its checksum or does not decode to the declared size.
     """
     codecs = _blosc_codecs(arr, axis)
-    if codecs is None:
-        return None
-    unit, n_frames = arr.chunks[axis], arr.shape[axis]
-    if start % unit or stop != min(start + unit, n_frames) or stop <= start:
+    unit = arr.chunks[axis]
+    if codecs is None or not spans_one_unit(start, stop, unit, arr.shape[axis]):
         return None
     coords = tuple(start // unit if i == axis else 0 for i in range(arr.ndim))
     path = os.path.join(os.fspath(arr.store.root), arr.path, arr.metadata.encode_chunk_key(coords))

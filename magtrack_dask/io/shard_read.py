@@ -22,23 +22,22 @@ from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec, ShardingCodec
 from magtrack_dask.io.format import blosc_sizes
 from magtrack_dask.io.paths import ArchiveError
 
-__all__ = ["check_shard_indexes", "decode_blosc_chunk", "read_whole_shard"]
+__all__ = ["check_shard_indexes", "decode_blosc_chunk", "read_whole_shard", "spans_one_unit"]
 
 _EMPTY = np.uint64(2**64 - 1)  # an index entry of a chunk that is not stored
+
+
+def spans_one_unit(start: int, stop: int, unit: int, n_frames: int) -> bool:
+    """Whether frames ``start .. stop - 1`` are exactly one stored chunk or shard of ``unit`` frames."""
+    return start % unit == 0 and stop == min(start + unit, n_frames) and stop > start
 
 
 def read_whole_shard(arr: zarr.Array, start: int, stop: int, axis: int) -> np.ndarray | None:
     """Frames ``start .. stop - 1`` along ``axis`` when they are exactly one stored shard.
 
-    Parameters
-    ----------
-    arr : zarr.Array
-        Sharded along ``axis`` only (Zarr v3 ``sharding_indexed``).
-    start, stop : int
-        A shard's frame range: ``start`` on a shard boundary, ``stop`` the
-        shard's end (or the array's, for the last shard).
-    axis : int
-        The frame axis.
+    The parameters are :func:`~magtrack_dask.io.chunk_read.read_whole_chunk`'s
+    with a shard for a chunk: ``arr`` sharded along ``axis`` only (Zarr v3
+    ``sharding_indexed``), ``start, stop`` one shard's frame range.
 
     Returns
     -------
@@ -54,10 +53,8 @@ def read_whole_shard(arr: zarr.Array, start: int, stop: int, axis: int) -> np.nd
         decode to the declared chunk size.
     """
     codec = _sharding_codec(arr, axis)
-    if codec is None:
-        return None
-    unit, n_frames = arr.shards[axis], arr.shape[axis]
-    if start % unit or stop != min(start + unit, n_frames) or stop <= start:
+    unit = None if codec is None else arr.shards[axis]
+    if unit is None or not spans_one_unit(start, stop, unit, arr.shape[axis]):
         return None
     data = _get(arr, start // unit, axis)
     if data is None:
