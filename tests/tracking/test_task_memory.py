@@ -9,6 +9,7 @@ import gc
 import tracemalloc
 
 import numpy as np
+import pytest
 
 from magtrack_dask.core.pipeline import check_stage_keywords, profile_bins
 from magtrack_dask.core.symmetry import MIN_SYMMETRY
@@ -22,19 +23,21 @@ WARM_UP = 80  # first calls fill the library caches (numba dispatch, zarr metada
 ROI = 16
 
 
-def _archive(path):
-    """``tbyx`` archive of one bead, one frame per chunk: 8 bead images repeated with fresh shot noise."""
+def _archive(path, shard_frames):
+    """``tbyx`` archive of one bead, one frame per chunk (and per shard, when sharded): 8 bead images repeated
+    with fresh shot noise. One task reads one whole chunk or shard, as in a job."""
     rng = np.random.default_rng(3)
     imgs = render_beads(7.5 + rng.uniform(-1, 1, 8), 7.5 + rng.uniform(-1, 1, 8), rng.uniform(800, 2400, 8),
                         n_pixels=ROI, dtype="float64")  # (roi, roi, 8)
     means = np.tile(imgs, (1, 1, -(-N_CHUNKS // 8)))[:, :, :N_CHUNKS]  # (roi, roi, N_CHUNKS)
     frames = rng.poisson(means.transpose(2, 0, 1)[:, None]).astype(np.uint16)
-    create_archive(path, frames, layout="tbyx", chunk_frames=1)
+    create_archive(path, frames, layout="tbyx", chunk_frames=1, shard_frames=shard_frames)
     return resolve_source(str(path))
 
 
-def test_task_keeps_nothing_per_chunk(tmp_path):
-    src = _archive(tmp_path / "a.zarr")
+@pytest.mark.parametrize("shard_frames", [0, 1], ids=["unsharded", "sharded"])
+def test_task_keeps_nothing_per_chunk(tmp_path, shard_frames):
+    src = _archive(tmp_path / "a.zarr", shard_frames)
     pipeline = check_stage_keywords(None)
     spec = ChunkSpec(layout=src.layout, rois=src.crop_rois, offsets=src.rois,
                      n_bins=profile_bins(src.roi_size, pipeline).n_bins, pipeline=pipeline, device="cpu",
