@@ -51,7 +51,7 @@ def _peak_rss_mib() -> float:
     return _peak_rss() / 2**20
 
 
-def in_memory_rate(archive, chunk: int):
+def in_memory_rate(archive, chunk: int, method: str):
     """Single-process rates on frames already in memory, batch by batch.
 
     Returns frames/s of crop + float conversion + core, of the core alone, and x
@@ -69,7 +69,7 @@ def in_memory_rate(archive, chunk: int):
         stack = stack.reshape(r, r, -1)
         t1 = time.perf_counter()
         with core.core_threads(1):  # one core, as each worker
-            x = core.stack_to_xyzp(stack)[0]
+            x = core.track_stack(stack, method=method)[0]
         t2 = time.perf_counter()
         t_crop, t_core = t_crop + t1 - t0, t_core + t2 - t1
         xs.append(np.asarray(x).reshape(len(rois), -1) + rois[:, 2:3])
@@ -87,6 +87,8 @@ def main(argv=None):
     p.add_argument("--dir", default=None, help="scratch directory (default: a temporary one)")
     p.add_argument("--archive", default=None, help="reuse (or create and keep) this input archive")
     p.add_argument("--repeat", type=int, default=2, help="best of N alternating runs (shared machines are noisy)")
+    p.add_argument("--method", default="magtrack", choices=("magtrack", "accurate"),
+                   help="the core's method, the same on both sides (default magtrack: the reference's pipeline)")
     p.add_argument("--dask-defaults", action="store_true",
                    help="start the cluster with Dask's housekeeping settings (start_cluster(batch_config=False))")
     args = p.parse_args(argv)
@@ -104,20 +106,20 @@ def main(argv=None):
         client = start_cluster(args.workers, batch_config=not args.dask_defaults, dashboard_address=":0")
         with client.cluster, client:  # the client closes first
             # Warm-up: imports and first-call costs in every worker, not timed.
-            client.compute(track(src).isel(frame=slice(0, 8 * args.workers))[["x"]]).result()
+            client.compute(track(src, method=args.method).isel(frame=slice(0, 8 * args.workers))[["x"]]).result()
             mem_rate = core_rate = dask_rate = unchecked_rate = job_rate = 0.0
             for _ in range(args.repeat):  # alternate, so both sides see the same machine load
-                m, c, x_ref = in_memory_rate(arch, args.chunk_frames)
+                m, c, x_ref = in_memory_rate(arch, args.chunk_frames, args.method)
                 mem_rate, core_rate = max(mem_rate, m), max(core_rate, c)
                 t0 = time.perf_counter()  # without the lost-bead check: what the check costs
-                write_results(track(src, min_symmetry=0), out, overwrite=True)
+                write_results(track(src, min_symmetry=0, method=args.method), out, overwrite=True)
                 unchecked_rate = max(unchecked_rate, args.frames / (time.perf_counter() - t0))
                 t0 = time.perf_counter()
-                ds = track(src)
+                ds = track(src, method=args.method)
                 write_results(ds, out, overwrite=True)
                 dask_rate = max(dask_rate, args.frames / (time.perf_counter() - t0))
                 t0 = time.perf_counter()  # the job: streaming driver, sharded results store, job record
-                run_job(src, os.path.join(tmp, "job.zarr"), client=client, overwrite=True)
+                run_job(src, os.path.join(tmp, "job.zarr"), client=client, overwrite=True, method=args.method)
                 job_rate = max(job_rate, args.frames / (time.perf_counter() - t0))
             n_tasks = len(ds.x.chunks[1])
             peak = max(client.run(_peak_rss_mib).values())
@@ -132,6 +134,7 @@ def main(argv=None):
         ("archive", f"{args.frames} frames {info['frame_shape'][0]}x{info['frame_shape'][1]} uint16, "
                     f"{args.beads} beads x {args.roi} px, {info['nbytes'] / 1e9:.2f} GB raw, "
                     f"ratio {info['compression_ratio']:.2f}, simulated in {t_write:.0f} s"),
+        ("method", args.method),
         ("tasks", f"{n_tasks} x {args.chunk_frames} frames ({args.chunk_frames * args.beads} ROIs per core call)"),
         ("in-memory, 1 process: crop + core", f"{mem_rate:8.0f} frames/s  ({mem_rate * args.beads:.0f} ROIs/s)"),
         ("in-memory, 1 process: core alone", f"{core_rate:8.0f} frames/s  ({core_rate * args.beads:.0f} ROIs/s)"),
