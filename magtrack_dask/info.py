@@ -73,7 +73,7 @@ def _describe_fit_zlut(path: str, group: zarr.Group) -> dict[str, Any]:
     rows = [models] if shared else models
     return {"kind": "zlut", "path": path, "method": "fit", "models": "shared" if shared else "per-bead",
             "n_models": len(rows), "planes": sorted({m.z.size for m in rows}),
-            "z_range": [min(m.z[0] for m in rows), max(m.z[-1] for m in rows)], "attrs": attrs}
+            "z_range": [float(min(m.z[0] for m in rows)), float(max(m.z[-1] for m in rows))], "attrs": attrs}
 
 
 def describe_path(path) -> dict[str, Any]:
