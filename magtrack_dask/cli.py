@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "--overwrite.")
     p.add_argument("archive", metavar="ARCHIVE", help="archive (Zarr v3 group: tyx, tbyx or yxt layout)")
     p.add_argument("--out", required=True, metavar="RESULTS", help="results store to write (Zarr v3 folder)")
-    p.add_argument("--zlut", metavar="ZLUT", help="Z-LUT (from 'zlut build', or a .npy); without it z is NaN")
+    p.add_argument("--zlut", metavar="ZLUT", help="Z-LUT (from 'zlut build', or a .npy); without it z is NaN "
+                   "(--method fit needs one: 'zlut build --method fit')")
     _add_method_option(p, "tracking method; a Z-LUT from 'zlut build' must use the same")
     _add_cluster_options(p, None)
     p.add_argument("--gpu", action="store_true", help="run the core on GPUs (CuPy; LocalCUDACluster)")
@@ -156,14 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     b = zsub.add_parser("build", help="per-bead Z-LUTs from a calibration archive",
                         description="Build per-bead Z-LUTs (n_beads, 1 + n_bins, n_ref) from a calibration archive "
                         "(an archive with a 'calibration_z' array: each frame's z in nm). Every frame is tracked; the "
-                        "radial profiles about the tracked centres are averaged per focus step.")
+                        "radial profiles about the tracked centres are averaged per focus step. With --method fit: "
+                        "each bead's image model, learned from its frames (a Zarr v3 group).")
     b.add_argument("calibration", metavar="CALIBRATION", help="calibration archive")
     b.add_argument("--out", required=True, metavar="ZLUT", help="Z-LUT to write (Zarr v3 array folder)")
     b.add_argument("--z-resolution-nm", type=_positive_float, default=1.0, metavar="NM",
                    help="frames whose z agree to NM form one step (default 1)")
     b.add_argument("--frames-per-task", type=_positive_int, metavar="N", help="frames per task")
     b.add_argument("--overwrite", action="store_true", help="replace an existing Z-LUT")
-    _add_method_option(b, "profile method, recorded in the Z-LUT: track with the same", ("accurate", "magtrack"))
+    _add_method_option(b, "method that will track with the Z-LUT, recorded in it: track with the same")
     b.add_argument("--png", metavar="FILE", help="also save an image of the Z-LUT")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--scheduler", metavar="ADDRESS", help="run on a running Dask scheduler")
@@ -368,8 +370,12 @@ def _cmd_zlut(args) -> int:
             close_client(client)
     save_zlut(args.out, zlut, source=os.path.abspath(args.calibration), roi_size_px=info["roi_size"],
               overwrite=args.overwrite, method=args.method)
-    print(f"{args.out}: Z-LUT of {zlut.shape[0]} beads, {zlut.shape[1] - 1} radial bins, {zlut.shape[2]} steps "
-          f"from z = {zlut[0, 0, 0]:.1f} to {zlut[0, 0, -1]:.1f} nm")
+    if args.method == "fit":
+        print(f"{args.out}: image models (method fit) of {len(zlut)} beads, {zlut[0].z.size} planes from z = "
+              f"{zlut[0].z[0]:.1f} to {zlut[0].z[-1]:.1f} nm")
+    else:
+        print(f"{args.out}: Z-LUT of {zlut.shape[0]} beads, {zlut.shape[1] - 1} radial bins, {zlut.shape[2]} steps "
+              f"from z = {zlut[0, 0, 0]:.1f} to {zlut[0, 0, -1]:.1f} nm")
     if args.png:
         from magtrack_dask.plots import plot_zlut
 

@@ -3,7 +3,8 @@
 Metadata is read, plus a job's ``done`` record (one byte a frame chunk) and,
 for an archive, the sizes of a fixed sample of its chunks (past 32 stored
 objects the stored size is labelled as estimated); it works while a job is
-still writing the store (before the metadata is consolidated).
+still writing the store (before the metadata is consolidated). The image models of a
+'fit' Z-LUT are read whole (they are small).
 """
 
 from __future__ import annotations
@@ -63,6 +64,18 @@ def _describe_results(path: str, root: zarr.Group) -> dict[str, Any]:
     return info
 
 
+def _describe_fit_zlut(path: str, group: zarr.Group) -> dict[str, Any]:
+    """The image models of a 'fit' Z-LUT (:func:`magtrack_dask.zlut.save_zlut`)."""
+    from magtrack_dask.zlut import load_zlut
+
+    models, attrs = load_zlut(path)
+    shared = attrs.get("n_beads") is None
+    rows = [models] if shared else models
+    return {"kind": "zlut", "path": path, "method": "fit", "models": "shared" if shared else "per-bead",
+            "n_models": len(rows), "planes": sorted({m.z.size for m in rows}),
+            "z_range": [float(min(m.z[0] for m in rows)), float(max(m.z[-1] for m in rows))], "attrs": attrs}
+
+
 def describe_path(path) -> dict[str, Any]:
     """Describe an archive, a results store or a Z-LUT.
 
@@ -75,6 +88,9 @@ def describe_path(path) -> dict[str, Any]:
     info : dict
         ``kind`` is ``'archive'``, ``'calibration archive'``, ``'results'`` or
         ``'zlut'``; the other keys depend on it (see ``magtrack-dask info``).
+        The 'fit' method's image models are a ``'zlut'`` with ``method``
+        'fit', ``models`` ('shared' or 'per-bead'), ``n_models`` and
+        ``planes`` (their numbers of focus planes) instead of a ``shape``.
 
     Raises
     ------
@@ -102,6 +118,8 @@ def describe_path(path) -> dict[str, Any]:
                 "dims": list(node.metadata.dimension_names or ()), "z_range": [float(lut[..., 0, 0].min()),
                 float(lut[..., 0, -1].max())], "attrs": attrs}
     attrs = dict(node.attrs)
+    if attrs.get("magtrack_dask_zlut") is not None and attrs.get("method") == "fit":
+        return _describe_fit_zlut(path, node)
     if "layout" in attrs and "frames" in node:
         from magtrack_dask.io.archive import describe_archive
 
@@ -155,7 +173,11 @@ def format_info(info: dict[str, Any]) -> str:
             lines.append(f"    {k}: {_fmt(v)}")
         return "\n".join(lines)
     if info["kind"] == "zlut":
-        lines.append(f"  shape: {tuple(info['shape'])}" + (f" {tuple(info['dims'])}" if info.get("dims") else ""))
+        if info.get("method") == "fit":
+            lines.append(f"  image models of method fit: {info['n_models']} {info['models']}, "
+                         f"{'/'.join(map(str, info['planes']))} focus planes")
+        else:
+            lines.append(f"  shape: {tuple(info['shape'])}" + (f" {tuple(info['dims'])}" if info.get("dims") else ""))
         if "z_range" in info:
             lines.append(f"  z: {info['z_range'][0]:g} to {info['z_range'][1]:g} "
                          f"{info['attrs'].get('z_units', 'nm')}")

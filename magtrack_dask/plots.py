@@ -155,9 +155,10 @@ def plot_zlut(zlut, path=None, *, beads=None, max_beads: int = 6):
 
     Parameters
     ----------
-    zlut : array_like or str
+    zlut : array_like, str, RadialModel or list of RadialModel
         ``(1 + n_bins, n_ref)`` or ``(n_beads, 1 + n_bins, n_ref)``, or a Z-LUT
-        file (:func:`magtrack_dask.zlut.load_zlut`).
+        file (:func:`magtrack_dask.zlut.load_zlut`); the 'fit' method's image
+        models are shown as their radial profiles at 1 px radii, per plane.
     path : str or os.PathLike, optional
         Save a PNG here.
     beads : sequence of int, optional
@@ -173,21 +174,19 @@ def plot_zlut(zlut, path=None, *, beads=None, max_beads: int = 6):
         from magtrack_dask.zlut import load_zlut
 
         zlut, attrs = load_zlut(zlut)
-    lut = np.asarray(zlut, dtype=float)
-    if lut.ndim == 2:
-        lut = lut[None]
-    beads = list(beads) if beads is not None else list(range(min(max_beads, lut.shape[0])))
+    tables, models = _zlut_tables(zlut)
+    beads = list(beads) if beads is not None else list(range(min(max_beads, len(tables))))
     cols = min(3, len(beads))
     rows = -(-len(beads) // cols)
     fig = _figure(figsize=(3.6 * cols + 0.8, 3.0 * rows + 0.6))
     axes = np.atleast_1d(fig.subplots(rows, cols, sharex=True, sharey=True, squeeze=False)).ravel()
-    profiles = lut[beads, 1:, :]
+    profiles = np.concatenate([tables[b][1:].ravel() for b in beads])
     vmin, vmax = np.nanpercentile(profiles, [1, 99])
     z_units = attrs.get("z_units", "nm")
     for ax, b in zip(axes, beads):
-        z = lut[b, 0]
-        n_bins = lut.shape[1] - 1
-        im = ax.imshow(lut[b, 1:], aspect="auto", origin="lower", cmap="magma", vmin=vmin, vmax=vmax,
+        z = tables[b][0]
+        n_bins = tables[b].shape[0] - 1
+        im = ax.imshow(tables[b][1:], aspect="auto", origin="lower", cmap="magma", vmin=vmin, vmax=vmax,
                        extent=(z[0], z[-1], -0.5, n_bins - 0.5), interpolation="nearest")
         ax.set_title(f"bead {b}", fontsize="medium")
     for ax in axes[len(beads):]:
@@ -196,10 +195,29 @@ def plot_zlut(zlut, path=None, *, beads=None, max_beads: int = 6):
         ax.set_xlabel(f"reference z ({z_units})")
     for ax in axes[::cols]:
         ax.set_ylabel("radius (px)")
-    fig.colorbar(im, ax=axes[: len(beads)].tolist(), label="mean intensity (counts)", shrink=0.9)
+    fig.colorbar(im, ax=axes[: len(beads)].tolist(), label="model intensity" if models else
+                 "mean intensity (counts)", shrink=0.9)
     src = attrs.get("source")
-    fig.suptitle("Z-LUT" + (f" — {os.path.basename(str(src).rstrip('/'))}" if src else ""))
+    fig.suptitle(("Z-LUT (fit models)" if models else "Z-LUT")
+                 + (f" — {os.path.basename(str(src).rstrip('/'))}" if src else ""))
     return _save(fig, path)
+
+
+def _zlut_tables(zlut) -> tuple[list[np.ndarray], bool]:
+    """A Z-LUT as one ``(1 + n_bins, n_ref)`` table per bead, and whether it was image models
+    (their profiles at radii 0, 1, ... px, to half the model's image side, on their planes)."""
+    from magtrack_dask.core.radial_model import RadialModel
+    from magtrack_dask.zlut import fit_models
+
+    models = fit_models(zlut)
+    if models is None:
+        lut = np.asarray(zlut, dtype=float)
+        return list(lut[None] if lut.ndim == 2 else lut), False
+    tables = []
+    for model in [models] if isinstance(models, RadialModel) else models:
+        n_bins = model.n_pixels // 2 if model.n_pixels else int(np.ceil(model.r_max))
+        tables.append(np.vstack([model.z, model.profile(np.arange(n_bins, dtype=np.float64))]))
+    return tables, True
 
 
 def plot_truth(results, truth: dict, path=None, *, max_points: int = 20000):

@@ -51,6 +51,24 @@ def zlut():
     return make_zlut(np.arange(Z_RANGE_NM[0] - 500, Z_RANGE_NM[1] + 501, 50.0), n_pixels=ROI, oversample_frames=16)
 
 
+@pytest.fixture(scope="session")
+def fit_models(calibration):
+    """The 'fit' method's image models of the 3 calibration beads (build_zlut), one per bead."""
+    from magtrack_dask.zlut import build_zlut
+
+    return build_zlut(calibration, method="fit", frames_per_task=40)
+
+
+@pytest.fixture(scope="session")
+def fit_zlut_path(tmp_path_factory, fit_models, calibration):
+    """``fit_models`` saved as a Z-LUT (a Zarr group recording method 'fit')."""
+    from magtrack_dask.zlut import save_zlut
+
+    path = str(tmp_path_factory.mktemp("fit-zlut") / "fit.zarr")
+    save_zlut(path, fit_models, source=calibration, roi_size_px=ROI)
+    return path
+
+
 @pytest.fixture(scope="module")
 def client():
     """start_cluster's LocalCluster: 2 worker processes, 1 thread each, one per test module.
@@ -165,7 +183,8 @@ TRACKED = ("x", "y", "z", "profiles", "flags")
 
 def track_in_memory(path, zlut=None, method="accurate") -> dict:
     """The reference of the Dask layer: every ROI cropped in memory, ``track_stack(method=)`` per bead
-    (``'magtrack'``: stack_to_xyzp; ``'accurate'``, the workflow's default).
+    (``'magtrack'``: stack_to_xyzp; ``'accurate'``, the workflow's default; ``'fit'`` with a model,
+    or a list of one per bead, as ``zlut``).
 
     Returns ``{name: (bead, frame[, radius]) ndarray}`` for x, y (full-frame px), z, profiles.
     """
@@ -183,7 +202,7 @@ def track_in_memory(path, zlut=None, method="accurate") -> dict:
             st = frames[:, b].transpose(1, 2, 0)
         else:
             st, top, left = frames, 0, 0
-        lut = zlut[b] if zlut is not None and zlut.ndim == 3 else zlut
+        lut = zlut[b] if isinstance(zlut, list) or (isinstance(zlut, np.ndarray) and zlut.ndim == 3) else zlut
         # Frames-last C order, as a user of the core would stack them (the tracking crops frame-major)
         x, y, z, p = core.track_stack(np.ascontiguousarray(st, dtype=np.float64), lut, method=method)
         for k, v in zip(out, (x + left, y + top, z, p.T)):

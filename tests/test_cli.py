@@ -230,6 +230,31 @@ def test_zlut_build_then_track_and_info(archives, scheduler, tmp_path):
     assert "finished chunks: 3/3 (complete)" in text and "profiles" in text
 
 
+def test_zlut_build_fit_then_info_and_track(archives, calibration, fit_models, scheduler, tmp_path):
+    lut = tmp_path / "fit.zarr"
+    res = cli("zlut", "build", calibration, "--out", lut, "--method", "fit", "--frames-per-task", 40,
+              "--png", tmp_path / "fit.png", "--scheduler", scheduler)
+    assert res.returncode == 0, res.stderr
+    assert "image models (method fit) of 3 beads, 45 planes from z = 500.0 to 2700.0 nm" in res.stdout
+    models, attrs = load_zlut(lut)
+    assert attrs["method"] == "fit" and attrs["roi_size_px"] == ROI and attrs["source"] == calibration
+    for got, want in zip(models, fit_models):  # build_zlut's models, on the cluster
+        np.testing.assert_array_equal(got.coef, want.coef)
+    assert os.path.getsize(tmp_path / "fit.png") > 10_000
+    text = cli("info", lut).stdout
+    assert "image models of method fit: 3 per-bead, 45 focus planes" in text and "z: 500 to 2700 nm" in text
+    res = cli("track", archives["tyx"], "--out", tmp_path / "r.zarr", "--zlut", lut, "--method", "fit",
+              "--scheduler", scheduler, "--no-progress")
+    assert res.returncode == 0, res.stderr
+    info = json.loads(cli("info", tmp_path / "r.zarr", "--json").stdout)
+    assert info["job"]["complete"] and info["parameters"]["method"] == "fit"
+    assert info["parameters"]["zlut_kind"] == "per-bead"
+    assert_usage_error(cli("track", archives["tyx"], "--out", tmp_path / "a.zarr", "--zlut", lut),
+                       "was built with method 'fit'; tracking with method 'accurate'")
+    assert_usage_error(cli("track", archives["tyx"], "--out", tmp_path / "n.zarr", "--method", "fit"),
+                       "method 'fit' needs a Z-LUT")
+
+
 def test_import_tiff_layouts(archives, tmp_path):
     tifffile = pytest.importorskip("tifffile")
     a = open_archive(archives["tyx"])

@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import zarr
 
+from magtrack_dask.core.fit import model_from_stack
+from magtrack_dask.core.radial_model import RadialModel
 from magtrack_dask.io.archive import create_archive, open_archive
 from magtrack_dask.sim.beads import make_zlut
 from magtrack_dask.tracking import track
@@ -136,8 +138,8 @@ def test_the_lut_records_its_method_and_tracking_refuses_another(calibration, ar
     track(archives["tyx"], str(tmp_path / "any.npy"), method="magtrack")
     with pytest.raises(ValueError, match="method must be one of 'magtrack', 'accurate', 'fit'; got 'qi'"):
         save_zlut(path, lut, overwrite=True, method="qi")
-    with pytest.raises(ValueError, match="cannot make the 'fit' method's image model"):
-        build_zlut(calibration, method="fit")
+    with pytest.raises(ValueError, match=r"method='fit' saves image models \(a RadialModel or a list of them"):
+        save_zlut(path, lut, overwrite=True, method="fit")  # a table is no fit model
 
 
 def test_accurate_lut_tracks_z_better_than_the_magtrack_one(calibration, archives):
@@ -149,3 +151,100 @@ def test_accurate_lut_tracks_z_better_than_the_magtrack_one(calibration, archive
         assert np.isfinite(z).all()
         rms[method] = np.sqrt(np.mean((z - truth) ** 2))
     assert rms["accurate"] < 0.2 * rms["magtrack"], rms  # 2 nm against 40 nm when written
+
+
+# -- method 'fit': image models -------------------------------------------------------------
+
+
+def assert_same_model(got, want):
+    assert isinstance(got, RadialModel)
+    np.testing.assert_array_equal(got.z, want.z)
+    np.testing.assert_array_equal(got.coef, want.coef)
+    assert (got.spacing, got.z_smoothing, got.n_pixels) == (want.spacing, want.z_smoothing, want.n_pixels)
+
+
+def test_fit_models_are_the_cores_on_each_beads_calibration_frames(calibration, fit_models):
+    arch = open_archive(calibration)
+    frames, z = arch.data.compute(), arch.group[CALIBRATION_Z][...]
+    assert len(fit_models) == 3
+    for b, (top, bottom, left, right) in enumerate(arch.rois):
+        model = fit_models[b]
+        # planes at the steps' z, images of the ROI's size
+        np.testing.assert_allclose(model.z, CALIBRATION_STEPS, atol=1e-9)
+        assert model.n_pixels == ROI
+        # every frame holds its bead: the model is model_from_stack of them all
+        stack = np.ascontiguousarray(frames[:, top:bottom, left:right].transpose(1, 2, 0), dtype=np.float64)
+        want = model_from_stack(stack, z)
+        np.testing.assert_allclose(model.z, want.z, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(model.coef, want.coef, rtol=1e-9, atol=1e-9 * np.abs(want.coef).max())
+        assert (model.spacing, model.z_smoothing) == (want.spacing, want.z_smoothing)
+
+
+def test_fit_models_save_load_roundtrip(fit_models, calibration, tmp_path):
+    path = tmp_path / "fit.zarr"
+    group = save_zlut(path, fit_models, source=calibration, roi_size_px=ROI, attrs={"note": "test"})
+    assert isinstance(group, zarr.Group)
+    got, attrs = load_zlut(path)
+    assert isinstance(got, list) and len(got) == 3
+    for g, m in zip(got, fit_models):
+        assert_same_model(g, m)
+    assert attrs["method"] == "fit" and attrs["n_beads"] == 3 and attrs["source"] == calibration
+    assert attrs["roi_size_px"] == ROI and attrs["z_units"] == "nm" and attrs["note"] == "test"
+    # models of other sizes (the beads' coefficients differ in number) are padded and cut back
+    other = RadialModel(fit_models[0].z[:5], fit_models[0].coef[:5, :40], 0.5, 0.0, None)
+    save_zlut(path, [fit_models[1], other], overwrite=True)
+    two, _ = load_zlut(path)
+    assert_same_model(two[0], fit_models[1])
+    assert_same_model(two[1], other)
+    # one model for every bead
+    save_zlut(path, fit_models[2], overwrite=True)
+    shared, attrs = load_zlut(path)
+    assert_same_model(shared, fit_models[2])
+    assert attrs["n_beads"] is None and attrs["method"] == "fit"
+    # a table may replace models and models a table: nothing of the older store remains
+    table = np.vstack([CALIBRATION_STEPS, np.ones((ROI // 2, len(CALIBRATION_STEPS)))])
+    save_zlut(path, table, overwrite=True)
+    np.testing.assert_array_equal(load_zlut(path)[0], table)
+    save_zlut(path, fit_models, overwrite=True)
+    assert isinstance(load_zlut(path)[0], list) and sorted(zarr.open_group(path).array_keys()) == [
+        "coef", "n_coef", "n_pixels", "n_planes", "spacing", "z", "z_smoothing"]
+    with pytest.raises(ValueError, match=r"zlut holds image models \(RadialModel\) of method 'fit'; "
+                                         r"got method='accurate'"):
+        save_zlut(tmp_path / "other.zarr", fit_models, method="accurate")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        save_zlut(path, fit_models)
+    # in memory, load_zlut gives the models back as they are
+    assert all(a is b for a, b in zip(load_zlut(fit_models)[0], fit_models))
+    assert load_zlut(fit_models[0])[0] is fit_models[0]
+
+
+def test_fit_needs_four_found_steps(archives, tmp_path):
+    with pytest.raises(ValueError, match="method 'fit' needs at least 4 focus steps .*; the calibration has 3"):
+        build_zlut(archives["tyx"], z=np.repeat([1000.0, 1500.0, 2000.0], 15), method="fit")
+    path = str(tmp_path / "blank.zarr")  # a bead never found: blank frames
+    g = create_archive(path, np.full((4, 1, ROI, ROI), 1000, np.uint16), layout="tbyx")
+    z = g.create_array(CALIBRATION_Z, shape=(4,), dtype="float64")
+    z[...] = [1000, 1500, 2000, 2500]
+    with pytest.raises(ValueError, match="bead 0 was not found in any frame of the step at z = 1000.0 nm"):
+        build_zlut(path, method="fit")
+    with pytest.raises(ValueError, match="pipeline stage options apply to method='magtrack' only"):
+        build_zlut(path, method="fit", pipeline={"n auto_conv_multiline_sub_pixel": 3})
+
+
+def test_fit_luts_and_tables_refuse_each_others_method(calibration, archives, fit_zlut_path, fit_models, tmp_path):
+    with pytest.raises(ValueError, match=r"fit\.zarr was built with method 'fit'; tracking with method 'accurate' "
+                                         r"needs a Z-LUT built with 'accurate'"):
+        track(archives["tyx"], fit_zlut_path)
+    with pytest.raises(ValueError, match=r"zlut \(image models, RadialModel\) was built with method 'fit'; "
+                                         r"tracking with method 'magtrack'"):
+        track(archives["tyx"], fit_models, method="magtrack")
+    path = str(tmp_path / "accurate.zarr")
+    lut = np.vstack([CALIBRATION_STEPS, np.ones((ROI // 2, len(CALIBRATION_STEPS)))])
+    save_zlut(path, lut)
+    with pytest.raises(ValueError, match=r"accurate\.zarr was built with method 'accurate'; tracking with method "
+                                         r"'fit' needs a Z-LUT built with 'fit' \(zlut build --method fit\)"):
+        track(archives["tyx"], path, method="fit")
+    with pytest.raises(ValueError, match=r"method 'fit' needs image models .*; got a table of shape \(17, 45\)"):
+        track(archives["tyx"], lut, method="fit")  # a table without metadata
+    with pytest.raises(ValueError, match="method 'fit' needs a Z-LUT: the image model it fits to each ROI"):
+        track(archives["tyx"], method="fit")

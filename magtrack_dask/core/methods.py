@@ -131,9 +131,10 @@ def track_stack(stack, zlut=None, *, method: str = DEFAULT_METHOD):
     ----------
     stack : (n_pixels, n_pixels, n_images) array
         float32/float64 or uint8/uint16 (converted to float64), NumPy or CuPy.
-    zlut : (1 + n_bins, n_ref) array, optional
+    zlut : (1 + n_bins, n_ref) array or RadialModel, optional
         Built by :func:`zlut_from_stack` with the same ``method`` (any
         seed-format table for 'magtrack' and 'accurate'); without it z is NaN.
+        'fit' needs its :class:`~magtrack_dask.core.radial_model.RadialModel`.
     method : {'accurate', 'magtrack', 'fit'}, optional
         'magtrack' is :func:`~magtrack_dask.core.pipeline.stack_to_xyzp`.
 

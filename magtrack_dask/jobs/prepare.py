@@ -20,6 +20,7 @@ from typing import Callable
 import numpy as np
 
 from magtrack_dask.core.options import PipelineOptions
+from magtrack_dask.core.radial_model import RadialModel
 from magtrack_dask.io.paths import check_replaceable, remove_store
 from magtrack_dask.jobs.errors import JobError
 from magtrack_dask.jobs.record import JOB_FORMAT, JobRecord, fingerprint_changes, job_status
@@ -38,8 +39,18 @@ __all__ = ["prepare_job", "run_job"]
 def _zlut_digest(zlut) -> str:
     if zlut is None:
         return "none"
-    arr = np.ascontiguousarray(load_zlut(zlut)[0], dtype=np.float64)
-    return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
+    lut = load_zlut(zlut)[0]
+    if isinstance(lut, np.ndarray):
+        arr = np.ascontiguousarray(lut, dtype=np.float64)
+        return hashlib.sha256(repr(arr.shape).encode() + arr.tobytes()).hexdigest()
+    # The 'fit' method's image models: every field, and whether one model is shared by all beads.
+    shared = isinstance(lut, RadialModel)
+    h = hashlib.sha256(b"fit shared" if shared else b"fit per-bead")
+    for model in [lut] if shared else lut:
+        z, coef = (np.ascontiguousarray(a, dtype=np.float64) for a in (model.z, model.coef))
+        h.update(repr((z.shape, coef.shape, float(model.spacing), float(model.z_smoothing), model.n_pixels)).encode())
+        h.update(z.tobytes() + coef.tobytes())
+    return h.hexdigest()
 
 
 def _check_paths(archive, out: str, zlut, overwrite: bool):
@@ -142,9 +153,11 @@ def prepare_job(
         arrays are refused (a job's workers read the archive themselves).
     out : str or os.PathLike
         Results store (a Zarr v3 folder).
-    zlut : str, os.PathLike or array_like, optional
+    zlut : str, os.PathLike, array_like, RadialModel or list of RadialModel, optional
         Z-LUT as :func:`magtrack_dask.zlut.load_zlut` reads it (a Zarr array
-        from :func:`magtrack_dask.zlut.save_zlut`, a ``.npy`` file or an array).
+        from :func:`magtrack_dask.zlut.save_zlut`, a ``.npy`` file or an array;
+        for ``method='fit'`` the image models, or the group ``save_zlut``
+        writes of them: required).
     resume : bool, optional
         Continue a store made by the same job (same fingerprint): only the
         missing chunks are computed. Without it an existing store refuses.

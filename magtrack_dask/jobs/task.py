@@ -13,6 +13,7 @@ reading the results again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import zarr
@@ -35,8 +36,9 @@ class TaskContext:
     frames : zarr.Array
         The archive's image array.
     frame_axis : int
-    zlut : float64 ndarray or None
-        The checked Z-LUT.
+    zlut : float64 ndarray, RadialModel, tuple of RadialModel or None
+        The checked Z-LUT (:attr:`TrackZlut.table <magtrack_dask.tracking.lut.TrackZlut>`):
+        a table, or the 'fit' method's image models.
     spec : ChunkSpec
         The per-chunk options, passed to the tracking unchanged.
     arrays : dict of str to zarr.Array
@@ -51,7 +53,7 @@ class TaskContext:
 
     frames: zarr.Array = field(repr=False)
     frame_axis: int
-    zlut: np.ndarray | None = field(repr=False)
+    zlut: Any = field(repr=False)
     spec: ChunkSpec = field(repr=False)
     arrays: dict = field(repr=False)
     pixel_size_nm: float | None

@@ -49,10 +49,14 @@ def track(
         An archive (see :mod:`magtrack_dask.io.archive`) or an image array. For
         arrays without ``layout``: 4-D is ``'tbyx'``; 3-D is ``'tyx'`` when
         ``rois`` is given, else ``'yxt'``.
-    zlut : array_like or str, optional
+    zlut : array_like, str, RadialModel or list of RadialModel, optional
         One Z-LUT ``(1 + n_bins, n_ref)`` for all beads, or one per bead
         ``(n_beads, 1 + n_bins, n_ref)``, or a ``.npy``/Zarr path to one.
         Row 0 holds the reference z (nm, normally). Without it z is NaN.
+        ``method='fit'`` takes image models instead, and needs them: one
+        :class:`~magtrack_dask.core.radial_model.RadialModel` for all beads,
+        a list of one per bead (``build_zlut(..., method='fit')``), or the
+        Zarr path :func:`magtrack_dask.zlut.save_zlut` wrote them to.
     rois : array_like of int, shape (n_beads, 4), optional
         ``[top, bottom, left, right]``; overrides the archive's table. Required
         for ``'tyx'``; for ``'tbyx'`` it only supplies full-frame offsets.
@@ -85,7 +89,9 @@ def track(
     method : {'accurate', 'magtrack', 'fit'}, optional
         The core's method (:func:`magtrack_dask.track_stack`). Default
         'accurate', or 'magtrack' when ``pipeline`` is given. A Z-LUT file
-        must have been built with the same method.
+        must have been built with the same method; 'fit' fits each ROI to
+        its bead's image model (profiles: :func:`~magtrack_dask.core.profiles.radial_profile`
+        about the fitted centre, the bins of the other methods).
 
     Returns
     -------
@@ -103,7 +109,8 @@ def track(
     ------
     InputError
         Unknown ``layout`` or ``device``, bad ``rois``, a ``zlut`` whose shape or
-        per-bead count does not fit, an option out of range or an unknown stage
+        per-bead count does not fit, a ``zlut`` built with another method
+        (method 'fit' without models or with a table), an option out of range or an unknown stage
         option, a source without frames, an archive whose metadata lies
         (:class:`magtrack_dask.io.paths.ArchiveError`), a ``zlut`` whose values
         are malformed (see :func:`magtrack_dask.core.z.check_zlut`). All raised

@@ -36,7 +36,8 @@ def build_graph(plan) -> da.Array:
         (:func:`~magtrack_dask.tracking.task.track_chunk`).
     """
     source, spec, zlut = plan.source, plan.spec, plan.zlut.table
-    lut = None if zlut is None else dask.delayed(zlut, pure=True)  # one graph key, not one copy per task
+    # One graph key, not one copy per task; a tuple of per-bead models stays one object.
+    lut = None if zlut is None else dask.delayed(zlut, pure=True, traverse=False)
     k = N_FIELDS + spec.n_bins
     name = "track-" + dask.base.tokenize(source.data.name, zlut, spec)
     meta = np.empty((0, 0, 0), dtype=np.float64)

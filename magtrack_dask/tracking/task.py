@@ -21,6 +21,7 @@ import zarr
 from magtrack_dask import core
 from magtrack_dask.core.flags import Flag, pack_flags
 from magtrack_dask.core.options import PipelineOptions
+from magtrack_dask.core.radial_model import RadialModel
 from magtrack_dask.core.rois import crop_beads, crop_rois, saturated_beads, saturated_rois, saturated_stack
 from magtrack_dask.core.symmetry import SCREEN_MIN_ROI, SCREEN_STEP, lost_beads
 from magtrack_dask.io.layout import Layout
@@ -61,7 +62,8 @@ class ChunkSpec:
         0 turns the lost-bead check off.
     method : {'magtrack', 'accurate', 'fit'}
         The core's tracking method (:mod:`magtrack_dask.core.methods`);
-        ``pipeline`` applies to 'magtrack' only.
+        ``pipeline`` applies to 'magtrack' only; 'fit' takes image models
+        instead of a table.
     """
 
     layout: Layout
@@ -154,15 +156,17 @@ def _saturated(block: np.ndarray, layout: Layout, rois: np.ndarray | None) -> np
 # -- the task ----------------------------------------------------------------------------
 
 
-def track_chunk(block: np.ndarray, zlut: np.ndarray | None, *, spec: ChunkSpec) -> np.ndarray:
+def track_chunk(block: np.ndarray, zlut, *, spec: ChunkSpec) -> np.ndarray:
     """Track every bead of one frame chunk.
 
     Parameters
     ----------
     block : ndarray
         The chunk in ``spec.layout``.
-    zlut : float64 ndarray or None
-        ``(1 + n_bins, n_ref)``, or ``(n_beads, 1 + n_bins, n_ref)`` per bead; checked already.
+    zlut : float64 ndarray, RadialModel, tuple of RadialModel or None
+        ``(1 + n_bins, n_ref)``, or ``(n_beads, 1 + n_bins, n_ref)`` per bead;
+        for method 'fit' one image model, or one per bead. Checked already
+        (:func:`~magtrack_dask.tracking.lut.resolve_zlut`).
     spec : ChunkSpec
 
     Returns
@@ -192,9 +196,21 @@ def track_chunk(block: np.ndarray, zlut: np.ndarray | None, *, spec: ChunkSpec) 
     x, y, z = (np.asarray(a, dtype=np.float64).reshape(n_beads, -1) for a in (x, y, z))
     flags = pack_flags(
         x, y, z, roi_size=roi, edge_margin_px=spec.edge_margin_px, saturated=_saturated(block, spec.layout, spec.rois),
-        z_ref=None if zlut is None else zlut[..., 0, :],
+        z_ref=_z_ref(zlut),
     )
     return _fields(x + spec.offsets[:, 2:3], y + spec.offsets[:, 0:1], z, flags, prof)
+
+
+def _z_ref(zlut):
+    """The reference z :func:`~magtrack_dask.core.flags.pack_flags` flags the ends of: a table's row 0;
+    of a model its planes' first two and last two, which is all it looks at (models may differ in planes)."""
+    if zlut is None:
+        return None
+    if isinstance(zlut, RadialModel):
+        return zlut.z[[0, min(1, zlut.z.size - 1), max(zlut.z.size - 2, 0), -1]]
+    if isinstance(zlut, tuple):
+        return np.stack([_z_ref(model) for model in zlut])
+    return zlut[..., 0, :]
 
 
 def _to_device(stack: np.ndarray, device: str):
@@ -214,15 +230,15 @@ def _to_device(stack: np.ndarray, device: str):
     return xp, xp.asarray(np.ascontiguousarray(stack))
 
 
-def _run_core(xp, stack, zlut: np.ndarray | None, spec: ChunkSpec, n_beads: int):
+def _run_core(xp, stack, zlut, spec: ChunkSpec, n_beads: int):
     """x, y, z, profiles of every image, on the stack's device: one call of the
     core for every bead, then one z match per bead for per-bead Z-LUTs."""
-    per_bead = zlut is not None and zlut.ndim == 3
-    shared = None if (zlut is None or per_bead) else xp.asarray(zlut)
-    pipeline = spec.pipeline
     with core.core_threads(1):  # Dask runs one task per thread already: more would contend
         if spec.method == "fit":  # the model is per bead or shared: one fit call per bead
             return _fit_per_bead(xp, stack, zlut, n_beads)
+        per_bead = zlut is not None and zlut.ndim == 3
+        shared = None if (zlut is None or per_bead) else xp.asarray(zlut)
+        pipeline = spec.pipeline
         if spec.method == "accurate":
             x, y, z, prof = core.track_stack(stack, shared, method="accurate")
         elif pipeline.is_default:
@@ -239,10 +255,11 @@ def _run_core(xp, stack, zlut: np.ndarray | None, spec: ChunkSpec, n_beads: int)
     return x, y, z, prof
 
 
-def _fit_per_bead(xp, stack, zlut, n_beads: int):
+def _fit_per_bead(xp, stack, models: RadialModel | tuple[RadialModel, ...], n_beads: int):
+    """x, y, z, profiles of a bead-major stack, each bead fitted with its own model (or the shared one)."""
     n_frames = stack.shape[2] // n_beads
     parts = [core.track_stack(stack[:, :, b * n_frames : (b + 1) * n_frames],
-                              None if zlut is None else (zlut[b] if zlut.ndim == 3 else zlut), method="fit")
+                              models if isinstance(models, RadialModel) else models[b], method="fit")
              for b in range(n_beads)]
     return tuple(xp.concatenate([part[i] for part in parts], axis=-1) for i in range(4))
 
@@ -266,7 +283,7 @@ def _unreadable(n_beads: int, n_frames: int, n_bins: int, has_lut: bool) -> np.n
     return out
 
 
-def track_zarr_chunk(frame_numbers: np.ndarray, zlut: np.ndarray | None, *, frames: zarr.Array, frame_axis: int,
+def track_zarr_chunk(frame_numbers: np.ndarray, zlut, *, frames: zarr.Array, frame_axis: int,
                      spec: ChunkSpec) -> np.ndarray:
     """Read frames ``frame_numbers[0] .. frame_numbers[-1]`` of a Zarr array and track them.
 

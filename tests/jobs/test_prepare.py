@@ -92,3 +92,20 @@ def test_resuming_with_another_method_is_refused(archives, tmp_path):
     assert prepare_job(archives["yxt"], out, resume=True).fingerprint == job.fingerprint
     # stage options belong to the magtrack method: with them the default is 'magtrack'
     assert prepare_job(archives["yxt"], tmp_path / "m.zarr", pipeline={}).fingerprint["method"] == "magtrack"
+
+
+def test_fit_models_are_in_the_fingerprint_and_required(archives, fit_zlut_path, fit_models, tmp_path):
+    out = tmp_path / "r.zarr"
+    job = prepare_job(archives["tyx"], out, fit_zlut_path, method="fit")
+    assert job.fingerprint["method"] == "fit" and job.ds.attrs["zlut_kind"] == "per-bead"
+    # the same models in memory are the same job; other models are not
+    assert prepare_job(archives["tyx"], out, list(fit_models), method="fit", resume=True).fingerprint == \
+        job.fingerprint
+    with pytest.raises(JobError, match=r"other inputs or parameters \(zlut_sha256: "):
+        prepare_job(archives["tyx"], out, fit_models[::-1], method="fit", resume=True)
+    shared = prepare_module._zlut_digest(fit_models[0])
+    assert shared != prepare_module._zlut_digest(fit_models[:1]) != job.fingerprint["zlut_sha256"]
+    # a fit without models is bad input, refused before any store exists
+    with pytest.raises(JobError, match="cannot track .*: method 'fit' needs a Z-LUT: the image model"):
+        prepare_job(archives["tyx"], tmp_path / "none.zarr", method="fit")
+    assert not (tmp_path / "none.zarr").exists()

@@ -40,6 +40,18 @@ def test_results_equal_track_and_write_results(client, archives, zlut_path, tmp_
     assert "consolidated_metadata" in zarr.open_group(str(tmp_path / "job.zarr")).metadata.to_dict()
 
 
+def test_fit_method_job_equals_track_and_the_core(client, archives, fit_zlut_path, fit_models, tmp_path):
+    """method='fit': the models travel to the workers with the task context; the results are track()'s."""
+    from tests.conftest import TRACKED, assert_matches, track_in_memory
+
+    report = run_job(archives["tyx"], tmp_path / "fit.zarr", fit_zlut_path, client=client, method="fit")
+    assert report.complete and report.n_computed == -(-N_FRAMES // CHUNK_FRAMES)
+    got = xr.open_zarr(tmp_path / "fit.zarr").compute()
+    xr.testing.assert_identical(got, track(os.path.abspath(archives["tyx"]), fit_zlut_path, method="fit").compute())
+    assert got.attrs["method"] == "fit" and got.attrs["zlut_source"] == fit_zlut_path
+    assert_matches(got[list(TRACKED)], track_in_memory(archives["tyx"], fit_models, method="fit"))
+
+
 def test_stage_options_reach_the_tracking(client, archives, tmp_path):
     """pipeline= gives the results of track() with the same options, which differ from the defaults'."""
     pipeline = {"n auto_conv_multiline_sub_pixel": 0}

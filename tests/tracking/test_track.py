@@ -56,6 +56,28 @@ def test_per_bead_zlut_and_task_size_independence(archives, zlut, method):
     assert a.attrs["zlut_kind"] == "per-bead" and a.attrs["method"] == method
 
 
+def test_fit_method_tracks_to_the_truth_with_the_cores_numbers(client, archives, fit_models):
+    """method='fit' with per-bead models (from the calibration of the 'tyx' beads) and a shared one ('yxt')."""
+    import zarr
+
+    ds = track(archives["tyx"], fit_models, method="fit", frames_per_task=10)
+    assert ds.profiles.shape == (3, ds.sizes["frame"], ROI // 2)  # the schema's bins: radial_profile's
+    res = client.compute(ds[list(TRACKED)]).result()
+    assert res.attrs["method"] == "fit" and res.attrs["zlut_kind"] == "per-bead"
+    assert_matches(res, track_in_memory(archives["tyx"], fit_models, method="fit"))
+    assert (res.flags.values == 0).all()
+    g = zarr.open_group(archives["tyx"], mode="r")
+    assert np.abs(res.x.values - g["truth_x"][...]).max() < 0.02  # px; 0.003 px rms when written
+    assert np.abs(res.y.values - g["truth_y"][...]).max() < 0.02
+    # 1e4 photons per pixel give ~2 nm rms (the Cramer-Rao bound's order); a frame fitted to a
+    # wrong plane or a swapped bead's model would be off by far more than half a 50 nm step.
+    err = res.z.values - g["truth_z"][...]
+    assert np.sqrt(np.mean(err**2)) < 10 and np.abs(err).max() < 25, err
+    shared = track(archives["yxt"], fit_models[0], method="fit").compute()
+    assert shared.attrs["zlut_kind"] == "shared"
+    assert_matches(shared, track_in_memory(archives["yxt"], fit_models[0], method="fit"))
+
+
 def test_method_defaults_to_accurate_and_to_magtrack_with_stage_options(archives):
     assert track(archives["yxt"]).attrs["method"] == "accurate"
     assert track(archives["yxt"], pipeline={}).attrs["method"] == "magtrack"
