@@ -109,6 +109,8 @@ def test_damaged_shard_in_a_task_of_several_flags_its_frames_only(client, tmp_pa
     report = run_job(arch, out, client=client, frames_per_task=48)
     assert report.n_chunks == 2 and not report.complete
     assert list(job_status(out)["done"]) == [False, True]  # the task is retried on resume
+    # the damaged shard's frames are reported, not the whole task's
+    assert report.unreadable_frames == [(32, 47)] and job_status(out)["unreadable_frames"] == [[32, 47]]
     ds = xr.open_zarr(out, consolidated=False).compute()
     bad = np.zeros(80, dtype=bool)
     bad[32:48] = True
