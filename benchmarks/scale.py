@@ -173,7 +173,8 @@ def extrapolate(rows: list[dict]) -> list[dict]:
         task_frames = job_task_frames(REF_SHARD_FRAMES, REF_SHARD_FRAMES * REF_FRAME_BYTES, n_frames)
         n = -(-n_frames // task_frames)
         out.append({
-            "job": label, "shards": -(-n_frames // REF_SHARD_FRAMES), "shards_per_task": task_frames // REF_SHARD_FRAMES,
+            "job": label, "shards": -(-n_frames // REF_SHARD_FRAMES),
+            "shards_per_task": task_frames // REF_SHARD_FRAMES,
             "task_gb": task_frames * REF_FRAME_BYTES / 1e9, "tasks": n,
             "start_s": max(0.0, s_intercept + s_slope * n),
             "driver_cpu_h": (big["cpu_ms_per_task"] * 1e-3 * n) / 3600,
