@@ -19,14 +19,17 @@ ones are :mod:`synthetic_store` archives: a read-only store answers every shard 
 valid encoded shard of a small archive, so that a million-task archive needs no disk; the workers decode and
 track that shard every time.
 
-The last table extrapolates a full job on 1 TB and 100 TB of 64 px uint16 ROIs, 100 beads per frame (the
-default shard: 4096 ROIs = 40 frames, 32.8 MB a task) from the measured costs: driver time = job start + CPU
-per task x tasks; driver memory = a linear fit of peak memory against archive tasks; files = metadata +
-files per task x tasks.
+The measured jobs keep one shard per task (``frames_per_task=4``): the driver's cost per task is what is
+measured, and a task writes one file per results variable whatever its size. The last table extrapolates a
+full job on 1 TB and 100 TB of 64 px uint16 ROIs, 100 beads per frame (the default shard: 4096 ROIs = 40
+frames, 32.8 MB) at the job's default task size (:func:`magtrack_dask.jobs.prepare.job_task_frames`: 32
+such shards, ~1 GiB, a task) from the measured costs: driver time = job start + CPU per task x tasks; driver
+memory = a linear fit of peak memory against tasks; files = metadata + files per task x tasks.
 
     python benchmarks/scale.py                              # 1e3 1e4 1e5 1e6 tasks
     python benchmarks/scale.py --sizes 1000 10000           # quicker
     python benchmarks/scale.py --profile 100000             # cProfile of the driver at one size
+    python benchmarks/scale.py --rows rows.jsonl            # the tables again from saved rows
 """
 
 import os
@@ -46,9 +49,10 @@ import numpy as np  # noqa: E402
 
 TASK_FRAMES, ROI = 4, 16
 N_TRACKED = 1500
-#: The extrapolation's archive: 64 px uint16 ROIs, 100 beads, a default shard (4096 ROIs) a task.
+#: The extrapolation's archive: 64 px uint16 ROIs, 100 beads, default shards of 4096 ROIs.
 REF_BEADS, REF_ROI = 100, 64
-REF_TASK_BYTES = (4096 // REF_BEADS) * REF_BEADS * REF_ROI * REF_ROI * 2
+REF_FRAME_BYTES = REF_BEADS * REF_ROI * REF_ROI * 2
+REF_SHARD_FRAMES = 4096 // REF_BEADS
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 
@@ -115,7 +119,8 @@ def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool)
         _reset_peak_rss()
         t, c = time.perf_counter(), time.process_time()
         # the same results variables at every size (x_nm, y_nm, time): the synthetic archives carry both
-        job = prepare_job(source, out, pixel_size_nm=100.0, frame_rate_hz=1000.0)
+        # one shard per task at every size: the unit whose driver cost is measured
+        job = prepare_job(source, out, frames_per_task=TASK_FRAMES, pixel_size_nm=100.0, frame_rate_hz=1000.0)
         t_start, c_start = time.perf_counter() - t, time.process_time() - c
         files0 = _count_files(out)
         profiler = None
@@ -152,7 +157,10 @@ def measure(n_tasks: int, root: str, disk_max: int, workers: int, profile: bool)
 
 
 def extrapolate(rows: list[dict]) -> list[dict]:
-    """A full job on 1 TB and 100 TB of the reference archive, from the largest size's costs."""
+    """A full job on 1 TB and 100 TB of the reference archive at the job's default task size, from the
+    largest size's costs."""
+    from magtrack_dask.jobs.prepare import job_task_frames
+
     big = max(rows, key=lambda r: r["tasks"])
     sizes = np.array([r["tasks"] for r in rows], dtype=float)
     peaks = np.array([r["peak_mb"] for r in rows])
@@ -161,12 +169,16 @@ def extrapolate(rows: list[dict]) -> list[dict]:
     s_slope, s_intercept = np.polyfit(sizes, starts, 1) if len(rows) > 1 else (0.0, starts[0])
     out = []
     for label, nbytes in (("1 TB", 1e12), ("100 TB", 1e14)):
-        n = nbytes / REF_TASK_BYTES
+        n_frames = int(nbytes // REF_FRAME_BYTES)
+        task_frames = job_task_frames(REF_SHARD_FRAMES, REF_SHARD_FRAMES * REF_FRAME_BYTES, n_frames)
+        n = -(-n_frames // task_frames)
         out.append({
-            "job": label, "tasks": n,
+            "job": label, "shards": -(-n_frames // REF_SHARD_FRAMES),
+            "shards_per_task": task_frames // REF_SHARD_FRAMES,
+            "task_gb": task_frames * REF_FRAME_BYTES / 1e9, "tasks": n,
             "start_s": max(0.0, s_intercept + s_slope * n),
             "driver_cpu_h": (big["cpu_ms_per_task"] * 1e-3 * n) / 3600,
-            "driver_mb": max(intercept + slope * n, big["peak_mb"]),
+            "driver_mb": max(intercept + slope * n, min(peaks)),
             "files": big["metadata_files"] + big["files_per_task"] * n,
         })
     return out
@@ -195,10 +207,11 @@ def table(rows: list[dict], extra: list[dict]) -> str:
         if r is not small:
             lines.append(f"\n{r['tasks']:,} vs {small['tasks']:,} tasks: tracking throughput x"
                          f"{r['frames_per_s'] / small['frames_per_s']:.2f}")
-    lines += ["", "| extrapolated job | tasks | job start | driver CPU | driver memory | files written |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "| extrapolated job | archive shards | shards / task (input) | tasks | job start | driver CPU "
+              "| driver memory | files written |", "|---|---|---|---|---|---|---|---|"]
     for e in extra:
-        lines.append(f"| {e['job']} | {e['tasks']:,.0f} | {e['start_s']:.0f} s | {e['driver_cpu_h']:.2f} h "
+        lines.append(f"| {e['job']} | {e['shards']:,} | {e['shards_per_task']} ({e['task_gb']:.2f} GB) "
+                     f"| {e['tasks']:,.0f} | {e['start_s']:.0f} s | {e['driver_cpu_h']:.2f} h "
                      f"| {e['driver_mb']:,.0f} MB | {e['files']:,.0f} |")
     return "\n".join(lines)
 
@@ -210,8 +223,14 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--dir", help="working folder (default: a temporary folder, removed)")
     p.add_argument("--profile", type=float, metavar="TASKS", help="one size, with cProfile of the driver")
+    p.add_argument("--rows", metavar="FILE", help="print the tables of saved rows (one JSON object a line), no run")
     p.add_argument("--one", type=float, help=argparse.SUPPRESS)  # a child process: one size, JSON out
     args = p.parse_args(argv)
+    if args.rows:
+        with open(args.rows) as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        print(table(rows, extrapolate(rows)))
+        return 0
     root = args.dir or tempfile.mkdtemp(prefix="scale-")
     try:
         if args.one or args.profile:

@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--resume", action="store_true", help="finish an interrupted job (same inputs and parameters)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing results store")
     p.add_argument("--frames-per-task", type=_positive_int, metavar="N",
-                   help="frames per task, rounded up to whole archive chunks (default: one chunk)")
+                   help="frames per task, rounded up to whole archive shards (default: shards of ~1 GiB of "
+                   "frames, at least 64 tasks)")
     p.add_argument("--max-chunks", type=_positive_int, metavar="N",
                    help="stop after N chunks; finish later with --resume (fits batch time limits)")
     p.add_argument("--plots", metavar="DIR", help="also save PNG plots of the results to DIR")

@@ -33,7 +33,53 @@ from magtrack_dask.tracking.plan import TrackingPlan, plan_tracking
 from magtrack_dask.validation import InputError
 from magtrack_dask.zlut import load_zlut
 
-__all__ = ["prepare_job", "run_job"]
+__all__ = ["JOB_TASK_BYTES", "MIN_JOB_TASKS", "job_task_frames", "prepare_job", "run_job"]
+
+#: Input bytes (decoded frames) a job's task covers by default, in whole
+#: archive shards. Every task writes one file per results variable and costs
+#: the driver the same bookkeeping whatever its size, so bigger tasks mean
+#: fewer files and a lighter driver: at one 32 MiB shard per task a 100 TB
+#: archive would write ~2e7 results files, at 1 GiB ~7e5. A task still reads
+#: and tracks one shard at a time (:func:`~magtrack_dask.tracking.task.track_zarr_chunk`),
+#: so worker memory stays that of one shard.
+JOB_TASK_BYTES = 2**30
+
+#: Fewest tasks the default task size leaves a job with (when the archive has
+#: that many shards): enough for every worker of a sizeable cluster to get
+#: several, so that a small archive is not made into a handful of tasks that
+#: leave most workers idle.
+MIN_JOB_TASKS = 64
+
+
+def job_task_frames(unit_frames: int, unit_bytes: int, n_frames: int) -> int:
+    """A job's default frames per task: whole archive shards covering about :data:`JOB_TASK_BYTES`.
+
+    Parameters
+    ----------
+    unit_frames : int
+        Frames per archive shard (per chunk when unsharded).
+    unit_bytes : int
+        Decoded bytes of one such shard.
+    n_frames : int
+        Frames of the archive.
+
+    Returns
+    -------
+    int
+        ``k * unit_frames`` with ``k >= 1`` shards: at most :data:`JOB_TASK_BYTES`
+        of frames and at most ``n_shards // MIN_JOB_TASKS`` shards, so a job of
+        at least :data:`MIN_JOB_TASKS` shards keeps at least that many tasks.
+
+    Examples
+    --------
+    >>> job_task_frames(40, 32_768_000, 122_070_000)  # 100 TB: 100 beads of 64 px uint16, 32.8 MB shards
+    1280
+    >>> job_task_frames(16, 2**20, 45)  # 3 shards: one per task
+    16
+    """
+    n_units = -(-int(n_frames) // int(unit_frames))
+    k = min(JOB_TASK_BYTES // max(int(unit_bytes), 1), n_units // MIN_JOB_TASKS)
+    return int(unit_frames) * max(1, int(k))
 
 
 def _zlut_digest(zlut) -> str:
@@ -95,6 +141,28 @@ def _fingerprint(plan: TrackingPlan, zlut, pipeline: PipelineOptions, method: st
         "chunk_frames": plan.task_frames,
         "variables": sorted(results_names(plan) + tuple(coordinate_values(plan))),
     }
+
+
+def _default_task_frames(plan: TrackingPlan) -> int:
+    """:func:`job_task_frames` of a plan made with one archive shard (chunk) per task."""
+    frames = plan.source.frames
+    frame_bytes = frames.dtype.itemsize * int(np.prod(frames.shape)) // max(plan.n_frames, 1)
+    return job_task_frames(plan.task_frames, plan.task_frames * frame_bytes, plan.n_frames)
+
+
+def _stored_task_frames(out: str) -> int | None:
+    """The task size of the job already in ``out`` (None: no job's store there).
+
+    Kept when the caller gives none, so that a store made with another default
+    task size resumes instead of being refused.
+    """
+    if not os.path.exists(out):
+        return None
+    status = job_status(out)  # None for anything but a job's store: _reopen says what is wrong
+    if status is None or status["format"] != JOB_FORMAT:
+        return None
+    frames = status["fingerprint"].get("chunk_frames")
+    return int(frames) if isinstance(frames, int) and frames > 0 else None
 
 
 def _reopen(out: str, fingerprint: dict, resume: bool) -> JobRecord:
@@ -167,9 +235,17 @@ def prepare_job(
         Stage options of the tracking pipeline (a dict uses the reference's
         keys, see :meth:`PipelineOptions.from_stage_options`); default the
         plain :func:`magtrack_dask.stack_to_xyzp`.
-    device, frames_per_task, rois, layout, pixel_size_nm, frame_rate_hz, edge_margin_px, min_symmetry
-        As :func:`magtrack_dask.tracking.track` takes them (``frames_per_task``
-        is rounded to whole archive chunks).
+    frames_per_task : int, optional
+        Frames per task, rounded up to whole archive shards (chunks when
+        unsharded). Default: whole shards covering about
+        :data:`JOB_TASK_BYTES` of frames, but at least :data:`MIN_JOB_TASKS`
+        tasks (:func:`job_task_frames`); a resume without it keeps the task
+        size of the job already in ``out``. Unlike :func:`~magtrack_dask.tracking.track`,
+        whose default is one shard per task: a job's task writes one file
+        per results variable, so fewer, bigger tasks write fewer files. A
+        task reads one shard at a time whatever its size.
+    device, rois, layout, pixel_size_nm, frame_rate_hz, edge_margin_px, min_symmetry
+        As :func:`magtrack_dask.tracking.track` takes them.
     method : {'accurate', 'magtrack', 'fit'}, optional
         As :func:`magtrack_dask.tracking.track`: default 'accurate', or
         'magtrack' when ``pipeline`` is given. Part of the job's fingerprint:
@@ -192,10 +268,17 @@ def prepare_job(
     try:
         method = resolve_method(method, pipeline)
         pipeline = PipelineOptions.coerce(pipeline)
-        plan = plan_tracking(archive, zlut, rois=rois, layout=layout, device=device, frames_per_task=frames_per_task,
-                             pixel_size_nm=pixel_size_nm, frame_rate_hz=frame_rate_hz,
-                             edge_margin_px=edge_margin_px, min_symmetry=min_symmetry, pipeline=pipeline,
-                             method=method)
+        options = dict(rois=rois, layout=layout, device=device, pixel_size_nm=pixel_size_nm,
+                       frame_rate_hz=frame_rate_hz, edge_margin_px=edge_margin_px, min_symmetry=min_symmetry,
+                       pipeline=pipeline, method=method)
+        if frames_per_task is None:
+            frames_per_task = None if overwrite else _stored_task_frames(out)
+        plan = plan_tracking(archive, zlut, frames_per_task=frames_per_task, **options)
+        if plan.source.frames is not None and frames_per_task is None:
+            # planned one shard per task: now at the job's default size
+            task_frames = _default_task_frames(plan)
+            if task_frames != plan.task_frames:
+                plan = plan_tracking(archive, zlut, frames_per_task=task_frames, **options)
         fingerprint = _fingerprint(plan, zlut, pipeline, method)
     except (InputError, FileNotFoundError) as err:  # bad input only: a bug keeps its own type
         raise JobError(f"cannot track {archive}: {err}") from err

@@ -9,7 +9,9 @@ The record is the subgroup ``_job`` of the results store (xarray ignores it):
     ``n_chunks``, ``complete``; ``sums`` (the per-bead counts and exact sums of
     the finished chunks, :class:`~magtrack_dask.jobs.summary.BeadSums`),
     ``unreadable`` (the same per chunk whose input could not be read when last
-    tried), ``unreadable_frames`` (``[first, last]`` frames of those chunks),
+    tried), ``unreadable_runs`` (per such chunk, ``[first, last]`` of each run
+    of its unreadable frames, when its task reported them), ``unreadable_frames``
+    (those runs of every such chunk, in order),
     ``summary`` (the per-bead quality summary made from both) and
     ``pending_done`` (chunks whose sums are saved, marked done next).
 ``_job/done``
@@ -76,6 +78,9 @@ class JobRecord:
         attrs = dict(group.attrs)
         self.sums = None if attrs.get("sums") is None else BeadSums.from_json(attrs["sums"])
         self.unreadable = {int(k): BeadSums.from_json(v) for k, v in (attrs.get("unreadable") or {}).items()}
+        # the unreadable frames of each such chunk; a record without them (older) has the chunk's bounds
+        self._unreadable_runs = {int(k): [list(r) for r in v]
+                                 for k, v in (attrs.get("unreadable_runs") or {}).items()}
 
     @classmethod
     def create(cls, root: zarr.Group, fingerprint: dict, n_chunks: int, n_beads: int | None = None) -> JobRecord:
@@ -84,7 +89,7 @@ class JobRecord:
         group = root.create_group(JOB_GROUP, attributes={
             "magtrack_dask_job": JOB_FORMAT, "fingerprint": fingerprint, "n_chunks": n_chunks, "complete": False,
             "sums": None if n_beads is None else BeadSums.zeros(n_beads).to_json(), "unreadable": {},
-            "unreadable_frames": [], "summary": None, "pending_done": [],
+            "unreadable_runs": {}, "unreadable_frames": [], "summary": None, "pending_done": [],
         })
         group.create_array(_DONE, shape=(n_chunks,), dtype="uint8", chunks=(min(n_chunks, 65536),), fill_value=0,
                            dimension_names=("chunk",))
@@ -138,22 +143,32 @@ class JobRecord:
         return {i for i in self.unreadable if not self.done[i]}
 
     def save(self, finished: dict[int, BeadSums], unreadable: dict[int, BeadSums], bounds: np.ndarray,
-             stuck_std_px: float = STUCK_STD_PX) -> None:
+             stuck_std_px: float = STUCK_STD_PX, frames: dict | None = None) -> None:
         """Fold the sums of newly ``finished`` and ``unreadable`` chunks into the record, then mark the finished done.
 
-        ``bounds`` holds the first frame of each chunk, then the frame count.
+        ``bounds`` holds the first frame of each chunk, then the frame count;
+        ``frames`` the ``(first, last)`` runs of unreadable frames of some of
+        the ``unreadable`` chunks (the others count as unreadable throughout).
         """
         for i, sums in finished.items():
             self.sums = sums if self.sums is None else self.sums.add(sums)
             self.unreadable.pop(i, None)
+            self._unreadable_runs.pop(i, None)
         self.unreadable.update(unreadable)
+        for i in unreadable:
+            runs = (frames or {}).get(i)
+            self._unreadable_runs[i] = [[int(bounds[i]), int(bounds[i + 1]) - 1]] if not runs else \
+                [[int(a), int(b)] for a, b in runs]
         total = self.sums
         for i in sorted(self.unreadable):  # written as NaN + flag 16: counted too
             total = self.unreadable[i] if total is None else total.add(self.unreadable[i])
         self.group.attrs.update({
             "sums": None if self.sums is None else self.sums.to_json(),
             "unreadable": {str(i): self.unreadable[i].to_json() for i in sorted(self.unreadable)},
-            "unreadable_frames": [[int(bounds[i]), int(bounds[i + 1]) - 1] for i in sorted(self.unreadable)],
+            "unreadable_runs": {str(i): self._unreadable_runs[i] for i in sorted(self.unreadable)
+                                if i in self._unreadable_runs},
+            "unreadable_frames": [run for i in sorted(self.unreadable)
+                                  for run in self._unreadable_runs.get(i, [[int(bounds[i]), int(bounds[i + 1]) - 1]])],
             "summary": None if total is None else total.summary(stuck_std_px),
             "pending_done": sorted(finished),
         })
@@ -186,8 +201,8 @@ def job_status(out) -> dict[str, Any] | None:
     -------
     dict or None
         ``fingerprint``, ``n_chunks``, ``n_done``, ``done`` (bool array),
-        ``complete``, ``unreadable_frames`` (``[first, last]`` frames of the
-        chunks whose input was unreadable when last tried), ``summary`` (the
+        ``complete``, ``unreadable_frames`` (``[first, last]`` of each run of
+        frames whose input was unreadable when last tried), ``summary`` (the
         per-bead counts of :func:`~magtrack_dask.jobs.summarize_results`, or
         None), ``format`` (the record's format version); None when ``out``
         holds no job record.

@@ -361,18 +361,18 @@ class _Bookkeeper:
 
     def save(self, live: list[int], final: bool = False) -> None:
         record = self._job.record
-        finished, unreadable = {}, {}
+        finished, unreadable, frames = {}, {}, {}
         if self._returned:
             # the small results in one gather, not one by one
             results = self._client.gather([f for _, f in self._returned])
             for (i, _), r in zip(self._returned, results):
                 if r.n_unreadable:  # written as NaN + flag 16; not done, so a resume retries it
-                    unreadable[i] = r.sums
+                    unreadable[i], frames[i] = r.sums, r.unreadable_frames
                 else:  # the task returned: the chunk's data is on disk
                     finished[i] = r.sums
             self._returned.clear()
         if finished or unreadable:
-            record.save(finished, unreadable, self._job.bounds, self._stuck)
+            record.save(finished, unreadable, self._job.bounds, self._stuck, frames=frames)
         if final:
             record.clear_pending()
             record.set_in_flight(live)

@@ -72,12 +72,16 @@ class TaskResult:
         Frames whose input could not be read (flag 16): the task is then not done.
     sums : BeadSums
         The per-bead counts and sums of its frames.
+    unreadable_frames : tuple of (int, int)
+        ``(first, last)`` of each run of those frames: a task of many shards
+        reports its damaged shards, not its whole range.
     """
 
     start: int
     stop: int
     n_unreadable: int
     sums: BeadSums
+    unreadable_frames: tuple = ()
 
 
 def run_task(ctx: TaskContext, start: int, stop: int) -> TaskResult:
@@ -110,5 +114,7 @@ def run_task(ctx: TaskContext, start: int, stop: int) -> TaskResult:
     offsets = ctx.spec.offsets
     # ROI-relative positions: small numbers, so the sums of squares keep their digits.
     sums = BeadSums.of(fields["x"] - offsets[:, 2:3], fields["y"] - offsets[:, 0:1], flags)
-    unreadable = int(((flags & int(Flag.INPUT_UNREADABLE)) != 0).any(axis=0).sum())
-    return TaskResult(start, stop, unreadable, sums)
+    bad = ((flags & int(Flag.INPUT_UNREADABLE)) != 0).any(axis=0)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], bad.astype(np.int8), [0]])))  # run starts, stops
+    runs = tuple((start + int(a), start + int(b) - 1) for a, b in zip(edges[::2], edges[1::2]))
+    return TaskResult(start, stop, int(bad.sum()), sums, runs)

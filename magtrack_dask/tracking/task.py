@@ -287,14 +287,47 @@ def track_zarr_chunk(frame_numbers: np.ndarray, zlut, *, frames: zarr.Array, fra
                      spec: ChunkSpec) -> np.ndarray:
     """Read frames ``frame_numbers[0] .. frame_numbers[-1]`` of a Zarr array and track them.
 
-    Reading inside the task decodes each chunk where it is tracked, once, and
-    never holds it in worker memory between tasks. A chunk that cannot be read
-    or decoded (:data:`READ_ERRORS`) gives NaN results with flag 16 instead of
-    failing the task: the other chunks of a job go on, and the job reports
-    these frames as unreadable.
+    The range is read and tracked one stored shard (or, unsharded, one
+    chunk) at a time, so a task spanning many shards holds one shard's frames
+    at a time; only the small results of the range are kept whole. Reading
+    inside the task decodes each shard where it is tracked, once, and never
+    holds it in worker memory between tasks. A shard that cannot be read or
+    decoded (:data:`READ_ERRORS`) gives NaN results with flag 16 for its
+    frames only, instead of failing the task: the other shards of the task
+    and the other tasks of a job go on, and the job reports these frames as
+    unreadable.
+
+    Parameters
+    ----------
+    frame_numbers : ndarray of int
+        The first and the last frame of the range (only those two are used).
+    zlut : float64 ndarray or None
+        As :func:`track_chunk` takes it.
+    frames : zarr.Array
+        The archive's image array, chunked along ``frame_axis`` only.
+    frame_axis : int
+    spec : ChunkSpec
+
+    Returns
+    -------
+    out : (n_beads, n_frames, 4 + n_bins) float64 ndarray
+        As :func:`track_chunk` returns it, for the whole range.
     """
     _tune_worker()  # before the read: it sets Blosc's threads
     start, stop = int(frame_numbers[0]), int(frame_numbers[-1]) + 1
+    unit = int((frames.shards or frames.chunks)[frame_axis])
+    cuts = [start, *range(start - start % unit + unit, stop, unit), stop]
+    if len(cuts) == 2:  # one shard: its results are the range's, no copy
+        return _track_stored(frames, start, stop, frame_axis, zlut, spec)
+    out = np.empty((len(spec.offsets), stop - start, N_FIELDS + spec.n_bins), dtype=np.float64)
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        out[:, a - start : b - start] = _track_stored(frames, a, b, frame_axis, zlut, spec)
+    return out
+
+
+def _track_stored(frames: zarr.Array, start: int, stop: int, frame_axis: int, zlut: np.ndarray | None,
+                  spec: ChunkSpec) -> np.ndarray:
+    """Read frames ``start .. stop - 1`` (within one stored shard or chunk) and track them; unreadable: NaN, flag 16."""
     try:
         # read_frames names the chunk when its decoded size disagrees with the metadata
         block = read_frames(frames, start, stop, frame_axis)

@@ -35,7 +35,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="module")
 def many_chunks(tmp_path_factory):
-    """An archive of 150 shards (tasks) of 2 frames: a few seconds of work, to kill a job part-way."""
+    """An archive of 150 shards (tasks, at ``frames_per_task=2``) of 2 frames: a few seconds of work, to kill a
+    job part-way (a job's default task size would make 75 tasks of 2 shards)."""
     path = str(tmp_path_factory.mktemp("many") / "archive.zarr")
     write_simulated_archive(path, 300, 3, roi=ROI, shard_frames=2, photons=1e4, seed=3, z_range_nm=Z_RANGE_NM,
                             pixel_size_nm=100.0, frame_rate_hz=50.0)
@@ -45,7 +46,7 @@ def many_chunks(tmp_path_factory):
 @pytest.fixture(scope="module")
 def uninterrupted(client, many_chunks, tmp_path_factory):
     out = tmp_path_factory.mktemp("ref") / "uninterrupted.zarr"
-    run_job(many_chunks, out, client=client)
+    run_job(many_chunks, out, client=client, frames_per_task=2)
     return store_bytes(out)
 
 
@@ -91,7 +92,7 @@ def test_killed_worker_job_finishes_with_identical_bytes(client, many_chunks, un
             os.kill(victim, signal.SIGKILL)  # the worker process, not its nanny: no clean shutdown
             killed_at.append(done)
 
-    report = run_job(many_chunks, tmp_path / "r.zarr", client=client, progress=progress)
+    report = run_job(many_chunks, tmp_path / "r.zarr", client=client, progress=progress, frames_per_task=2)
     assert killed_at and killed_at[0] < report.n_chunks - 20, "the worker was not killed part-way"
     assert report.complete and report.n_computed == report.n_chunks == 150
     client.wait_for_workers(2, timeout=60)  # the nanny starts a new worker process
@@ -121,7 +122,7 @@ def test_results_lost_with_their_workers_are_computed_again(client, many_chunks,
             while set(client.run_on_scheduler(lambda dask_scheduler: list(dask_scheduler.workers))) & set(old):
                 time.sleep(0.01)
 
-    report = run_job(many_chunks, tmp_path / "r.zarr", client=client, progress=progress)
+    report = run_job(many_chunks, tmp_path / "r.zarr", client=client, progress=progress, frames_per_task=2)
     assert lost and lost[0] > 0, "no finished result was lost"
     assert report.complete and report.n_computed == report.n_chunks == 150
     client.wait_for_workers(2, timeout=60)  # the nannies start new worker processes
@@ -132,7 +133,8 @@ def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrup
     out = str(tmp_path / "killed.zarr")
     proc = subprocess.Popen(
         [sys.executable, "-m", "magtrack_dask.cli", "track", many_chunks, "--out", out, "--workers", "1",
-         "--no-progress"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+         "--no-progress", "--frames-per-task", "2"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     done = 0
     try:
         deadline = time.monotonic() + 90
@@ -154,7 +156,7 @@ def test_killed_job_resumes_with_identical_bytes(client, many_chunks, uninterrup
     n_done = status["n_done"]
     before = snapshot(out)
 
-    # rerun on the module's cluster: only the unfinished chunks are computed
+    # rerun on the module's cluster: only the unfinished chunks are computed (at the store's task size)
     res = cli("track", many_chunks, "--out", out, "--resume", "--no-progress",
               "--scheduler", client.scheduler.address)
     assert res.returncode == 0, res.stderr

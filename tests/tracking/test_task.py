@@ -105,3 +105,36 @@ def test_flags(archives, zlut):
     assert not ((g & Flag.NEAR_ROI_EDGE) > 0).any()  # beads sit within 1.5 px of the centre
     assert ((h & Flag.NEAR_ROI_EDGE) > 0).all()
     assert not (g & Flag.XY_NOT_FOUND).any()
+
+
+@pytest.mark.parametrize("chunking", [{"chunk_frames": 2, "shard_frames": 6}, {"chunk_frames": 6, "shard_frames": 0}],
+                         ids=["sharded", "unsharded"])
+def test_a_range_of_several_shards_is_read_one_shard_at_a_time(tmp_path, monkeypatch, chunking):
+    """A job's task spans many shards but holds one shard's frames at a time: each read is within one
+    stored shard (chunk when unsharded), and the results are those of tracking each shard alone."""
+    from magtrack_dask.sim.archives import write_simulated_archive
+    from magtrack_dask.tracking import task as task_module
+    from magtrack_dask.tracking.plan import plan_tracking
+    from magtrack_dask.tracking.task import track_zarr_chunk
+
+    from tests.conftest import Z_RANGE_NM
+
+    path = str(tmp_path / "a.zarr")
+    write_simulated_archive(path, 24, 1, roi=ROI, photons=1e4, seed=2, z_range_nm=Z_RANGE_NM, **chunking)
+    plan = plan_tracking(path, method="magtrack")
+    frames, axis = plan.source.frames, plan.source.layout.frame_axis
+    reads = []
+    real = task_module.read_frames
+
+    def counting(arr, start, stop, ax):
+        reads.append((start, stop))
+        return real(arr, start, stop, ax)
+
+    monkeypatch.setattr(task_module, "read_frames", counting)
+    got = track_zarr_chunk(np.array([4, 20]), None, frames=frames, frame_axis=axis, spec=plan.spec)  # 4 .. 20
+    assert reads == [(4, 6), (6, 12), (12, 18), (18, 21)]
+    assert got.shape == (1, 17, 4 + plan.spec.n_bins)
+    pieces = [track_zarr_chunk(np.array([a, b - 1]), None, frames=frames, frame_axis=axis, spec=plan.spec)
+              for a, b in list(reads)]
+    np.testing.assert_array_equal(got, np.concatenate(pieces, axis=1))
+    assert np.isfinite(got[..., 0]).all()
