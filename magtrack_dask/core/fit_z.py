@@ -181,7 +181,6 @@ def _match(xp, profiles, table: _Table):
 def _newton(xp, p, best, table: _Table):
     """Newton steps on ``log s`` over the steps either side of each best plane."""
     n_ref = len(table.z)
-    rows = xp.arange(p.shape[0])
     # the two steps around the best plane (one at the ends): polynomials per image
     first = xp.clip(best - 1, 0, n_ref - 2)
     last = xp.clip(best, 0, n_ref - 2)
