@@ -155,20 +155,18 @@ class JobRecord:
             self.unreadable.pop(i, None)
             self._unreadable_runs.pop(i, None)
         self.unreadable.update(unreadable)
-        for i in unreadable:
-            runs = (frames or {}).get(i)
-            self._unreadable_runs[i] = [[int(bounds[i]), int(bounds[i + 1]) - 1]] if not runs else \
-                [[int(a), int(b)] for a, b in runs]
+        for i in self.unreadable:  # a chunk's runs: as its task reported them, else the whole chunk
+            runs = (frames or {}).get(i) if i in unreadable else self._unreadable_runs.get(i)
+            self._unreadable_runs[i] = [[int(a), int(b)] for a, b in runs] if runs else \
+                [[int(bounds[i]), int(bounds[i + 1]) - 1]]
         total = self.sums
         for i in sorted(self.unreadable):  # written as NaN + flag 16: counted too
             total = self.unreadable[i] if total is None else total.add(self.unreadable[i])
         self.group.attrs.update({
             "sums": None if self.sums is None else self.sums.to_json(),
             "unreadable": {str(i): self.unreadable[i].to_json() for i in sorted(self.unreadable)},
-            "unreadable_runs": {str(i): self._unreadable_runs[i] for i in sorted(self.unreadable)
-                                if i in self._unreadable_runs},
-            "unreadable_frames": [run for i in sorted(self.unreadable)
-                                  for run in self._unreadable_runs.get(i, [[int(bounds[i]), int(bounds[i + 1]) - 1]])],
+            "unreadable_runs": {str(i): self._unreadable_runs[i] for i in sorted(self.unreadable)},
+            "unreadable_frames": [run for i in sorted(self.unreadable) for run in self._unreadable_runs[i]],
             "summary": None if total is None else total.summary(stuck_std_px),
             "pending_done": sorted(finished),
         })
